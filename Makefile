@@ -1,0 +1,34 @@
+# Set-up and main commands. `make demo` and `make test` work on a fresh clone: they create
+# .venv and install the four distributions (editable) with their dependencies on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nextgpt-installed
+PIP := $(BIN)/python -m pip
+PACKAGES := core/pyproject.toml plugins/image/pyproject.toml plugins/audio/pyproject.toml plugins/video/pyproject.toml
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# torch and torchvision first, as their own step (pinned builds; see README "Install").
+# ImageBind's model code comes without its declared extras, which do not install.
+$(STAMP): $(PACKAGES) Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e "core[imagebind,train,dev]" -e plugins/image -e plugins/audio -e plugins/video
+	$(PIP) install -q --no-deps imagebind-unofficial==0.1.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nextgpt demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) outputs

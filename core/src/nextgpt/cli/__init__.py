@@ -1,0 +1,53 @@
+"""The ``nextgpt`` command line. Each sub-command lives in its own module of this package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from nextgpt.errors import NextGPTError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Command]]]:
+    """(name, help, add_arguments) for each sub-command; imports stay lazy."""
+    from nextgpt.cli import plugins_cmd
+
+    commands = [("plugins", "list installed plugins, their modalities, tokens and backends", plugins_cmd.add)]
+    try:
+        from nextgpt.cli import chat_cmd, demo_cmd
+    except ImportError:  # the model modules are optional until they exist
+        return commands
+    commands += [
+        ("chat", "talk to a model; text and media in, text and media out", chat_cmd.add),
+        ("demo", "an offline scripted any-to-any conversation with the tiny preset", demo_cmd.add),
+    ]
+    return commands
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = argparse.ArgumentParser(prog="nextgpt", description="any-to-any multimodal LLM toolkit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    handlers: dict[str, Command] = {}
+    for name, help_text, add in _commands():
+        handlers[name] = add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return handlers[args.command](args)
+    except NextGPTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

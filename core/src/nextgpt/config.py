@@ -1,0 +1,153 @@
+"""Pydantic configuration models shared by core and the plugins.
+
+Every model forbids unknown fields, so a typo is an error that names the field, not a silent
+default. `validate_model` turns pydantic's errors into a `ConfigError` listing, for each problem,
+the dotted field, the value given and the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nextgpt.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def validate_model(model: type[M], raw: Any, where: str = "") -> M:
+    """Validate ``raw`` with ``model``; raise `ConfigError` naming field, value and reason."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+
+
+def format_validation_error(exc: ValidationError, where: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in (where, *err["loc"]) if part != "")
+        value = err.get("input")
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"{field or '<root>'}: {err['msg']} (got {shown})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+class DecodeOptions(StrictModel):
+    """Per-call generation settings for a decoder. ``None`` means the decoder's default."""
+
+    steps: int | None = Field(default=None, gt=0)
+    guidance: float | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, gt=0)
+    width: int | None = Field(default=None, gt=0)
+    num_frames: int | None = Field(default=None, gt=0)
+    seconds: float | None = Field(default=None, gt=0)
+    seed: int | None = None
+
+    def merged_over(self, defaults: DecodeOptions) -> DecodeOptions:
+        """These options, with unset fields taken from ``defaults``."""
+        values = defaults.model_dump()
+        values.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return DecodeOptions(**values)
+
+
+class EncoderSettings(StrictModel):
+    """Which encoder backend a modality uses and where its weights come from."""
+
+    backend: str
+    source: str = "tiny"
+    """``"tiny"`` (random tiny weights), a local path, or a hub id / URL."""
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DecoderSettings(StrictModel):
+    """Which decoder backend a modality uses and where its pipeline comes from."""
+
+    backend: str
+    source: str = "tiny"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class InputProjectorConfig(StrictModel):
+    """``linear`` gives one LLM token per input (as released); ``mlp`` gives ``num_tokens``."""
+
+    kind: Literal["linear", "mlp"] = "linear"
+    num_tokens: int = Field(default=1, gt=0)
+    hidden_dim: int | None = Field(default=None, gt=0)
+
+
+class OutputProjectorConfig(StrictModel):
+    """The GILL-style query transformer of NExT-GPT, or a plain linear map."""
+
+    kind: Literal["query_transformer", "linear"] = "query_transformer"
+    d_model: int = Field(default=512, gt=0)
+    num_heads: int = Field(default=4, gt=0)
+    num_encoder_layers: int = Field(default=4, ge=0)
+    num_decoder_layers: int = Field(default=4, ge=1)
+    dim_feedforward: int = Field(default=2048, gt=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    add_token_embeddings: bool = True
+    """Add the signal tokens' input embeddings to their hidden states (as released)."""
+
+
+class ModalityConfig(StrictModel):
+    """A modality's settings. Each plugin subclasses it to set its own defaults."""
+
+    encoder: EncoderSettings
+    decoder: DecoderSettings | None = None
+    """``None`` makes the modality input-only."""
+    input_projector: InputProjectorConfig = Field(default_factory=InputProjectorConfig)
+    output_projector: OutputProjectorConfig = Field(default_factory=OutputProjectorConfig)
+    signal_tokens: int | None = Field(default=None, gt=0)
+    """Override the plugin's default number of signal tokens."""
+    decode: DecodeOptions = Field(default_factory=DecodeOptions)
+    """Default decoding settings; each call can override them."""
+    loss_weight: float = Field(default=1.0, ge=0)
+    """Weight of this modality's alignment loss in training."""
+
+
+class LoraSettings(StrictModel):
+    """LoRA adapters on the LLM, through peft."""
+
+    r: int = Field(default=32, gt=0)
+    alpha: int = Field(default=32, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class LLMConfig(StrictModel):
+    """The language model and how its vocabulary is extended."""
+
+    source: str = "tiny"
+    """``"tiny"``, a local folder or a hub id of a Hugging Face causal LM with its tokenizer."""
+    template: str = "vicuna_v0"
+    lora: LoraSettings | None = None
+    train_embeddings: Literal["new_rows", "full"] = "new_rows"
+    """``new_rows``: only the signal-token rows of the embedding and lm_head train (a gradient
+    mask); ``full``: the whole embedding and lm_head train, as the released checkpoint did."""
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    max_new_tokens: int = Field(default=128, gt=0)
+    temperature: float = Field(default=0.0, ge=0)
+    """0 means greedy decoding."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+
+
+class NextGPTConfig(StrictModel):
+    """The whole system: the LLM plus one entry per enabled modality.
+
+    ``modalities`` maps a modality name to its raw settings; each is validated with the
+    config model of the plugin that provides the modality (`ModalitySpec.config_model`).
+    """
+
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    modalities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seed: int = 13

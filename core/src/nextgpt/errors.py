@@ -1,0 +1,52 @@
+"""Exceptions raised by nextgpt. Each message names the file, field or plugin at fault."""
+
+from __future__ import annotations
+
+
+class NextGPTError(Exception):
+    """Base class of every error nextgpt raises on purpose."""
+
+
+class ConfigError(NextGPTError, ValueError):
+    """A configuration value is invalid; the message names the field, the value and the reason."""
+
+
+class MediaError(NextGPTError, ValueError):
+    """A media file is missing, empty, truncated or not what its name says."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class UnknownModalityError(NextGPTError, KeyError):
+    """A modality (or placeholder) was asked for that no installed plugin provides."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginError(NextGPTError):
+    """Base class of plugin problems."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin failed to import or to register; other plugins still load."""
+
+    def __init__(self, plugin: str, distribution: str | None, cause: BaseException) -> None:
+        where = f"plugin {plugin!r}" + (f" (distribution {distribution})" if distribution else "")
+        super().__init__(f"{where} failed to load: {type(cause).__name__}: {cause}")
+        self.plugin = plugin
+        self.distribution = distribution
+        self.cause = cause
+
+
+class PluginConflictError(PluginError):
+    """Two plugins claim the same modality, backend name, signal token or entry-point name."""
+
+    def __init__(self, what: str, first: str, second: str) -> None:
+        super().__init__(f"{what} is claimed by both {first} and {second}")
+        self.what = what
+        self.first = first
+        self.second = second

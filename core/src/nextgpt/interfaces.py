@@ -1,0 +1,231 @@
+"""The component interfaces a modality plugs into, and `ModalitySpec`, which binds them.
+
+Data flow for one modality (see DESIGN.md)::
+
+    file --ModalitySpec.load--> media --Encoder.preprocess/forward--> [B, n, d_enc]
+         --InputProjector--> [B, k, d_llm] --(LLM)--> hidden states at the signal tokens
+         --OutputProjector--> [B, Q, d_cond] --Decoder.generate--> media --ModalitySpec.save--> file
+
+Core only ever talks to a modality through these classes; anything that differs between
+image, audio, video or a third-party modality lives in the plugin that implements them.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+from nextgpt.config import DecodeOptions, ModalityConfig
+from nextgpt.errors import ConfigError
+
+
+class Licence(BaseModel):
+    """The licence a component (weights or code) is released under."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    """SPDX-like short name, e.g. ``CC-BY-NC-4.0``."""
+    commercial_use: bool
+    """Whether the licence allows commercial use."""
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}{'' if self.commercial_use else ' (non-commercial)'}"
+
+
+class SignalTokenSpec(BaseModel):
+    """The signal tokens an LLM emits to ask for a modality, and the placeholder for its inputs.
+
+    ``SignalTokenSpec(modality="image", prefix="IMG", count=4, placeholder="<image>")`` gives the
+    tokens ``[IMG0]`` .. ``[IMG3]``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    modality: str
+    prefix: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    count: int = Field(gt=0)
+    placeholder: str
+
+    @property
+    def tokens(self) -> list[str]:
+        """The token strings, in order."""
+        return [f"[{self.prefix}{i}]" for i in range(self.count)]
+
+    def with_count(self, count: int) -> SignalTokenSpec:
+        """The same spec with another number of tokens (a config may override the default)."""
+        return self.model_copy(update={"count": count})
+
+    def resolve_ids(self, tokenizer: Any) -> list[int]:
+        """Ids of the tokens in ``tokenizer``; each must be a single, known token."""
+        ids: list[int] = []
+        unk = getattr(tokenizer, "unk_token_id", None)
+        for token in self.tokens:
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id is None or (unk is not None and token_id == unk):
+                raise ConfigError(
+                    f"signal token {token!r} of modality {self.modality!r} is not in the tokenizer; "
+                    "add it with nextgpt.llm.add_signal_tokens"
+                )
+            ids.append(int(token_id))
+        return ids
+
+    def pattern(self) -> re.Pattern[str]:
+        """A regex matching any of this modality's signal tokens."""
+        return re.compile(r"\[" + re.escape(self.prefix) + r"(\d+)\]")
+
+
+class Encoder(nn.Module, ABC):
+    """A frozen media encoder for one modality.
+
+    Heavy backbones (ImageBind is 1.2B parameters) are shared between the modalities that use
+    them: an encoder is a light view onto a backbone taken from `nextgpt.shared.SharedModels`.
+    """
+
+    dim: int
+    """Width of the features ``forward`` returns."""
+    licence: Licence
+    identity: str
+    """A string naming the backbone and its weights; caches of features are keyed by it."""
+
+    @abstractmethod
+    def preprocess(self, media: Any) -> torch.Tensor:
+        """Turn one loaded media item into a tensor; items are stacked into a batch."""
+
+    @abstractmethod
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Encode a preprocessed batch to features of shape ``[B, n, dim]``."""
+
+
+class InputProjector(nn.Module, ABC):
+    """Trainable map from encoder features ``[B, n, d_enc]`` to LLM embeddings ``[B, k, d_llm]``."""
+
+    num_tokens: int
+    """``k``: how many LLM positions one media input occupies."""
+
+    @abstractmethod
+    def forward(self, features: torch.Tensor) -> torch.Tensor: ...
+
+
+class OutputProjector(nn.Module, ABC):
+    """Trainable map from signal-token states ``[B, n_sig, d_llm]`` to a decoder condition."""
+
+    condition_shape: tuple[int, int]
+    """``(Q, d_cond)`` of the condition it produces."""
+
+    @abstractmethod
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[B, n_sig, d_llm] -> [B, Q, d_cond]``."""
+
+
+class Decoder(ABC):
+    """A frozen generator (a diffusers pipeline) conditioned on an embedding, never on text.
+
+    Implementations load their weights lazily on first use and keep them; the negative
+    (empty-prompt) condition is computed once.
+    """
+
+    licence: Licence
+    identity: str
+    """A string naming the pipeline and its weights; caches of caption embeddings are keyed by it."""
+
+    @property
+    @abstractmethod
+    def condition_shape(self) -> tuple[int, int]:
+        """``(Q, d_cond)`` of the condition ``generate`` takes (e.g. ``(77, 768)`` for SD-1.5)."""
+
+    @abstractmethod
+    def condition_from_text(self, captions: Sequence[str]) -> torch.Tensor:
+        """Embed captions with the decoder's own text encoder: ``[B, Q, d_cond]``.
+
+        This is what a pipeline would feed its denoiser for the caption, and the stage-2 target.
+        """
+
+    @abstractmethod
+    def negative_condition(self) -> torch.Tensor:
+        """The unconditional (empty prompt) condition ``[1, Q, d_cond]``, computed once."""
+
+    @abstractmethod
+    def generate(self, condition: torch.Tensor, options: DecodeOptions) -> list[Any]:
+        """Generate one media item per condition row of ``[B, Q, d_cond]``."""
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Decoder:
+        """Move the decoder (if loaded) and any later loads to ``device`` / ``dtype``."""
+        return self
+
+
+class EncoderBackend(BaseModel):
+    """A way to build an `Encoder` for one modality, registered by a plugin."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    modality: str
+    licence: Licence
+    build: Callable[..., Encoder]
+    """``build(source: str, shared: SharedModels, **options) -> Encoder``; ``source`` is
+    ``"tiny"`` (random tiny weights, for tests), a local path, or a hub id / URL."""
+
+
+class DecoderBackend(BaseModel):
+    """A way to build a `Decoder` for one modality, registered by a plugin."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    modality: str
+    licence: Licence
+    build: Callable[..., Decoder]
+    """``build(source: str, **options) -> Decoder``; ``source`` as for `EncoderBackend`."""
+
+
+class ModalitySpec(BaseModel):
+    """Everything core needs to know about a modality, registered by its plugin.
+
+    ``config_model`` is the plugin's subclass of `nextgpt.config.ModalityConfig` (pydantic,
+    ``extra="forbid"``) holding its defaults: which encoder and decoder backend, how many
+    input tokens, the decoding defaults.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    signal_tokens: SignalTokenSpec
+    config_model: type[ModalityConfig]
+    extensions: tuple[str, ...]
+    """File suffixes ``load`` accepts (lower case, with the dot)."""
+    output_extension: str
+    """Suffix of the files ``save`` writes."""
+    load: Callable[[Path], Any]
+    """Read a media file; raises `nextgpt.errors.MediaError` naming the file on bad input."""
+    save: Callable[[Any, Path], Path]
+    """Write one media item to a file and return its path."""
+    description: str = ""
+
+    kind: ClassVar[str] = "modality"
+
+    @field_validator("signal_tokens")
+    @classmethod
+    def _tokens_match(cls, value: SignalTokenSpec, info: Any) -> SignalTokenSpec:
+        name = info.data.get("name")
+        if name is not None and value.modality != name:
+            raise ValueError(f"signal_tokens.modality is {value.modality!r}, expected {name!r}")
+        return value
+
+    def validate_config(self, raw: dict[str, Any] | ModalityConfig | None) -> ModalityConfig:
+        """Validate a raw config mapping with this modality's config model."""
+        from nextgpt.config import validate_model
+
+        if isinstance(raw, self.config_model):
+            return raw
+        if isinstance(raw, ModalityConfig):
+            raw = raw.model_dump(exclude_unset=True)
+        return validate_model(self.config_model, raw or {}, where=f"modalities.{self.name}")

@@ -1,0 +1,13 @@
+"""Where nextgpt keeps files it builds or downloads (``NEXTGPT_HOME``, default ~/.cache/nextgpt)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def nextgpt_home() -> Path:
+    """The folder for cached tiny components, checkpoints and feature caches."""
+    home = Path(os.environ.get("NEXTGPT_HOME", Path.home() / ".cache" / "nextgpt")).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home

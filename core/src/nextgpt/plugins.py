@@ -1,0 +1,252 @@
+"""Plugin discovery and the registry of modalities, encoders and decoders.
+
+Plugins are found through the ``nextgpt`` entry-point group and driven by pluggy. We read the
+entry points ourselves (rather than ``PluginManager.load_setuptools_entrypoints``) so that we can
+name the distribution behind every plugin, refuse two plugins with one entry-point name (pluggy
+would silently skip the second), and keep loading the others when one fails.
+
+The environment variable ``NEXTGPT_PLUGINS`` restricts what loads: a comma-separated list of
+entry-point or distribution names; set but empty means no plugins at all.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from nextgpt import hookspecs
+from nextgpt.errors import (
+    PluginConflictError,
+    PluginLoadError,
+    UnknownModalityError,
+)
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec
+
+ENV_ALLOW = "NEXTGPT_PLUGINS"
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin and what it registered."""
+
+    name: str
+    """The entry-point name (or the name given to an in-process plugin)."""
+    distribution: str | None = None
+    version: str | None = None
+    modalities: list[str] = field(default_factory=list)
+    encoders: list[str] = field(default_factory=list)
+    decoders: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """How errors name the plugin: its distribution and version, or its name."""
+        if self.distribution:
+            return f"{self.distribution} {self.version or ''}".strip()
+        return f"plugin {self.name!r}"
+
+
+@dataclass
+class PluginRegistry:
+    """What the loaded plugins provide. Build one with `load_plugins`."""
+
+    plugins: dict[str, PluginInfo] = field(default_factory=dict)
+    modalities: dict[str, ModalitySpec] = field(default_factory=dict)
+    encoders: dict[tuple[str, str], EncoderBackend] = field(default_factory=dict)
+    decoders: dict[tuple[str, str], DecoderBackend] = field(default_factory=dict)
+    errors: list[PluginLoadError] = field(default_factory=list)
+    owners: dict[str, PluginInfo] = field(default_factory=dict)
+    """Who claimed each modality / backend / token / placeholder (keys as in `_claim`)."""
+
+    # -- look-ups ---------------------------------------------------------------------------
+    def modality(self, name: str) -> ModalitySpec:
+        """The spec of modality ``name``; a clear error if no installed plugin provides it."""
+        try:
+            return self.modalities[name]
+        except KeyError:
+            raise UnknownModalityError(
+                f"no installed plugin provides modality {name!r} "
+                f"(installed: {', '.join(sorted(self.modalities)) or 'none'}); "
+                f"install its plugin, e.g. `pip install nextgpt-{name}`"
+            ) from None
+
+    def encoder_backend(self, modality: str, name: str) -> EncoderBackend:
+        return self._backend(self.encoders, "encoder", modality, name)
+
+    def decoder_backend(self, modality: str, name: str) -> DecoderBackend:
+        return self._backend(self.decoders, "decoder", modality, name)
+
+    def _backend(self, table: Mapping[tuple[str, str], Any], kind: str, modality: str, name: str) -> Any:
+        try:
+            return table[(modality, name)]
+        except KeyError:
+            known = sorted(n for m, n in table if m == modality)
+            raise UnknownModalityError(
+                f"no installed plugin provides a {kind} backend {name!r} for modality {modality!r} "
+                f"(available: {', '.join(known) or 'none'})"
+            ) from None
+
+    def owner(self, key: str) -> PluginInfo | None:
+        return self.owners.get(key)
+
+    # -- registration -----------------------------------------------------------------------
+    def _claim(self, key: str, plugin: PluginInfo) -> None:
+        first = self.owners.get(key)
+        if first is not None and first is not plugin:
+            raise PluginConflictError(key, first.label, plugin.label)
+        if first is plugin:
+            raise PluginConflictError(key, plugin.label, plugin.label + " (registered twice)")
+        self.owners[key] = plugin
+
+    def add_modality(self, spec: ModalitySpec, plugin: PluginInfo) -> None:
+        self._claim(f"modality {spec.name!r}", plugin)
+        self._claim(f"placeholder {spec.signal_tokens.placeholder!r}", plugin)
+        for token in spec.signal_tokens.tokens:
+            self._claim(f"signal token {token!r}", plugin)
+        self.modalities[spec.name] = spec
+        plugin.modalities.append(spec.name)
+
+    def add_encoder(self, backend: EncoderBackend, plugin: PluginInfo) -> None:
+        self._claim(f"encoder backend {backend.name!r} for modality {backend.modality!r}", plugin)
+        self.encoders[(backend.modality, backend.name)] = backend
+        plugin.encoders.append(f"{backend.modality}:{backend.name}")
+
+    def add_decoder(self, backend: DecoderBackend, plugin: PluginInfo) -> None:
+        self._claim(f"decoder backend {backend.name!r} for modality {backend.modality!r}", plugin)
+        self.decoders[(backend.modality, backend.name)] = backend
+        plugin.decoders.append(f"{backend.modality}:{backend.name}")
+
+
+def _allowed_names(allow: Iterable[str] | None) -> set[str] | None:
+    """The allow-list: explicit argument, else ``NEXTGPT_PLUGINS``, else everything (None)."""
+    if allow is not None:
+        return {a.strip() for a in allow if a.strip()}
+    raw = os.environ.get(ENV_ALLOW)
+    if raw is None:
+        return None
+    return {a.strip() for a in raw.split(",") if a.strip()}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    seen: set[tuple[str, str, str]] = set()
+    unique = []
+    for ep in metadata.entry_points(group=hookspecs.PROJECT):
+        dist = ep.dist.name if ep.dist is not None else ""
+        key = (ep.name, ep.value, dist)
+        if key not in seen:  # the same distribution visible twice on sys.path
+            seen.add(key)
+            unique.append(ep)
+    return unique
+
+
+_HOOKS: list[tuple[str, str]] = [
+    ("register_modalities", "add_modality"),
+    ("register_encoders", "add_encoder"),
+    ("register_decoders", "add_decoder"),
+]
+
+
+def load_plugins(
+    allow: Iterable[str] | None = None,
+    extra_plugins: Mapping[str, object] | None = None,
+    entry_points: bool = True,
+) -> PluginRegistry:
+    """Discover plugins and collect what they register.
+
+    Args:
+        allow: names (entry point or distribution) to load; default ``NEXTGPT_PLUGINS`` or all.
+        extra_plugins: in-process plugins (name -> module or object with hookimpls), as tests
+            and notebooks use them; they are subject to ``allow`` as well.
+        entry_points: discover installed distributions through the ``nextgpt`` group.
+
+    Raises:
+        PluginConflictError: two plugins claim one modality, backend, signal token,
+            placeholder or entry-point name.
+
+    A plugin that fails to import or to register is reported as a `PluginLoadError` in
+    ``registry.errors`` (and as a warning); what it registered is dropped, the rest load.
+    """
+    allowed = _allowed_names(allow)
+    registry = PluginRegistry()
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+
+    candidates: list[tuple[PluginInfo, Callable[[], object]]] = []
+    if entry_points:
+        for ep in _entry_points():
+            dist = ep.dist.name if ep.dist is not None else None
+            version = ep.dist.version if ep.dist is not None else None
+            if allowed is not None and ep.name not in allowed and dist not in allowed:
+                continue
+            candidates.append((PluginInfo(ep.name, dist, version), ep.load))
+    for name, obj in (extra_plugins or {}).items():
+        if allowed is not None and name not in allowed:
+            continue
+        candidates.append((PluginInfo(name, None, None), lambda obj=obj: obj))
+
+    loaded: dict[str, PluginInfo] = {}
+    for info, load in candidates:
+        if info.name in loaded:
+            raise PluginConflictError(f"plugin name {info.name!r}", loaded[info.name].label, info.label)
+        loaded[info.name] = info
+        try:
+            pm.register(load(), name=info.name)
+        except Exception as exc:  # a broken plugin must not stop the others
+            _report(registry, PluginLoadError(info.name, info.distribution, exc))
+            continue
+        registry.plugins[info.name] = info
+
+    for hook_name, adder in _HOOKS:
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            info = registry.plugins[impl.plugin_name]
+            staged: list[Any] = []
+            try:
+                impl.function(register=staged.append)
+            except Exception as exc:
+                _report(registry, PluginLoadError(info.name, info.distribution, exc))
+                _drop(registry, info)
+                continue
+            if info.name not in registry.plugins:  # failed in an earlier hook
+                continue
+            for item in staged:
+                getattr(registry, adder)(item, info)
+    return registry
+
+
+def _report(registry: PluginRegistry, error: PluginLoadError) -> None:
+    registry.errors.append(error)
+    warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+
+
+def _drop(registry: PluginRegistry, info: PluginInfo) -> None:
+    """Forget everything a failing plugin registered so far."""
+    registry.plugins.pop(info.name, None)
+    for key in [k for k, owner in registry.owners.items() if owner is info]:
+        del registry.owners[key]
+    for name in info.modalities:
+        registry.modalities.pop(name, None)
+    for table, names in ((registry.encoders, info.encoders), (registry.decoders, info.decoders)):
+        for qualified in names:
+            modality, _, backend = qualified.partition(":")
+            table.pop((modality, backend), None)
+
+
+_DEFAULT: dict[str | None, PluginRegistry] = {}
+
+
+def default_registry() -> PluginRegistry:
+    """The registry of the installed plugins (cached per value of ``NEXTGPT_PLUGINS``)."""
+    key = os.environ.get(ENV_ALLOW)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = load_plugins()
+    return _DEFAULT[key]
+
+
+def reset_default_registry() -> None:
+    """Forget the cached registry (after installing a plugin in a running process)."""
+    _DEFAULT.clear()

@@ -1,0 +1,61 @@
+"""nextgpt-audio: the audio modality.
+
+Registers modality ``audio`` (placeholder ``<audio>``, signal tokens ``[AUD0]..[AUD7]`` as in the
+released NExT-GPT checkpoint), the ImageBind audio encoder and an AudioLDM decoder.
+Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nextgpt
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND
+from nextgpt_audio.config import AudioConfig
+from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
+
+__version__ = "0.1.0"
+__all__ = ["SPEC", "AudioClip", "load_audio", "save_audio"]
+
+SPEC = ModalitySpec(
+    name="audio",
+    signal_tokens=SignalTokenSpec(modality="audio", prefix="AUD", count=8, placeholder="<audio>"),
+    config_model=AudioConfig,
+    extensions=AUDIO_EXTENSIONS,
+    output_extension=".wav",
+    load=load_audio,
+    save=save_audio,
+    description="sound (WAV, FLAC, OGG); generated at 16 kHz",
+)
+
+
+def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    from nextgpt.encoders.imagebind import ImageBindEncoder, audio_to_imagebind
+
+    def preprocess(clip: AudioClip):
+        return audio_to_imagebind(clip.waveform, clip.sample_rate)
+
+    return ImageBindEncoder.from_shared(source, shared, tower="audio", preprocess=preprocess, **options)
+
+
+def build_audioldm(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_audio.decoder import AudioLDMDecoder
+
+    return AudioLDMDecoder(source, **options)
+
+
+@nextgpt.hookimpl
+def register_modalities(register):
+    register(SPEC)
+
+
+@nextgpt.hookimpl
+def register_encoders(register):
+    register(EncoderBackend(name="imagebind", modality="audio", licence=IMAGEBIND, build=build_imagebind_encoder))
+
+
+@nextgpt.hookimpl
+def register_decoders(register):
+    # AudioLDM weights are released under CC BY-NC-SA 4.0.
+    register(DecoderBackend(name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm))

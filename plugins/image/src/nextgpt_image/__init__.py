@@ -1,0 +1,60 @@
+"""nextgpt-image: the image modality.
+
+Registers modality ``image`` (placeholder ``<image>``, signal tokens ``[IMG0]..[IMG3]`` as in the
+released NExT-GPT checkpoint), the ImageBind vision encoder and a Stable Diffusion decoder.
+Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nextgpt
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.licences import IMAGEBIND, OPENRAIL_M
+from nextgpt_image.config import ImageConfig
+from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
+
+__version__ = "0.1.0"
+
+SPEC = ModalitySpec(
+    name="image",
+    signal_tokens=SignalTokenSpec(modality="image", prefix="IMG", count=4, placeholder="<image>"),
+    config_model=ImageConfig,
+    extensions=IMAGE_EXTENSIONS,
+    output_extension=".png",
+    load=load_image,
+    save=save_image,
+    description="still images (PNG, JPEG, WebP)",
+)
+
+
+def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    from nextgpt.encoders.imagebind import ImageBindEncoder, image_to_imagebind
+
+    return ImageBindEncoder.from_shared(
+        source, shared, tower="vision", preprocess=image_to_imagebind, **options
+    )
+
+
+def build_stable_diffusion(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_image.decoder import StableDiffusionDecoder
+
+    return StableDiffusionDecoder(source, **options)
+
+
+@nextgpt.hookimpl
+def register_modalities(register):
+    register(SPEC)
+
+
+@nextgpt.hookimpl
+def register_encoders(register):
+    register(EncoderBackend(name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder))
+
+
+@nextgpt.hookimpl
+def register_decoders(register):
+    register(
+        DecoderBackend(name="stable-diffusion", modality="image", licence=OPENRAIL_M, build=build_stable_diffusion)
+    )

@@ -1,0 +1,61 @@
+"""nextgpt-video: the video modality.
+
+Registers modality ``video`` (placeholder ``<video>``, signal tokens ``[VID0]..[VID23]`` as in the
+released NExT-GPT checkpoint), the ImageBind video encoder (the vision tower over frame pairs)
+and a zeroscope decoder (diffusers' TextToVideoSDPipeline).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nextgpt
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.licences import CC_BY_NC_4, IMAGEBIND
+from nextgpt_video.config import VideoConfig
+from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
+
+__version__ = "0.1.0"
+__all__ = ["SPEC", "VideoClip", "load_video", "save_video"]
+
+SPEC = ModalitySpec(
+    name="video",
+    signal_tokens=SignalTokenSpec(modality="video", prefix="VID", count=24, placeholder="<video>"),
+    config_model=VideoConfig,
+    extensions=VIDEO_EXTENSIONS,
+    output_extension=".mp4",
+    load=load_video,
+    save=save_video,
+    description="video (MP4, WebM, MOV); written as H.264 MP4",
+)
+
+
+def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    from nextgpt.encoders.imagebind import ImageBindEncoder, video_to_imagebind
+
+    def preprocess(clip: VideoClip):
+        return video_to_imagebind(clip.frames, clip.fps)
+
+    return ImageBindEncoder.from_shared(source, shared, tower="vision", preprocess=preprocess, **options)
+
+
+def build_zeroscope(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_video.decoder import TextToVideoDecoder
+
+    return TextToVideoDecoder(source, **options)
+
+
+@nextgpt.hookimpl
+def register_modalities(register):
+    register(SPEC)
+
+
+@nextgpt.hookimpl
+def register_encoders(register):
+    register(EncoderBackend(name="imagebind", modality="video", licence=IMAGEBIND, build=build_imagebind_encoder))
+
+
+@nextgpt.hookimpl
+def register_decoders(register):
+    # zeroscope_v2 weights are released for non-commercial use (CC BY-NC 4.0).
+    register(DecoderBackend(name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope))
