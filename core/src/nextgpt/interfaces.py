@@ -16,7 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -209,8 +209,9 @@ class ModalitySpec(BaseModel):
     save: Callable[[Any, Path], Path]
     """Write one media item to a file and return its path."""
     description: str = ""
-
-    kind: ClassVar[str] = "modality"
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-preset overrides of ``config_model``'s defaults, e.g. ``{"tiny": {"decode": {...}}}``:
+    what a preset such as ``tiny`` needs to know about this modality that core cannot."""
 
     @field_validator("signal_tokens")
     @classmethod

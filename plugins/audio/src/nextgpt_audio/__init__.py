@@ -26,6 +26,14 @@ SPEC = ModalitySpec(
     output_extension=".wav",
     load=load_audio,
     save=save_audio,
+    presets={
+        # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
+        "tiny": {
+            "encoder": {"source": "tiny"},
+            "decoder": {"source": "tiny"},
+            "decode": {"steps": 2, "seconds": 1.0},
+        },
+    },
     description="sound (WAV, FLAC, OGG); generated at 16 kHz",
 )
 

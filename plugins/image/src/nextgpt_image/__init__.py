@@ -25,6 +25,14 @@ SPEC = ModalitySpec(
     output_extension=".png",
     load=load_image,
     save=save_image,
+    presets={
+        # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
+        "tiny": {
+            "encoder": {"source": "tiny"},
+            "decoder": {"source": "tiny"},
+            "decode": {"steps": 2, "height": 32, "width": 32},
+        },
+    },
     description="still images (PNG, JPEG, WebP)",
 )
 

@@ -26,6 +26,14 @@ SPEC = ModalitySpec(
     output_extension=".mp4",
     load=load_video,
     save=save_video,
+    presets={
+        # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
+        "tiny": {
+            "encoder": {"source": "tiny"},
+            "decoder": {"source": "tiny"},
+            "decode": {"steps": 2, "height": 32, "width": 32, "num_frames": 4},
+        },
+    },
     description="video (MP4, WebM, MOV); written as H.264 MP4",
 )
 

@@ -1,0 +1,81 @@
+"""Named configurations: ``tiny`` (random, offline, seconds on a CPU) and ``nextgpt-7b-v0``.
+
+A preset fixes the LLM and the generic settings; each enabled modality's part comes from its
+plugin's config defaults, overridden by the plugin's own entry for the preset
+(`ModalitySpec.presets`). So a preset never names a modality: every installed one takes part.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from nextgpt.config import LLMConfig, LoraSettings, NextGPTConfig
+from nextgpt.errors import ConfigError
+from nextgpt.plugins import PluginRegistry
+
+VICUNA_V0_ENV = "NEXTGPT_VICUNA_7B_V0"
+"""Folder of Vicuna-7B v0 (LLaMA-7B + the v0 delta applied); see the README."""
+
+_TINY_PROJECTOR = {
+    "d_model": 32,
+    "num_heads": 2,
+    "num_encoder_layers": 1,
+    "num_decoder_layers": 1,
+    "dim_feedforward": 64,
+}
+
+
+def _tiny() -> tuple[LLMConfig, dict[str, Any]]:
+    llm = LLMConfig(
+        source="tiny",
+        template="vicuna_v0",
+        lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]),
+        max_new_tokens=16,
+    )
+    return llm, {"output_projector": dict(_TINY_PROJECTOR)}
+
+
+def _nextgpt_7b_v0() -> tuple[LLMConfig, dict[str, Any]]:
+    llm = LLMConfig(
+        source=os.environ.get(VICUNA_V0_ENV, "vicuna-7b-v0"),
+        template="vicuna_v0",
+        lora=LoraSettings(r=32, alpha=32, dropout=0.1),
+        train_embeddings="full",
+        dtype="float16",
+        max_new_tokens=246,
+        temperature=1.0,
+        top_p=0.01,
+    )
+    return llm, {}
+
+
+PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, recursing into nested dicts."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def preset_config(
+    name: str, registry: PluginRegistry, modalities: Iterable[str] | None = None, seed: int = 13
+) -> NextGPTConfig:
+    """The configuration of preset ``name`` over the installed (or the named) modalities."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    llm, generic = PRESETS[name]()
+    chosen = list(modalities) if modalities is not None else sorted(registry.modalities)
+    mods: dict[str, dict[str, Any]] = {}
+    for modality in chosen:
+        spec = registry.modality(modality)
+        defaults = spec.config_model().model_dump()
+        mods[modality] = deep_merge(deep_merge(defaults, generic), spec.presets.get(name, {}))
+    return NextGPTConfig(llm=llm, modalities=mods, seed=seed)

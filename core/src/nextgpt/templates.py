@@ -1,0 +1,96 @@
+"""Prompt templates: how a conversation becomes the text the LLM reads.
+
+A template renders a list of turns into *segments*: pieces of text each marked as supervised
+(the assistant's replies, which training computes the loss on) or not (system prompt, user
+turns, role markers). Media stay as placeholders (``<image>``) inside the text; the model
+splices their embeddings in afterwards.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from nextgpt.errors import ConfigError
+
+
+class Segment(BaseModel):
+    """A piece of rendered text; ``supervised`` pieces are the assistant's own words."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    supervised: bool = False
+
+
+class Turn(BaseModel):
+    """One message reduced to text with placeholders: ``role`` is ``user`` or ``assistant``."""
+
+    role: str
+    text: str
+
+
+class PromptTemplate(BaseModel):
+    """A chat format: ``system`` + repeated ``user_prefix{user}{assistant_prefix}{reply}{turn_end}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    system: str
+    user_prefix: str
+    assistant_prefix: str
+    turn_end: str
+    """Closes an assistant reply; generation stops when the LLM writes it."""
+    stop: tuple[str, ...]
+
+    def segments(self, turns: list[Turn], add_generation_prompt: bool) -> list[Segment]:
+        """Render ``turns``; with ``add_generation_prompt`` end ready for the assistant to speak."""
+        out = [Segment(text=self.system)] if self.system else []
+        for turn in turns:
+            if turn.role == "user":
+                out.append(Segment(text=self.user_prefix + turn.text + self.assistant_prefix))
+            elif turn.role == "assistant":
+                if not out or not out[-1].text.endswith(self.assistant_prefix):
+                    raise ConfigError("conversation: an assistant turn must follow a user turn")
+                out.append(Segment(text=turn.text + self.turn_end, supervised=True))
+            else:
+                raise ConfigError(f"conversation: unknown role {turn.role!r} (use 'user' or 'assistant')")
+        if add_generation_prompt and (not turns or turns[-1].role != "user"):
+            raise ConfigError("conversation: the last turn must be the user's to generate a reply")
+        if not add_generation_prompt and turns and turns[-1].role == "user":
+            out[-1] = Segment(text=out[-1].text.removesuffix(self.assistant_prefix))
+        return out
+
+    def render(self, turns: list[Turn], add_generation_prompt: bool = True) -> str:
+        return "".join(s.text for s in self.segments(turns, add_generation_prompt))
+
+
+VICUNA_V0 = PromptTemplate(
+    name="vicuna_v0",
+    # As NExT-GPT's release: "### Human: q\n### Assistant: a\n### Human: q2\n### Assistant: ..."
+    system="###",
+    user_prefix=" Human: ",
+    assistant_prefix="\n### Assistant: ",
+    turn_end="\n###",
+    stop=("###",),
+)
+
+VICUNA_V1 = PromptTemplate(
+    name="vicuna_v1",
+    system=(
+        "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions."
+    ),
+    user_prefix=" USER: ",
+    assistant_prefix=" ASSISTANT: ",
+    turn_end="</s>",
+    stop=("</s>",),
+)
+
+TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (VICUNA_V0, VICUNA_V1)}
+
+
+def get_template(name: str) -> PromptTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ConfigError(f"llm.template: unknown template {name!r} (known: {', '.join(TEMPLATES)})") from None

@@ -1,0 +1,1 @@
+"""Tiny random components built offline from configs, for tests and the demo."""

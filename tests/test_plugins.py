@@ -1,0 +1,252 @@
+"""Plugin discovery, the allow-list, conflicts, broken plugins and `nextgpt plugins`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import nextgpt
+from nextgpt.config import ModalityConfig
+from nextgpt.errors import ConfigError, PluginConflictError
+from nextgpt.interfaces import DecoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.licences import APACHE_2
+from nextgpt.plugins import load_plugins
+
+BIN = Path(sys.executable).parent
+
+
+def make_plugin(modality: str, prefix: str, count: int = 2, placeholder: str | None = None, decoder: str | None = None):
+    """A throwaway in-process plugin registering one modality (and optionally a decoder)."""
+
+    class Config(ModalityConfig):
+        pass
+
+    spec = ModalitySpec(
+        name=modality,
+        signal_tokens=SignalTokenSpec(
+            modality=modality, prefix=prefix, count=count, placeholder=placeholder or f"<{modality}>"
+        ),
+        config_model=Config,
+        extensions=(".xyz",),
+        output_extension=".xyz",
+        load=lambda path: path,
+        save=lambda media, path: path,
+    )
+    plugin = types.SimpleNamespace()
+
+    @nextgpt.hookimpl
+    def register_modalities(register):
+        register(spec)
+
+    plugin.register_modalities = register_modalities
+    if decoder:
+
+        @nextgpt.hookimpl
+        def register_decoders(register):
+            register(DecoderBackend(name=decoder, modality="image", licence=APACHE_2, build=lambda source: None))
+
+        plugin.register_decoders = register_decoders
+    return plugin
+
+
+def test_installed_plugins_are_discovered_through_entry_points():
+    registry = load_plugins(allow=["image", "audio", "video"])
+    assert {name: spec.signal_tokens.count for name, spec in registry.modalities.items()} == {
+        "image": 4,
+        "audio": 8,
+        "video": 24,
+    }
+    assert registry.plugins["image"].distribution == "nextgpt-image"
+    assert registry.plugins["video"].version == metadata.version("nextgpt-video")
+    assert registry.modalities["image"].signal_tokens.tokens == ["[IMG0]", "[IMG1]", "[IMG2]", "[IMG3]"]
+    assert ("audio", "imagebind") in registry.encoders
+    assert registry.decoder_backend("video", "zeroscope").licence.commercial_use is False
+    assert not registry.errors
+
+
+def test_allow_list_variable(monkeypatch):
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "image")
+    assert set(load_plugins().modalities) == {"image"}
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "nextgpt-audio, video")  # distribution names work too
+    assert set(load_plugins().modalities) == {"audio", "video"}
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "")
+    registry = load_plugins()
+    assert registry.modalities == {} and registry.plugins == {}
+
+
+def test_unknown_modality_error_names_it(registry):
+    with pytest.raises(nextgpt.UnknownModalityError, match="'3d'.*installed: audio, image, video"):
+        registry.modality("3d")
+    with pytest.raises(nextgpt.UnknownModalityError, match="decoder backend 'dalle'.*available: stable-diffusion"):
+        registry.decoder_backend("image", "dalle")
+
+
+def test_duplicate_modality_names_both_distributions():
+    with pytest.raises(PluginConflictError) as info:
+        load_plugins(allow=["image", "copycat"], extra_plugins={"copycat": make_plugin("image", "PIC")})
+    message = str(info.value)
+    assert "modality 'image'" in message and "nextgpt-image 0.1.0" in message and "'copycat'" in message
+
+
+def test_duplicate_signal_token_conflicts():
+    with pytest.raises(PluginConflictError, match=r"signal token '\[IMG0\]'.*nextgpt-image.*'thief'"):
+        load_plugins(allow=["image", "thief"], extra_plugins={"thief": make_plugin("picture", "IMG")})
+
+
+def test_duplicate_placeholder_conflicts():
+    with pytest.raises(PluginConflictError, match="placeholder '<audio>'"):
+        load_plugins(allow=["audio", "echo"], extra_plugins={"echo": make_plugin("sound", "SND", placeholder="<audio>")})
+
+
+def test_duplicate_backend_name_conflicts():
+    plugin = make_plugin("thermal", "THM", decoder="stable-diffusion")
+    with pytest.raises(PluginConflictError, match="decoder backend 'stable-diffusion' for modality 'image'"):
+        load_plugins(allow=["image", "sd2"], extra_plugins={"sd2": plugin})
+
+
+def test_second_decoder_backend_for_an_existing_modality():
+    plugin = make_plugin("thermal", "THM", decoder="tiny-gan")
+    registry = load_plugins(allow=["image", "gan"], extra_plugins={"gan": plugin})
+    assert registry.decoder_backend("image", "tiny-gan").name == "tiny-gan"
+    assert registry.decoder_backend("image", "stable-diffusion").name == "stable-diffusion"
+    assert registry.plugins["gan"].decoders == ["image:tiny-gan"]
+
+
+def test_duplicate_entry_point_name_is_detected(monkeypatch):
+    real = nextgpt.plugins._entry_points()
+    impostor = metadata.EntryPoint(name="image", value="nextgpt_audio", group="nextgpt")
+    monkeypatch.setattr(nextgpt.plugins, "_entry_points", lambda: [*real, impostor])
+    with pytest.raises(PluginConflictError, match="plugin name 'image'.*nextgpt-image"):
+        load_plugins(allow=["image"])
+
+
+def test_plugin_failing_on_import_is_reported_and_others_load(monkeypatch):
+    real = nextgpt.plugins._entry_points()
+    broken = metadata.EntryPoint(name="broken", value="nextgpt_no_such_module_here", group="nextgpt")
+    monkeypatch.setattr(nextgpt.plugins, "_entry_points", lambda: [*real, broken])
+    with pytest.warns(RuntimeWarning, match="plugin 'broken' failed to load: ModuleNotFoundError"):
+        registry = load_plugins(allow=["image", "audio", "broken"])
+    assert set(registry.modalities) == {"image", "audio"}
+    assert [e.plugin for e in registry.errors] == ["broken"]
+
+
+def test_plugin_failing_in_registration_is_reported_and_dropped():
+    plugin = types.SimpleNamespace()
+    half = make_plugin("half", "HALF")
+
+    @nextgpt.hookimpl
+    def register_modalities(register):
+        half.register_modalities(register)  # registers modality "half", then fails
+        raise RuntimeError("weights folder not configured")
+
+    plugin.register_modalities = register_modalities
+    with pytest.warns(RuntimeWarning, match="plugin 'flaky' failed to load: RuntimeError: weights folder"):
+        registry = load_plugins(allow=["image", "flaky"], extra_plugins={"flaky": plugin})
+    assert set(registry.modalities) == {"image"}  # "half" was dropped with its plugin
+    assert "flaky" not in registry.plugins
+    assert "weights folder not configured" in str(registry.errors[0])
+
+
+def test_config_validation_errors_name_field_value_and_reason(registry):
+    spec = registry.modality("image")
+    with pytest.raises(ConfigError) as info:
+        spec.validate_config({"decode": {"steps": -3}})
+    assert "modalities.image.decode.steps" in str(info.value)
+    assert "-3" in str(info.value) and "greater than 0" in str(info.value)
+    with pytest.raises(ConfigError, match=r"modalities.image.decoder.sourse: Extra inputs are not permitted"):
+        spec.validate_config({"decoder": {"backend": "stable-diffusion", "sourse": "x"}})
+    with pytest.raises(ConfigError, match=r"input_projector.kind: Input should be 'linear' or 'mlp' \(got 'conv'\)"):
+        spec.validate_config({"input_projector": {"kind": "conv"}})
+
+
+def test_signal_token_spec_resolves_ids():
+    from transformers import AutoTokenizer
+
+    from nextgpt.tiny.llm import tiny_llm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llm_path())
+    spec = SignalTokenSpec(modality="image", prefix="IMG", count=2, placeholder="<image>")
+    with pytest.raises(ConfigError, match=r"'\[IMG0\]' of modality 'image' is not in the tokenizer"):
+        spec.resolve_ids(tokenizer)
+    tokenizer.add_tokens(spec.tokens, special_tokens=True)
+    ids = spec.resolve_ids(tokenizer)
+    assert ids == [len(tokenizer) - 2, len(tokenizer) - 1]
+    assert tokenizer("a [IMG0][IMG1]", add_special_tokens=False).input_ids[-2:] == ids
+
+
+def test_plugins_command_json_and_table():
+    env = {**os.environ, "NEXTGPT_PLUGINS": "image,audio,video"}
+    out = subprocess.run([str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True)
+    data = json.loads(out.stdout)
+    counts = {m["name"]: len(m["signal_tokens"]) for p in data["plugins"] for m in p["modalities"]}
+    assert counts == {"image": 4, "audio": 8, "video": 24}
+    dists = {p["distribution"] for p in data["plugins"]}
+    assert dists == {"nextgpt-image", "nextgpt-audio", "nextgpt-video"}
+    zeroscope = [b for p in data["plugins"] for b in p["backends"] if b["name"] == "zeroscope"][0]
+    assert zeroscope["commercial_use"] is False
+    table = subprocess.run([str(BIN / "nextgpt"), "plugins"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "nextgpt-video" in table and "24 [VID0]..[VID23]" in table and "(non-commercial)" in table
+
+
+TOY_PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "nextgpt-toy-{tag}"
+version = "0.0.1"
+dependencies = []
+
+[project.entry-points.nextgpt]
+toy{tag} = "nextgpt_toy_{tag}"
+"""
+
+TOY_MODULE = '''
+import nextgpt
+from nextgpt.config import EncoderSettings, ModalityConfig
+from nextgpt.interfaces import ModalitySpec, SignalTokenSpec
+
+
+class ToyConfig(ModalityConfig):
+    encoder: EncoderSettings = EncoderSettings(backend="none")
+
+
+@nextgpt.hookimpl
+def register_modalities(register):
+    register(ModalitySpec(
+        name="toy{tag}",
+        signal_tokens=SignalTokenSpec(modality="toy{tag}", prefix="TOY{tag}_", count=3, placeholder="<toy{tag}>"),
+        config_model=ToyConfig, extensions=(".toy",), output_extension=".toy",
+        load=lambda path: path.read_text(), save=lambda media, path: path,
+    ))
+'''
+
+
+@pytest.mark.slow
+def test_pip_installed_distribution_is_discovered(tmp_path):
+    """A third-party distribution installed into the venv shows up with no change to core."""
+    tag = str(os.getpid())
+    root = tmp_path / "toy"
+    (root / f"nextgpt_toy_{tag}").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(TOY_PYPROJECT.format(tag=tag))
+    (root / f"nextgpt_toy_{tag}" / "__init__.py").write_text(TOY_MODULE.replace("{tag}", tag))
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(root)], check=True)
+    try:
+        env = {**os.environ, "NEXTGPT_PLUGINS": f"toy{tag},image"}
+        out = subprocess.run([str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True)
+        data = json.loads(out.stdout)
+        toy = [p for p in data["plugins"] if p["plugin"] == f"toy{tag}"][0]
+        assert toy["distribution"] == f"nextgpt-toy-{tag}" and toy["version"] == "0.0.1"
+        assert toy["modalities"][0]["signal_tokens"] == [f"[TOY{tag}_0]", f"[TOY{tag}_1]", f"[TOY{tag}_2]"]
+    finally:
+        subprocess.run([*pip, "uninstall", "-y", f"nextgpt-toy-{tag}"], check=True)
