@@ -209,6 +209,9 @@ class ModalitySpec(BaseModel):
     save: Callable[[Any, Path], Path]
     """Write one media item to a file and return its path."""
     description: str = ""
+    example: Callable[[], Any] | None = None
+    """Make a small synthetic media item (no file, no download): the demo and the plugin
+    conformance tests feed it through the whole system."""
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-preset overrides of ``config_model``'s defaults, e.g. ``{"tiny": {"decode": {...}}}``:
     what a preset such as ``tiny`` needs to know about this modality that core cannot."""

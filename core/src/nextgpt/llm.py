@@ -31,6 +31,9 @@ def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
     looks_local = source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
     if looks_local and not (Path(source).expanduser() / "config.json").exists():
         raise ConfigError(f"llm.source: {source!r} is not a folder with a Hugging Face model (no config.json)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per tiny shard is noise; big loads print their own logs
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype])

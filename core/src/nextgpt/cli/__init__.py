@@ -13,18 +13,13 @@ Command = Callable[[argparse.Namespace], int]
 
 def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Command]]]:
     """(name, help, add_arguments) for each sub-command; imports stay lazy."""
-    from nextgpt.cli import plugins_cmd
+    from nextgpt.cli import chat_cmd, demo_cmd, plugins_cmd
 
-    commands = [("plugins", "list installed plugins, their modalities, tokens and backends", plugins_cmd.add)]
-    try:
-        from nextgpt.cli import chat_cmd, demo_cmd
-    except ImportError:  # the model modules are optional until they exist
-        return commands
-    commands += [
+    return [
+        ("plugins", "list installed plugins, their modalities, tokens and backends", plugins_cmd.add),
         ("chat", "talk to a model; text and media in, text and media out", chat_cmd.add),
         ("demo", "an offline scripted any-to-any conversation with the tiny preset", demo_cmd.add),
     ]
-    return commands
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
@@ -36,7 +31,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     return parser, handlers
 
 
+def _quiet_library_warnings() -> None:
+    """Hide deprecation chatter of the libraries underneath; our own errors still print."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_library_warnings()
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -12,6 +12,7 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND
+from nextgpt_audio.examples import example_audio
 from nextgpt_audio.config import AudioConfig
 from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
 
@@ -26,6 +27,7 @@ SPEC = ModalitySpec(
     output_extension=".wav",
     load=load_audio,
     save=save_audio,
+    example=example_audio,
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {

@@ -12,6 +12,7 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import IMAGEBIND, OPENRAIL_M
+from nextgpt_image.examples import example_image
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
 
@@ -25,6 +26,7 @@ SPEC = ModalitySpec(
     output_extension=".png",
     load=load_image,
     save=save_image,
+    example=example_image,
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {

@@ -12,6 +12,7 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_4, IMAGEBIND
+from nextgpt_video.examples import example_video
 from nextgpt_video.config import VideoConfig
 from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
 
@@ -26,6 +27,7 @@ SPEC = ModalitySpec(
     output_extension=".mp4",
     load=load_video,
     save=save_video,
+    example=example_video,
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {

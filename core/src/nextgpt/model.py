@@ -1,0 +1,459 @@
+"""The any-to-any model: frozen encoders, input projectors, an LLM with signal tokens (and
+LoRA), output projectors and frozen decoders, assembled from the installed plugins.
+
+The model never branches on a modality's name: every modality reaches it through its
+`ModalitySpec`, its encoder and its decoder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig, validate_model
+from nextgpt.errors import ConfigError
+from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
+from nextgpt.llm import RowGradientMask, add_signal_tokens, apply_lora, base_model, load_llm
+from nextgpt.plugins import PluginRegistry, default_registry
+from nextgpt.projectors import build_input_projector, build_output_projector
+from nextgpt.shared import SharedModels
+from nextgpt.signals import complete_signal_runs, find_signal_runs, gather_signal_states
+from nextgpt.templates import Turn, get_template
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PackedInput:
+    """A rendered conversation as LLM inputs (one sequence, no batch dimension)."""
+
+    embeds: torch.Tensor
+    """``[L, d_llm]`` token embeddings with media embeddings spliced in."""
+    input_ids: torch.Tensor
+    """``[L]`` token ids; media positions hold the pad id."""
+    labels: torch.Tensor
+    """``[L]`` ids where the loss applies (assistant words), -100 elsewhere."""
+
+
+@dataclass
+class GeneratedMedia:
+    modality: str
+    media: Any
+    path: Path | None = None
+
+
+@dataclass
+class GenerationOutput:
+    """What one assistant turn produced."""
+
+    text: str
+    media: list[GeneratedMedia] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+
+    def as_message(self) -> dict[str, Any]:
+        """The assistant message in the Hugging Face chat format (media as path parts)."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": self.text}] if self.text else []
+        for item in self.media:
+            part: dict[str, Any] = {"type": item.modality}
+            part.update({"path": str(item.path)} if item.path else {"media": item.media})
+            content.append(part)
+        return {"role": "assistant", "content": content}
+
+
+class NextGPTModel(nn.Module):
+    """NExT-GPT's system, built from a `NextGPTConfig` and the installed plugins.
+
+    Args:
+        config: the system configuration (see `nextgpt.presets` for ready-made ones).
+        registry: the plugins to draw modalities from (default: the installed ones).
+    """
+
+    def __init__(self, config: NextGPTConfig, registry: PluginRegistry | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.registry = registry or default_registry()
+        self.template = get_template(config.llm.template)
+        self.specs: dict[str, ModalitySpec] = {}
+        self.modality_configs: dict[str, ModalityConfig] = {}
+        for name, raw in config.modalities.items():
+            spec = self.registry.modality(name)
+            cfg = spec.validate_config(raw)
+            if cfg.signal_tokens is not None:
+                spec = spec.model_copy(update={"signal_tokens": spec.signal_tokens.with_count(cfg.signal_tokens)})
+            self.specs[name], self.modality_configs[name] = spec, cfg
+
+        llm, self.tokenizer = load_llm(config.llm)
+        self.base_vocab_size = int(llm.get_input_embeddings().weight.shape[0])
+        self.signal_ids: dict[str, list[int]] = {
+            name: add_signal_tokens(llm, self.tokenizer, spec.signal_tokens.tokens) for name, spec in self.specs.items()
+        }
+        self.llm = apply_lora(llm, config.llm) if config.llm.lora else llm
+        self.d_llm = int(base_model(self.llm).config.hidden_size)
+
+        shared = SharedModels()
+        self.encoders = nn.ModuleDict()
+        self.decoders: dict[str, Decoder] = {}
+        self.input_projectors = nn.ModuleDict()
+        self.output_projectors = nn.ModuleDict()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            for name, cfg in self.modality_configs.items():
+                encoder = self._build_encoder(name, cfg, shared)
+                self.encoders[name] = encoder
+                self.input_projectors[name] = build_input_projector(cfg.input_projector, encoder.dim, self.d_llm)
+                if cfg.decoder is not None:
+                    backend = self.registry.decoder_backend(name, cfg.decoder.backend)
+                    decoder = backend.build(cfg.decoder.source, **cfg.decoder.options)
+                    self.decoders[name] = decoder
+                    self.output_projectors[name] = build_output_projector(
+                        cfg.output_projector, self.d_llm, self.specs[name].signal_tokens.count, decoder.condition_shape
+                    )
+        self._row_mask: RowGradientMask | None = None
+
+    def _build_encoder(self, name: str, cfg: ModalityConfig, shared: SharedModels) -> Encoder:
+        backend = self.registry.encoder_backend(name, cfg.encoder.backend)
+        encoder = backend.build(cfg.encoder.source, shared, **cfg.encoder.options)
+        for param in encoder.parameters():
+            param.requires_grad_(False)
+        return encoder.eval()
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    @property
+    def new_token_ids(self) -> list[int]:
+        return [i for ids in self.signal_ids.values() for i in ids]
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids.to(self.device))
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def encode_media(self, modality: str, items: Sequence[Any]) -> torch.Tensor:
+        """Encode media items of one modality to LLM embeddings ``[B, k, d_llm]``."""
+        encoder = self.encoders[modality]
+        batch = torch.stack([encoder.preprocess(item) for item in items]).to(self.device)
+        with torch.no_grad():
+            features = encoder(batch)
+        projector = self.input_projectors[modality]
+        dtype = next(projector.parameters()).dtype
+        return projector(features.to(dtype))
+
+    def pack(self, turns: list[Turn], media_embeds: Sequence[torch.Tensor], add_generation_prompt: bool) -> PackedInput:
+        """Render ``turns`` with the template and splice ``media_embeds`` (``[k, d]`` each, in
+        order of appearance) at the placeholders."""
+        from nextgpt.messages import placeholder_pattern
+
+        pattern = placeholder_pattern(self.specs)
+        tok = self.tokenizer
+        embeds: list[torch.Tensor] = []
+        ids: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
+        pad = tok.pad_token_id
+        remaining = list(media_embeds)
+
+        def add_text(text: str, supervised: bool) -> None:
+            if not text:
+                return
+            piece = torch.tensor(tok(text, add_special_tokens=False).input_ids, dtype=torch.long)
+            ids.append(piece)
+            labels.append(piece.clone() if supervised else torch.full_like(piece, -100))
+            embeds.append(self.embed_tokens(piece))
+
+        if tok.bos_token_id is not None:
+            bos = torch.tensor([tok.bos_token_id])
+            ids.append(bos)
+            labels.append(torch.tensor([-100]))
+            embeds.append(self.embed_tokens(bos))
+        for segment in self.template.segments(turns, add_generation_prompt):
+            cursor = 0
+            for match in pattern.finditer(segment.text):
+                add_text(segment.text[cursor : match.start()], segment.supervised)
+                if not remaining:
+                    raise ConfigError(f"placeholder {match.group(0)!r} has no media item")
+                media = remaining.pop(0).to(self.device)
+                embeds.append(media.to(embeds[-1].dtype) if embeds else media)
+                ids.append(torch.full((media.shape[0],), pad, dtype=torch.long))
+                labels.append(torch.full((media.shape[0],), -100, dtype=torch.long))
+                cursor = match.end()
+            add_text(segment.text[cursor:], segment.supervised)
+        if remaining:
+            raise ConfigError(f"{len(remaining)} media item(s) have no placeholder in the conversation")
+        return PackedInput(torch.cat(embeds), torch.cat(ids), torch.cat(labels))
+
+    # -- outputs --------------------------------------------------------------------------------
+    def signal_conditions(self, last_hidden: torch.Tensor, input_ids: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoder conditions for every row of ``input_ids`` ``[B, T]`` that holds a complete run of
+        ``modality``'s signal tokens, read from the last-layer states ``[B, T, d]`` at the
+        positions where those tokens are the inputs. Returns ``(conditions [R, Q, d], rows [R])``."""
+        states, rows = gather_signal_states(last_hidden, input_ids, self.signal_ids[modality])
+        return self.project_signal(states, modality), rows
+
+    def project_signal(self, states: torch.Tensor, modality: str) -> torch.Tensor:
+        """``[R, N, d_llm]`` signal-token states -> ``[R, Q, d_cond]`` decoder conditions.
+
+        As released, the signal tokens' input embeddings are added to their states first
+        (``output_projector.add_token_embeddings``)."""
+        if self.modality_configs[modality].output_projector.add_token_embeddings:
+            ids = torch.tensor(self.signal_ids[modality], device=states.device).expand(states.shape[0], -1)
+            states = states + self.embed_tokens(ids).to(states.dtype)
+        projector = self.output_projectors[modality]
+        return projector(states.to(next(projector.parameters()).dtype))
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        output_dir: str | Path | None = None,
+        request: Sequence[str] = (),
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        file_prefix: str = "",
+    ) -> GenerationOutput:
+        """Answer the conversation's last user turn with text and, where signalled, media.
+
+        Args:
+            messages: the conversation (Hugging Face chat format; media as path parts).
+            output_dir: where generated media files are written (not written if None).
+            request: modalities the answer must contain; their signal tokens are appended
+                when the LLM did not emit them (useful with untrained or small LLMs).
+            decode: per-modality decoding options (steps, guidance, size, frames, seconds, seed).
+            max_new_tokens, temperature, top_p: LLM sampling (default: the LLM config's).
+            seed: seeds sampling and, unless ``decode`` says otherwise, the decoders.
+            file_prefix: prefix of the generated files' names.
+        """
+        from nextgpt.messages import parse_messages
+
+        self.eval()
+        llm_cfg = self.config.llm
+        for name in request:
+            if name not in self.decoders:
+                raise ConfigError(f"request: modality {name!r} has no decoder in this model")
+        turns, media = parse_messages(messages, self.specs, self.registry.modality)
+        media_embeds = [self.encode_media(m.modality, [m.media])[0] for m in media]
+        packed = self.pack(turns, media_embeds, add_generation_prompt=True)
+        temperature = llm_cfg.temperature if temperature is None else temperature
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens or llm_cfg.max_new_tokens,
+            "do_sample": temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "stop_strings": list(self.template.stop),
+            "tokenizer": self.tokenizer,
+        }
+        if temperature > 0:
+            gen_kwargs.update(temperature=temperature, top_p=top_p or llm_cfg.top_p)
+        prompt = packed.embeds.unsqueeze(0)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed if seed is None else seed)
+            out = self.llm.generate(
+                inputs_embeds=prompt, attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device), **gen_kwargs
+            )
+        new_ids = self._strip_stop(out[0].tolist())
+        runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
+        final_ids = complete_signal_runs(new_ids, runs_by_modality, request)
+        result = GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids)
+        if not find_signal_runs(final_ids, runs_by_modality):
+            return result
+
+        sequence = torch.tensor(final_ids, device=self.device)
+        full = torch.cat([prompt, self.embed_tokens(sequence).unsqueeze(0).to(prompt.dtype)], dim=1)
+        hidden = self.llm(inputs_embeds=full, output_hidden_states=True).hidden_states[-1]
+        decode = decode or {}
+        for name, start in find_signal_runs(final_ids, runs_by_modality):
+            position = packed.input_ids.shape[0] + start
+            states = hidden[:, position : position + len(self.signal_ids[name])]
+            cond = self.project_signal(states, name)
+            options = self._decode_options(name, decode.get(name), seed)
+            item = self.decoders[name].generate(cond, options)[0]
+            path = None
+            if output_dir is not None:
+                index = sum(1 for m in result.media if m.modality == name)
+                stem = f"{file_prefix}{name}_{index}{self.specs[name].output_extension}"
+                path = self.specs[name].save(item, Path(output_dir) / stem)
+            result.media.append(GeneratedMedia(name, item, path))
+        return result
+
+    def _decode_options(self, name: str, given: DecodeOptions | dict[str, Any] | None, seed: int | None) -> DecodeOptions:
+        defaults = self.modality_configs[name].decode
+        if seed is not None:
+            defaults = defaults.model_copy(update={"seed": seed})
+        if given is None:
+            return defaults
+        options = given if isinstance(given, DecodeOptions) else validate_model(DecodeOptions, given, f"decode.{name}")
+        return options.merged_over(defaults)
+
+    def _strip_stop(self, ids: list[int]) -> list[int]:
+        """Cut the generated ids at EOS or the first stop string, which are not part of the answer."""
+        eos = self.tokenizer.eos_token_id
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+        for cut in range(len(ids)):
+            text = self.tokenizer.decode(ids[: cut + 1])
+            if any(stop in text for stop in self.template.stop):
+                return ids[:cut]
+        return ids
+
+    def _visible_text(self, ids: list[int]) -> str:
+        hidden = set(self.new_token_ids)
+        return self.tokenizer.decode([i for i in ids if i not in hidden], skip_special_tokens=True).strip()
+
+    # -- training support -------------------------------------------------------------------------
+    def set_trainable(self, input_projectors: bool, output_projectors: bool, signal_rows: bool, lora: bool) -> None:
+        """Freeze everything, then unfreeze the chosen groups (the stage settings use this)."""
+        for param in self.parameters():
+            param.requires_grad_(False)
+        for flag, module in ((input_projectors, self.input_projectors), (output_projectors, self.output_projectors)):
+            for param in module.parameters():
+                param.requires_grad_(flag)
+        if lora:
+            for name, param in self.llm.named_parameters():
+                if "lora_" in name:
+                    param.requires_grad_(True)
+        if self._row_mask is not None:
+            self._row_mask.remove()
+            self._row_mask = None
+        if signal_rows:
+            if self.config.llm.train_embeddings == "full":
+                for weight in self._embedding_weights():
+                    weight.requires_grad_(True)
+            else:
+                self._row_mask = RowGradientMask(base_model(self.llm), self.new_token_ids)
+
+    def _embedding_weights(self) -> list[torch.Tensor]:
+        inner = base_model(self.llm)
+        return [inner.get_input_embeddings().weight, inner.get_output_embeddings().weight]
+
+    # -- save / load ----------------------------------------------------------------------------
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything that is not frozen: projectors, signal-token rows (or the whole embedding
+        and lm_head with ``train_embeddings="full"``), and LoRA."""
+        state: dict[str, torch.Tensor] = {}
+        for prefix, module in (("input_projectors", self.input_projectors), ("output_projectors", self.output_projectors)):
+            for key, value in module.state_dict().items():
+                state[f"{prefix}.{key}"] = value
+        rows = torch.tensor(self.new_token_ids, dtype=torch.long)
+        for key, weight in zip(("llm.embed_tokens", "llm.lm_head"), self._embedding_weights(), strict=True):
+            if self.config.llm.train_embeddings == "full":
+                state[key] = weight.detach()
+            else:
+                state[key + ".signal_rows"] = weight.detach()[rows.to(weight.device)]
+        if self.config.llm.lora:
+            from peft import get_peft_model_state_dict
+
+            for key, value in get_peft_model_state_dict(self.llm).items():
+                state[f"llm.lora.{key}"] = value
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load what `trainable_state_dict` wrote; every key must be used and none missing."""
+        expected = self.trainable_state_dict()
+        missing = sorted(set(expected) - set(state))
+        unused = sorted(set(state) - set(expected))
+        if missing or unused:
+            raise ConfigError(f"{source}: missing keys {missing[:10]}, unused keys {unused[:10]}")
+        for key, value in state.items():
+            if value.shape != expected[key].shape:
+                raise ConfigError(f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+        with torch.no_grad():
+            for prefix, module in (("input_projectors", self.input_projectors), ("output_projectors", self.output_projectors)):
+                sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+                module.load_state_dict(sub, strict=True)
+            rows = torch.tensor(self.new_token_ids, dtype=torch.long)
+            for key, weight in zip(("llm.embed_tokens", "llm.lm_head"), self._embedding_weights(), strict=True):
+                if key in state:
+                    weight.copy_(state[key].to(weight.dtype))
+                else:
+                    weight[rows.to(weight.device)] = state[key + ".signal_rows"].to(weight.device, weight.dtype)
+            if self.config.llm.lora:
+                from peft import set_peft_model_state_dict
+
+                lora = {k[len("llm.lora.") :]: v for k, v in state.items() if k.startswith("llm.lora.")}
+                set_peft_model_state_dict(self.llm, lora)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` (naming the frozen components) and ``model.safetensors`` (only
+        the trained parts) into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "architecture": "NextGPTModel",
+            "config": self.config.model_dump(mode="json"),
+            "signal_tokens": {name: spec.signal_tokens.tokens for name, spec in self.specs.items()},
+            "signal_token_ids": self.signal_ids,
+            "frozen": {
+                "llm": self.config.llm.source,
+                "encoders": {n: c.encoder.model_dump() for n, c in self.modality_configs.items()},
+                "decoders": {n: c.decoder.model_dump() for n, c in self.modality_configs.items() if c.decoder},
+            },
+            "licences": self.licences(),
+        }
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        save_file(self.trainable_state_dict(), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, registry: PluginRegistry | None = None, modalities: Sequence[str] | None = None
+    ) -> NextGPTModel:
+        """Build a model from a preset name (``tiny``, ``nextgpt-7b-v0``), a local folder written by
+        `save_pretrained`, or a hub repository id holding such a folder."""
+        from nextgpt.presets import PRESETS, preset_config
+
+        registry = registry or default_registry()
+        if str(name_or_path) in PRESETS:
+            return cls(preset_config(str(name_or_path), registry, modalities), registry)
+        directory = _resolve_folder(name_or_path)
+        config_path = directory / CONFIG_NAME
+        try:
+            meta = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{config_path}: cannot read the model config: {exc}") from exc
+        config = validate_model(NextGPTConfig, meta.get("config"), where=f"{config_path}: config")
+        model = cls(config, registry)
+        saved_ids = meta.get("signal_token_ids", {})
+        if saved_ids and saved_ids != model.signal_ids:
+            raise ConfigError(f"{config_path}: signal token ids {saved_ids} differ from the rebuilt tokenizer's {model.signal_ids}")
+        weights = directory / WEIGHTS_NAME
+        if not weights.exists():
+            raise ConfigError(f"{weights}: missing weights file")
+        model.load_trainable_state_dict(load_file(str(weights)), source=str(weights))
+        return model
+
+    def licences(self) -> dict[str, str]:
+        """The licence of every frozen component, by role."""
+        out = {}
+        for name, cfg in self.modality_configs.items():
+            out[f"{name} encoder ({cfg.encoder.backend})"] = str(self.encoders[name].licence)
+            if cfg.decoder is not None:
+                out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
+        return out
+
+
+def _resolve_folder(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
+        raise ConfigError(f"{name_or_path}: not a model folder, a preset or a hub repository id")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path)))
+    except Exception as exc:
+        raise ConfigError(f"{name_or_path}: cannot download from the hub ({type(exc).__name__}: {exc})") from exc
