@@ -355,7 +355,7 @@ class NextGPTModel(nn.Module):
         if self.config.llm.lora:
             from peft import get_peft_model_state_dict
 
-            for key, value in get_peft_model_state_dict(self.llm).items():
+            for key, value in get_peft_model_state_dict(self.llm, save_embedding_layers=False).items():
                 state[f"llm.lora.{key}"] = value
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
