@@ -1,0 +1,464 @@
+"""`DiffusersDecoder`: what every diffusers-backed `Decoder` shares.
+
+A backend (Stable Diffusion, AudioLDM, zeroscope...) subclasses it and supplies only what
+differs: the pipeline class, how to build its tiny random pipeline, how its text encoder
+turns captions into the condition, and how pipeline outputs become media. The base handles:
+
+* sources: ``"tiny"`` (a random tiny pipeline built once, deterministically, saved into
+  ``nextgpt_home()/tiny/<backend>-v<N>/`` and then loaded like any local folder), a local folder
+  written by ``save_pretrained``, or a hub id; failures become `NextGPTError` naming the source;
+* laziness: nothing is loaded until ``condition_from_text``, ``negative_condition`` or
+  ``generate`` is first called, and the pipeline is then kept (the reference code reloaded it
+  on every call); ``condition_shape`` reads only the text encoder's config;
+* the negative (empty prompt) condition, computed once with the pipeline's own encoder;
+* ``generate``: conditions go in as ``prompt_embeds`` with the cached negative as
+  ``negative_prompt_embeds``; conditions are never decoded back to text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from nextgpt.config import DecodeOptions
+from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.interfaces import Decoder
+from nextgpt.paths import nextgpt_home
+
+TINY = "tiny"
+"""The source name that selects a random tiny pipeline (tests, demos)."""
+
+LOAD_OPTIONS = frozenset(
+    {"revision", "variant", "cache_dir", "local_files_only", "use_safetensors"}
+)
+"""Constructor options passed through to the pipeline's ``from_pretrained``."""
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch.float16`` or ``"float16"`` -> ``torch.float16``; ``None`` stays ``None``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in _DTYPES:
+        raise ConfigError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[name]
+
+
+@contextlib.contextmanager
+def quiet_diffusers(progress_bars: bool = False) -> Iterator[None]:
+    """Silence diffusers' deprecation notices (and, unless asked for, loading progress bars).
+
+    AudioLDM and TextToVideoSD live under ``diffusers.pipelines.deprecated`` in diffusers 0.42
+    and log a warning each time one is built; that says nothing to a nextgpt user.
+
+    Args:
+        progress_bars: keep the "Loading pipeline components" / "Loading weights" bars.
+    """
+    from diffusers.utils import logging as dlogging
+    from transformers.utils import logging as tlogging
+
+    pipeline_logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    level = pipeline_logger.level
+    bars = (dlogging.is_progress_bar_enabled(), tlogging.is_progress_bar_enabled())
+    pipeline_logger.setLevel(logging.ERROR)
+    if not progress_bars:
+        dlogging.disable_progress_bar()
+        tlogging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        pipeline_logger.setLevel(level)
+        if not progress_bars:
+            (dlogging.enable_progress_bar if bars[0] else dlogging.disable_progress_bar)()
+            (tlogging.enable_progress_bar if bars[1] else tlogging.disable_progress_bar)()
+
+
+def materialise_tiny(name: str, build: Any, seed: int = 0) -> Path:
+    """The folder ``nextgpt_home()/tiny/<name>`` holding a tiny pipeline, built on first use.
+
+    The pipeline is built with ``build()`` under ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng`` (the caller's RNG state is untouched), saved into a temporary
+    sibling folder and renamed into place, so concurrent processes never see half a folder;
+    the loser of a race discards its copy.
+
+    Args:
+        name: folder name, versioned (e.g. ``stable-diffusion-v1``): change it when the
+            tiny configuration changes.
+        build: a function returning a `diffusers.DiffusionPipeline` with random weights.
+        seed: the torch seed the weights are drawn with.
+    """
+    root = nextgpt_home() / "tiny"
+    final = root / name
+    if (final / "model_index.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.tmp-"))
+    try:
+        with torch.random.fork_rng(devices=[]), quiet_diffusers():
+            torch.manual_seed(seed)
+            pipeline = build()
+            pipeline.save_pretrained(staging)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not (final / "model_index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def ddim_scheduler() -> Any:
+    """The DDIM scheduler of Stable Diffusion 1.x (scaled-linear betas 0.00085..0.012), used by
+    the tiny pipelines of every latent-diffusion backend."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _looks_like_path(source: str) -> bool:
+    """Whether ``source`` names a folder rather than a hub id (``org/name``)."""
+    return (
+        source.startswith(("/", ".", "~"))
+        or "\\" in source
+        or source.count("/") > 1
+        or Path(source).expanduser().exists()
+    )
+
+
+class DiffusersDecoder(Decoder):
+    """A `Decoder` around one diffusers pipeline, loaded lazily and kept.
+
+    Subclasses set ``backend``, ``licence``, ``default_options`` (and ``tiny_options``) and
+    implement the abstract hooks below.
+
+    Args:
+        source: ``"tiny"``, a local folder written by ``save_pretrained``, or a hub id.
+        device: where the pipeline runs (default: CPU, or wherever ``to`` moves it).
+        dtype: the pipeline's dtype (``torch.float16`` or ``"float16"``...; default float32).
+        progress_bar: show the pipeline's denoising and loading progress bars (default off).
+        defaults: decode settings used where a ``generate`` call leaves a field unset; they
+            override the backend's ``default_options``.
+        **options: passed to ``from_pretrained``: ``revision``, ``variant``, ``cache_dir``,
+            ``local_files_only``, ``use_safetensors``. Anything else is a `ConfigError`.
+    """
+
+    backend: ClassVar[str]
+    """Backend name as registered by the plugin, e.g. ``stable-diffusion``."""
+    tiny_version: ClassVar[int] = 1
+    """Bump when the tiny configuration changes, so stale tiny folders are not reused."""
+    default_options: ClassVar[DecodeOptions] = DecodeOptions()
+    """Used for fields a call leaves unset; ``None`` fields fall back to the pipeline's own."""
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions()
+    """Laid over ``default_options`` when ``source`` is ``"tiny"`` (small, fast outputs)."""
+
+    def __init__(
+        self,
+        source: str,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        *,
+        progress_bar: bool = False,
+        defaults: DecodeOptions | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = sorted(set(options) - LOAD_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"decoder {self.backend!r} (source {source!r}): unknown option(s) {unknown}; "
+                f"known: {sorted(LOAD_OPTIONS | {'device', 'dtype', 'progress_bar', 'defaults'})}"
+            )
+        self.source = str(source)
+        self._device = torch.device(device) if device is not None else None
+        self._dtype = parse_dtype(dtype)
+        self.progress_bar = progress_bar
+        self._load_options = options
+        base = self.default_options
+        if self.source == TINY:
+            base = self.tiny_options.merged_over(base)
+        if isinstance(defaults, dict):
+            defaults = DecodeOptions(**defaults)
+        self.defaults = defaults.merged_over(base) if defaults is not None else base
+        if self.source == TINY:
+            self.identity = f"{self.backend}:tiny-v{self.tiny_version}"
+        elif _looks_like_path(self.source):
+            folder = Path(self.source).expanduser().resolve()
+            if not (folder / "model_index.json").is_file():
+                what = "has no model_index.json" if folder.is_dir() else "does not exist"
+                raise NextGPTError(
+                    f"decoder {self.backend!r}: source folder {self.source!r} {what} "
+                    "(expected a folder written by a diffusers pipeline's save_pretrained)"
+                )
+            self.identity = f"{self.backend}:{folder}"
+        else:
+            self.identity = f"{self.backend}:{self.source}"
+        self._pipeline: Any = None
+        self._negative: torch.Tensor | None = None
+        self._condition_shape: tuple[int, int] | None = None
+        self._lock = threading.RLock()
+
+    # ----- hooks a backend implements -------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def pipeline_class(cls) -> type:
+        """The diffusers pipeline class (imported here, so plugins import diffusers lazily)."""
+
+    @classmethod
+    @abstractmethod
+    def build_tiny_pipeline(cls) -> Any:
+        """A pipeline with tiny random weights; called once, under a fixed torch seed."""
+
+    @abstractmethod
+    def _read_condition_shape(self, location: str) -> tuple[int, int]:
+        """``(Q, d_cond)`` from the configs in ``location`` without loading any weights."""
+
+    @abstractmethod
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
+        """The pipeline's own text embedding of ``captions``, ``[B, Q, d_cond]``."""
+
+    @abstractmethod
+    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
+        """The embedding the pipeline uses when no negative prompt is given, ``[1, Q, d_cond]``."""
+
+    @abstractmethod
+    def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
+        """Pipeline keyword arguments for the size/length fields of ``options``."""
+
+    @abstractmethod
+    def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
+        """Turn the pipeline's output into one media item per condition row."""
+
+    def _load_kwargs(self) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments of this backend (e.g. ``safety_checker=None``)."""
+        return {}
+
+    def _pipeline_embeds(self, condition: torch.Tensor) -> torch.Tensor:
+        """``[B, Q, d]`` condition -> the pipeline's ``prompt_embeds`` layout (default: as is)."""
+        return condition
+
+    # ----- loading --------------------------------------------------------------------------
+
+    @classmethod
+    def tiny_folder(cls) -> Path:
+        """The folder of this backend's tiny pipeline, built and saved on first use."""
+        return materialise_tiny(f"{cls.backend}-v{cls.tiny_version}", cls.build_tiny_pipeline)
+
+    def location(self) -> str:
+        """What ``from_pretrained`` is given: a local folder (tiny materialised) or a hub id."""
+        if self.source == TINY:
+            return str(self.tiny_folder())
+        if _looks_like_path(self.source):
+            return str(Path(self.source).expanduser().resolve())
+        return self.source
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the pipeline has been loaded (it is, after the first encode or generate)."""
+        return self._pipeline is not None
+
+    @property
+    def pipeline(self) -> Any:
+        """The diffusers pipeline, loaded on first access and kept."""
+        if self._pipeline is None:
+            with self._lock:
+                if self._pipeline is None:
+                    self._pipeline = self._load()
+        return self._pipeline
+
+    def _load(self) -> Any:
+        location = self.location()
+        kwargs = {**self._load_options, **self._load_kwargs()}
+        if self._dtype is not None:
+            kwargs["torch_dtype"] = self._dtype
+        try:
+            with quiet_diffusers(self.progress_bar):
+                pipeline = self.pipeline_class().from_pretrained(location, **kwargs)
+        except Exception as exc:
+            raise NextGPTError(
+                f"decoder {self.backend!r}: could not load a {self.pipeline_class().__name__} "
+                f"from source {self.source!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self._device is not None:
+            pipeline.to(self._device)
+        pipeline.set_progress_bar_config(disable=not self.progress_bar)
+        return pipeline
+
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None
+    ) -> DiffusersDecoder:
+        """Move the pipeline (if loaded, else when it loads) to ``device`` and/or ``dtype``.
+
+        Args:
+            device: target device, e.g. ``"cuda"``; ``None`` keeps the current one.
+            dtype: target dtype; a change drops the cached negative condition, which is then
+                recomputed by the text encoder in the new dtype.
+        """
+        dtype = parse_dtype(dtype)
+        if device is not None:
+            self._device = torch.device(device)
+        if dtype is not None and dtype != self._dtype:
+            self._dtype = dtype
+            self._negative = None
+        if self._pipeline is not None:
+            self._pipeline.to(device=self._device, dtype=self._dtype)
+        if self._negative is not None and self._device is not None:
+            self._negative = self._negative.to(self._device)
+        return self
+
+    # ----- conditions -----------------------------------------------------------------------
+
+    @property
+    def condition_shape(self) -> tuple[int, int]:
+        """``(Q, d_cond)``, read from the text encoder/tokenizer configs; no weights are loaded."""
+        if self._condition_shape is None:
+            location = self.location()
+            try:
+                shape = self._read_condition_shape(location)
+            except NextGPTError:
+                raise
+            except Exception as exc:
+                raise NextGPTError(
+                    f"decoder {self.backend!r}: could not read the text encoder config of source "
+                    f"{self.source!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._condition_shape = (int(shape[0]), int(shape[1]))
+        return self._condition_shape
+
+    def condition_from_text(self, captions: Sequence[str] | str) -> torch.Tensor:
+        """Embed captions exactly as the pipeline would for its denoiser: ``[B, Q, d_cond]``.
+
+        This is the stage-2 alignment target. Computed without gradients.
+
+        Args:
+            captions: one caption or a list of them.
+        """
+        batch = [captions] if isinstance(captions, str) else list(captions)
+        if not batch:
+            raise ValueError(f"decoder {self.identity}: condition_from_text got no captions")
+        with torch.no_grad():
+            return self._encode_captions(self.pipeline, batch)
+
+    def negative_condition(self) -> torch.Tensor:
+        """The unconditional (empty prompt) condition ``[1, Q, d_cond]``, computed once."""
+        if self._negative is None:
+            with self._lock, torch.no_grad():
+                if self._negative is None:
+                    self._negative = self._encode_negative(self.pipeline)
+        return self._negative
+
+    def _check_condition(self, condition: torch.Tensor) -> None:
+        expected = self.condition_shape
+        if condition.ndim != 3 or tuple(condition.shape[1:]) != expected:
+            raise ValueError(
+                f"decoder {self.identity}: condition must have shape "
+                f"[B, {expected[0]}, {expected[1]}], got {list(condition.shape)}"
+            )
+
+    # ----- generation -----------------------------------------------------------------------
+
+    def generate(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> list[Any]:
+        """Generate one media item per row of ``condition`` (``[B, Q, d_cond]``).
+
+        Args:
+            condition: decoder conditions, e.g. from an `OutputProjector` or
+                `condition_from_text`; any float dtype/device (cast to the pipeline's).
+            options: steps, guidance, size/frames/seconds and seed; unset fields come from
+                ``self.defaults`` and then from the pipeline's own defaults. The seed makes a
+                CPU ``torch.Generator`` per call, so the same seed gives the same output on
+                every call (and on every device, the starting noise being drawn on the CPU).
+        """
+        self._check_condition(condition)
+        opts = (options or DecodeOptions()).merged_over(self.defaults)
+        pipeline = self.pipeline
+        dtype = pipeline.dtype
+        device = pipeline.device
+        condition = condition.detach().to(device=device, dtype=dtype)
+        negative = self.negative_condition().to(device=device, dtype=dtype)
+        negative = negative.expand(condition.shape[0], *negative.shape[1:])
+        kwargs: dict[str, Any] = {
+            "prompt_embeds": self._pipeline_embeds(condition),
+            "negative_prompt_embeds": self._pipeline_embeds(negative),
+            "generator": None if opts.seed is None else torch.Generator().manual_seed(opts.seed),
+        }
+        if opts.steps is not None:
+            kwargs["num_inference_steps"] = opts.steps
+        if opts.guidance is not None:
+            kwargs["guidance_scale"] = opts.guidance
+        kwargs.update(self._call_options(opts))
+        with torch.no_grad():
+            output = pipeline(**kwargs)
+        return self._to_media(output, opts)
+
+    # ----- helpers for backends -------------------------------------------------------------
+
+    def _hub_options(self) -> dict[str, Any]:
+        """The constructor options that also apply to reading single config files."""
+        return {
+            k: v
+            for k, v in self._load_options.items()
+            if k in {"revision", "cache_dir", "local_files_only"}
+        }
+
+    def text_encoder_config(self, location: str) -> Any:
+        """The ``text_encoder`` sub-config of a pipeline folder or hub id (no weights loaded)."""
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(location, subfolder="text_encoder", **self._hub_options())
+
+    def tokenizer_max_length(self, location: str, fallback: int | None = None) -> int:
+        """``model_max_length`` of the pipeline's tokenizer (its ``tokenizer_config.json``).
+
+        Args:
+            location: a pipeline folder or hub id.
+            fallback: used if the file does not give a sensible value (e.g. the text encoder's
+                ``max_position_embeddings``).
+        """
+        folder = Path(location)
+        if folder.is_dir():
+            candidate = folder / "tokenizer" / "tokenizer_config.json"
+            path: str | None = str(candidate) if candidate.is_file() else None
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(
+                location, "tokenizer_config.json", subfolder="tokenizer", **self._hub_options()
+            )
+        value = None
+        if path is not None:
+            value = json.loads(Path(path).read_text(encoding="utf-8")).get("model_max_length")
+        if isinstance(value, int) and 0 < value < 1_000_000:
+            return value
+        if fallback is None:
+            raise NextGPTError(
+                f"decoder {self.backend!r}: {location}/tokenizer gives no model_max_length"
+            )
+        return fallback
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.is_loaded else "not loaded"
+        return f"{type(self).__name__}({self.source!r}, {state})"

@@ -1,0 +1,124 @@
+"""`StableDiffusionDecoder`: images from a diffusers ``StableDiffusionPipeline``.
+
+The condition is the CLIP text encoder's last hidden state, ``[B, 77, d]`` (``d`` = 768 for
+SD-1.5, as NExT-GPT uses), passed to the pipeline as ``prompt_embeds``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from nextgpt.config import DecodeOptions
+from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
+from nextgpt.licences import OPENRAIL_M
+
+
+class StableDiffusionDecoder(DiffusersDecoder):
+    """Stable Diffusion text-to-image, conditioned on ``[B, 77, d]`` CLIP text embeddings.
+
+    Args:
+        source: ``"tiny"``, a folder written by ``StableDiffusionPipeline.save_pretrained``, or a
+            hub id such as ``stable-diffusion-v1-5/stable-diffusion-v1-5``.
+        device, dtype, progress_bar, defaults, **options: see `DiffusersDecoder`.
+
+    ``generate`` uses ``height``, ``width``, ``steps``, ``guidance`` and ``seed`` of the options
+    and returns PIL images. The safety checker is not loaded.
+    """
+
+    backend: ClassVar[str] = "stable-diffusion"
+    licence = OPENRAIL_M
+    default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=50, guidance=7.5)
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, height=32, width=32)
+
+    @classmethod
+    def pipeline_class(cls) -> type:
+        from diffusers import StableDiffusionPipeline
+
+        return StableDiffusionPipeline
+
+    @classmethod
+    def build_tiny_pipeline(cls) -> Any:
+        """UNet (4, 8) channels with cross-attention width 32, a 2-block VAE (latents at 1/2
+        resolution), a 2-layer CLIP text encoder of width 32 and a byte-level CLIP tokenizer."""
+        from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+        from nextgpt.tiny.tokenizers import build_clip_tokenizer
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tokenizer = build_clip_tokenizer()
+        unet = UNet2DConditionModel(
+            block_out_channels=(4, 8),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            norm_num_groups=2,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=[4, 8],
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 2,
+            up_block_types=["UpDecoderBlock2D"] * 2,
+            latent_channels=4,
+            norm_num_groups=2,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=1000,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=tokenizer.model_max_length,
+                projection_dim=32,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        return StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=ddim_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    def _load_kwargs(self) -> dict[str, Any]:
+        return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+    def _read_condition_shape(self, location: str) -> tuple[int, int]:
+        config = self.text_encoder_config(location)
+        length = self.tokenizer_max_length(location, fallback=config.max_position_embeddings)
+        return length, config.hidden_size
+
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
+        embeds, _ = pipeline.encode_prompt(captions, pipeline._execution_device, 1, False)
+        return embeds
+
+    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
+        # The pipeline's own unconditional path: given prompt_embeds and no negative prompt,
+        # encode_prompt embeds "" padded to the condition length.
+        dummy = torch.zeros(
+            1,
+            *self.condition_shape,
+            dtype=pipeline.text_encoder.dtype,
+            device=pipeline._execution_device,
+        )
+        _, negative = pipeline.encode_prompt(
+            None, pipeline._execution_device, 1, True, prompt_embeds=dummy
+        )
+        return negative
+
+    def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
+        return {"height": options.height, "width": options.width, "output_type": "pil"}
+
+    def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
+        return list(output.images)

@@ -1,0 +1,146 @@
+"""`TextToVideoDecoder`: video from diffusers' ``TextToVideoSDPipeline`` (zeroscope, ModelScope).
+
+The condition is the CLIP text encoder's last hidden state, ``[B, 77, d]`` (``d`` = 1024 for
+zeroscope_v2_576w), passed to the pipeline as ``prompt_embeds``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from nextgpt.config import DecodeOptions
+from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
+from nextgpt.licences import CC_BY_NC_4
+
+from nextgpt_video.media import VideoClip
+
+
+class TextToVideoDecoder(DiffusersDecoder):
+    """Text-to-video diffusion (zeroscope), conditioned on ``[B, 77, d]`` CLIP text embeddings.
+
+    Args:
+        source: ``"tiny"``, a folder written by ``TextToVideoSDPipeline.save_pretrained``, or a
+            hub id such as ``cerspense/zeroscope_v2_576w``.
+        device, dtype, progress_bar, defaults, **options: see `DiffusersDecoder`.
+        fps: frame rate given to the returned clips (the pipeline itself has none; 8 as in the
+            zeroscope demos).
+
+    ``generate`` uses ``num_frames``, ``height``, ``width``, ``steps``, ``guidance`` and
+    ``seed`` and returns `VideoClip` objects with uint8 frames ``[T, H, W, 3]``.
+    """
+
+    backend: ClassVar[str] = "zeroscope"
+    licence = CC_BY_NC_4
+    default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=50, guidance=9.0, num_frames=16)
+    """The pipeline's own defaults; the size defaults to the UNet's sample size."""
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(
+        steps=2, num_frames=4, height=32, width=32
+    )
+
+    def __init__(
+        self,
+        source: str,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        *,
+        fps: float = 8.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(source, device, dtype, **options)
+        if not fps > 0:
+            raise ValueError(f"decoder {self.identity}: fps must be positive, got {fps}")
+        self.fps = float(fps)
+
+    @classmethod
+    def pipeline_class(cls) -> type:
+        from diffusers import TextToVideoSDPipeline
+
+        return TextToVideoSDPipeline
+
+    @classmethod
+    def build_tiny_pipeline(cls) -> Any:
+        """A 3-D UNet with (8, 8) channels and cross-attention width 4, a 1-block VAE (latents
+        at full resolution), a 2-layer CLIP text encoder of width 4 and a byte-level CLIP
+        tokenizer; 32 x 32 frames by default."""
+        from diffusers import AutoencoderKL, TextToVideoSDPipeline, UNet3DConditionModel
+        from nextgpt.tiny.tokenizers import build_clip_tokenizer
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tokenizer = build_clip_tokenizer()
+        unet = UNet3DConditionModel(
+            block_out_channels=(8, 8),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            cross_attention_dim=4,
+            attention_head_dim=4,
+            norm_num_groups=2,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(8,),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",),
+            up_block_types=("UpDecoderBlock2D",),
+            latent_channels=4,
+            norm_num_groups=2,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=1000,
+                hidden_size=4,
+                intermediate_size=16,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=tokenizer.model_max_length,
+                projection_dim=4,
+                hidden_act="gelu",
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        return TextToVideoSDPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=ddim_scheduler(),
+        )
+
+    def _read_condition_shape(self, location: str) -> tuple[int, int]:
+        config = self.text_encoder_config(location)
+        length = self.tokenizer_max_length(location, fallback=config.max_position_embeddings)
+        return length, config.hidden_size
+
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
+        embeds, _ = pipeline.encode_prompt(captions, pipeline._execution_device, 1, False)
+        return embeds
+
+    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
+        # The pipeline's own unconditional path: given prompt_embeds and no negative prompt,
+        # encode_prompt embeds "" padded to the condition length.
+        device = pipeline._execution_device
+        dummy = torch.zeros(
+            1, *self.condition_shape, dtype=pipeline.text_encoder.dtype, device=device
+        )
+        _, negative = pipeline.encode_prompt(None, device, 1, True, prompt_embeds=dummy)
+        return negative
+
+    def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
+        return {
+            "num_frames": options.num_frames,
+            "height": options.height,
+            "width": options.width,
+            "output_type": "np",
+        }
+
+    def _to_media(self, output: Any, options: DecodeOptions) -> list[VideoClip]:
+        # output.frames: float [B, T, H, W, 3] in [0, 1]; rounded as diffusers' numpy_to_pil does.
+        frames = np.clip(np.round(np.asarray(output.frames) * 255.0), 0, 255).astype(np.uint8)
+        return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
