@@ -135,6 +135,12 @@ class LLMConfig(StrictModel):
     """``new_rows``: only the signal-token rows of the embedding and lm_head train (a gradient
     mask); ``full``: the whole embedding and lm_head train, as the released checkpoint did."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    media_wrap: tuple[str, str] | None = None
+    """Tokens placed around every media embedding, whatever its modality (the released
+    NExT-GPT used ``("<Img>", "</Img>")``); added to the vocabulary before the signal tokens."""
+    bos_per_text_chunk: bool = False
+    """Start every text chunk between media with BOS, as the released inference code did;
+    by default only the sequence starts with BOS."""
     max_new_tokens: int = Field(default=128, gt=0)
     temperature: float = Field(default=0.0, ge=0)
     """0 means greedy decoding."""

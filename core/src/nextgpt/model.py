@@ -93,6 +93,9 @@ class NextGPTModel(nn.Module):
 
         llm, self.tokenizer = load_llm(config.llm)
         self.base_vocab_size = int(llm.get_input_embeddings().weight.shape[0])
+        self.wrap_ids: list[int] = (
+            add_signal_tokens(llm, self.tokenizer, list(config.llm.media_wrap)) if config.llm.media_wrap else []
+        )
         self.signal_ids: dict[str, list[int]] = {
             name: add_signal_tokens(llm, self.tokenizer, spec.signal_tokens.tokens) for name, spec in self.specs.items()
         }
@@ -133,7 +136,8 @@ class NextGPTModel(nn.Module):
 
     @property
     def new_token_ids(self) -> list[int]:
-        return [i for ids in self.signal_ids.values() for i in ids]
+        """Ids added to the LLM's vocabulary: media-wrap tokens, then the signal tokens."""
+        return [*self.wrap_ids, *(i for ids in self.signal_ids.values() for i in ids)]
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -162,19 +166,22 @@ class NextGPTModel(nn.Module):
         pad = tok.pad_token_id
         remaining = list(media_embeds)
 
-        def add_text(text: str, supervised: bool) -> None:
-            if not text:
-                return
-            piece = torch.tensor(tok(text, add_special_tokens=False).input_ids, dtype=torch.long)
+        bos_each_chunk = self.config.llm.bos_per_text_chunk and tok.bos_token_id is not None
+
+        def add_ids(piece_ids: list[int], supervised: bool = False) -> None:
+            piece = torch.tensor(piece_ids, dtype=torch.long)
             ids.append(piece)
             labels.append(piece.clone() if supervised else torch.full_like(piece, -100))
             embeds.append(self.embed_tokens(piece))
 
-        if tok.bos_token_id is not None:
-            bos = torch.tensor([tok.bos_token_id])
-            ids.append(bos)
-            labels.append(torch.tensor([-100]))
-            embeds.append(self.embed_tokens(bos))
+        def add_text(text: str, supervised: bool) -> None:
+            if text:
+                if bos_each_chunk:
+                    add_ids([tok.bos_token_id])
+                add_ids(tok(text, add_special_tokens=False).input_ids, supervised)
+
+        if tok.bos_token_id is not None and not bos_each_chunk:
+            add_ids([tok.bos_token_id])
         for segment in self.template.segments(turns, add_generation_prompt):
             cursor = 0
             for match in pattern.finditer(segment.text):
@@ -182,9 +189,13 @@ class NextGPTModel(nn.Module):
                 if not remaining:
                     raise ConfigError(f"placeholder {match.group(0)!r} has no media item")
                 media = remaining.pop(0).to(self.device)
+                if self.wrap_ids:
+                    add_ids(self.wrap_ids[:1])
                 embeds.append(media.to(embeds[-1].dtype) if embeds else media)
                 ids.append(torch.full((media.shape[0],), pad, dtype=torch.long))
                 labels.append(torch.full((media.shape[0],), -100, dtype=torch.long))
+                if self.wrap_ids:
+                    add_ids(self.wrap_ids[1:])
                 cursor = match.end()
             add_text(segment.text[cursor:], segment.supervised)
         if remaining:
@@ -388,24 +399,14 @@ class NextGPTModel(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` (naming the frozen components) and ``model.safetensors`` (only
         the trained parts) into ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "architecture": "NextGPTModel",
-            "config": self.config.model_dump(mode="json"),
-            "signal_tokens": {name: spec.signal_tokens.tokens for name, spec in self.specs.items()},
-            "signal_token_ids": self.signal_ids,
-            "frozen": {
-                "llm": self.config.llm.source,
-                "encoders": {n: c.encoder.model_dump() for n, c in self.modality_configs.items()},
-                "decoders": {n: c.decoder.model_dump() for n, c in self.modality_configs.items() if c.decoder},
-            },
-            "licences": self.licences(),
-        }
-        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-        save_file(self.trainable_state_dict(), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-        return directory
+        return write_pretrained(
+            directory,
+            self.config,
+            {name: spec.signal_tokens.tokens for name, spec in self.specs.items()},
+            self.signal_ids,
+            self.trainable_state_dict(),
+            self.licences(),
+        )
 
     @classmethod
     def from_pretrained(
@@ -443,6 +444,37 @@ class NextGPTModel(nn.Module):
             if cfg.decoder is not None:
                 out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
         return out
+
+
+def write_pretrained(
+    directory: str | Path,
+    config: NextGPTConfig,
+    signal_tokens: dict[str, list[str]],
+    signal_ids: dict[str, list[int]],
+    state: dict[str, torch.Tensor],
+    licences: dict[str, str] | None = None,
+) -> Path:
+    """Write a model folder: ``config.json`` (the configuration, which names the frozen
+    components, and the signal-token ids) and ``model.safetensors`` (the trained tensors)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    modalities = config.modalities
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "architecture": "NextGPTModel",
+        "config": config.model_dump(mode="json"),
+        "signal_tokens": signal_tokens,
+        "signal_token_ids": signal_ids,
+        "frozen": {
+            "llm": config.llm.source,
+            "encoders": {n: raw.get("encoder") for n, raw in modalities.items()},
+            "decoders": {n: raw.get("decoder") for n, raw in modalities.items()},
+        },
+        "licences": licences or {},
+    }
+    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, default=str))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    return directory
 
 
 def _resolve_folder(name_or_path: str | Path) -> Path:

@@ -27,28 +27,42 @@ _TINY_PROJECTOR = {
 }
 
 
-def _tiny() -> tuple[LLMConfig, dict[str, Any]]:
+Preset = tuple[LLMConfig, dict[str, Any], tuple[str, ...] | None]
+"""(LLM settings, generic per-modality settings, modalities in vocabulary order or None = all)."""
+
+
+def _tiny() -> Preset:
     llm = LLMConfig(
         source="tiny",
         template="vicuna_v0",
         lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]),
         max_new_tokens=16,
     )
-    return llm, {"output_projector": dict(_TINY_PROJECTOR)}
+    return llm, {"output_projector": dict(_TINY_PROJECTOR)}, None
 
 
-def _nextgpt_7b_v0() -> tuple[LLMConfig, dict[str, Any]]:
+RELEASED_MODALITY_ORDER = ("image", "video", "audio")
+"""The released checkpoint's vocabulary: <Img>, </Img>, [IMG0..3], [VID0..23], [AUD0..7]."""
+
+
+def _nextgpt_7b_v0() -> Preset:
+    """The released NExT-GPT configuration (7b_tiva_v0), reproduced where it matters: token
+    ids, prompt building (BOS before every text chunk, <Img>..</Img> around every media
+    embedding, vicuna v0 turns, stop on ###), sampling defaults. Modality-specific details
+    (e.g. audio features without ImageBind's x20 scale) come from each plugin's preset entry."""
     llm = LLMConfig(
         source=os.environ.get(VICUNA_V0_ENV, "vicuna-7b-v0"),
-        template="vicuna_v0",
+        template="vicuna_v0_legacy",
         lora=LoraSettings(r=32, alpha=32, dropout=0.1),
         train_embeddings="full",
         dtype="float16",
+        media_wrap=("<Img>", "</Img>"),
+        bos_per_text_chunk=True,
         max_new_tokens=246,
         temperature=1.0,
         top_p=0.01,
     )
-    return llm, {}
+    return llm, {}, RELEASED_MODALITY_ORDER
 
 
 PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0}
@@ -71,8 +85,13 @@ def preset_config(
     """The configuration of preset ``name`` over the installed (or the named) modalities."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-    llm, generic = PRESETS[name]()
-    chosen = list(modalities) if modalities is not None else sorted(registry.modalities)
+    llm, generic, order = PRESETS[name]()
+    if modalities is not None:
+        chosen = list(modalities)
+    elif order is not None:
+        chosen = list(order)
+    else:
+        chosen = sorted(registry.modalities)
     mods: dict[str, dict[str, Any]] = {}
     for modality in chosen:
         spec = registry.modality(modality)

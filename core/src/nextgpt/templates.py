@@ -74,6 +74,16 @@ VICUNA_V0 = PromptTemplate(
     stop=("###",),
 )
 
+VICUNA_V0_LEGACY = PromptTemplate(
+    name="vicuna_v0_legacy",
+    # The released NExT-GPT inference prompt: no system text, no space after "Assistant:".
+    system="",
+    user_prefix="### Human: ",
+    assistant_prefix="\n### Assistant:",
+    turn_end="\n###",
+    stop=("###",),
+)
+
 VICUNA_V1 = PromptTemplate(
     name="vicuna_v1",
     system=(
@@ -86,7 +96,7 @@ VICUNA_V1 = PromptTemplate(
     stop=("</s>",),
 )
 
-TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (VICUNA_V0, VICUNA_V1)}
+TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (VICUNA_V0, VICUNA_V0_LEGACY, VICUNA_V1)}
 
 
 def get_template(name: str) -> PromptTemplate:

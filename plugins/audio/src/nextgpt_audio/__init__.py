@@ -35,6 +35,8 @@ SPEC = ModalitySpec(
             "decoder": {"source": "tiny"},
             "decode": {"steps": 2, "seconds": 1.0},
         },
+        # The released NExT-GPT fed ImageBind audio features without the x20 logit scale.
+        "nextgpt-7b-v0": {"encoder": {"options": {"logit_scale": False}}},
     },
     description="sound (WAV, FLAC, OGG); generated at 16 kHz",
 )
