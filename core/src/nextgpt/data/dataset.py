@@ -1,0 +1,111 @@
+"""A map-style dataset over one or more data files, and the batch a DataLoader makes of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from nextgpt.data.records import BadRecord, DatasetSource, OnBadRecord, SampleRecord, read_records
+from nextgpt.errors import MediaError
+from nextgpt.interfaces import ModalitySpec
+from nextgpt.templates import Turn
+
+
+@dataclass
+class Sample:
+    """A sample with its input media loaded (in order of their placeholders)."""
+
+    turns: list[Turn]
+    media: list[tuple[str, Any]] = field(default_factory=list)
+    """``(modality, item)`` for each input, in order of appearance."""
+    targets: dict[str, str] = field(default_factory=dict)
+    """Modality -> caption of its first output (the alignment target)."""
+    source: str = ""
+
+
+@dataclass
+class SampleBatch:
+    """A batch of samples of any mix of modalities (the DataLoader's output)."""
+
+    samples: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def captions(self) -> list[dict[str, str]]:
+        """Per sample: modality -> caption of its first output."""
+        return [s.targets for s in self.samples]
+
+    def media_by_modality(self) -> dict[str, list[tuple[int, int, Any]]]:
+        """Modality -> ``(sample index, position among the sample's inputs, item)``."""
+        out: dict[str, list[tuple[int, int, Any]]] = {}
+        for i, sample in enumerate(self.samples):
+            for j, (modality, item) in enumerate(sample.media):
+                out.setdefault(modality, []).append((i, j, item))
+        return out
+
+
+def collate_samples(samples: Sequence[Sample]) -> SampleBatch:
+    """The DataLoader collate: keeps samples of every modality together (mixed batches). The
+    tokenising, media encoding and padding happen in the training step (`pad_packed`), where
+    the model is."""
+    return SampleBatch(list(samples))
+
+
+class NextGPTDataset(Dataset):
+    """All valid records of ``sources``; media are loaded on access.
+
+    Args:
+        sources: the data files.
+        specs: the enabled modalities (use the model's, whose signal-token counts apply).
+        on_bad_record: ``"skip"`` (warn, count, keep going) or ``"error"``.
+    """
+
+    def __init__(
+        self, sources: Sequence[DatasetSource], specs: Mapping[str, ModalitySpec], on_bad_record: OnBadRecord = "skip"
+    ) -> None:
+        self.specs = dict(specs)
+        self.records: list[SampleRecord] = []
+        self.bad_records: list[BadRecord] = []
+        for source in sources:
+            records, bad = read_records(source, self.specs, on_bad_record)
+            self.records.extend(records)
+            self.bad_records.extend(bad)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self.records[index]
+        media = []
+        for ref in record.inputs:
+            try:
+                media.append((ref.modality, self.specs[ref.modality].load(ref.path)))
+            except MediaError as exc:
+                raise MediaError(ref.path, f"{exc.reason} (record {record.source})") from exc
+        return Sample(turns=list(record.turns), media=media, targets=dict(record.targets), source=record.source)
+
+
+class EpochSeededSampler(Sampler[int]):
+    """A random order fixed by ``seed`` and the epoch (Lightning calls ``set_epoch``), so a run
+    resumed from a checkpoint sees the same order as the uninterrupted one."""
+
+    def __init__(self, length: int, seed: int = 13, shuffle: bool = True) -> None:
+        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.length))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())

@@ -1,0 +1,1 @@
+"""Training NExT-GPT's three alignment stages with Lightning."""

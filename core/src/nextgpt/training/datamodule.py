@@ -1,0 +1,89 @@
+"""`NextGPTDataModule`: the data files of a stage as train (and optional validation) loaders."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from nextgpt.config import validate_model
+from nextgpt.data.dataset import EpochSeededSampler, NextGPTDataset, collate_samples
+from nextgpt.data.records import DatasetSource
+from nextgpt.errors import ConfigError
+
+
+class NextGPTDataModule(LightningDataModule):
+    """Mixed-modality batches over any number of data files.
+
+    Args:
+        train: the training files, each ``{path, format: pairs|instruction|mosit, root, task,
+            prompt, check_files, limit}`` (see `nextgpt.data.DatasetSource`).
+        val: validation files, same form (optional).
+        batch_size: samples per step and device.
+        num_workers: DataLoader workers (media are read in them).
+        on_bad_record: ``skip`` (warn with file, index and a count) or ``error``.
+        shuffle, seed: the order of each epoch is fixed by ``seed`` and the epoch number, so a
+            resumed run sees what the uninterrupted one saw.
+        plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
+    """
+
+    def __init__(
+        self,
+        train: list[dict[str, Any]],
+        val: list[dict[str, Any]] | None = None,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        on_bad_record: Literal["skip", "error"] = "skip",
+        shuffle: bool = True,
+        seed: int = 13,
+        plugins: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_sources = [validate_model(DatasetSource, s, f"data.train[{i}]") for i, s in enumerate(train)]
+        self.val_sources = [validate_model(DatasetSource, s, f"data.val[{i}]") for i, s in enumerate(val or [])]
+        if not self.train_sources:
+            raise ConfigError("data.train: at least one data file is needed")
+        self.train_set: NextGPTDataset | None = None
+        self.val_set: NextGPTDataset | None = None
+
+    def specs(self) -> dict[str, Any]:
+        """The modalities: the model's when a trainer connects one (its signal-token counts),
+        else the installed plugins'."""
+        trainer = self.trainer
+        module = getattr(trainer, "lightning_module", None) if trainer is not None else None
+        model = getattr(module, "model", None)
+        if model is not None:
+            return dict(model.specs)
+        from nextgpt.plugins import default_registry, load_plugins
+
+        registry = load_plugins(allow=self.hparams.plugins) if self.hparams.plugins else default_registry()
+        return {name: registry.modality(name) for name in sorted(registry.modalities)}
+
+    def setup(self, stage: str | None = None) -> None:
+        specs = self.specs()
+        if self.train_set is None:
+            self.train_set = NextGPTDataset(self.train_sources, specs, self.hparams.on_bad_record)
+            if len(self.train_set) == 0:
+                raise ConfigError("data.train: no valid record in " + ", ".join(s.path for s in self.train_sources))
+        if self.val_set is None and self.val_sources:
+            self.val_set = NextGPTDataset(self.val_sources, specs, self.hparams.on_bad_record)
+
+    def _loader(self, dataset: NextGPTDataset, shuffle: bool) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(
+            dataset,
+            batch_size=hp.batch_size,
+            sampler=EpochSeededSampler(len(dataset), hp.seed, shuffle),
+            num_workers=hp.num_workers,
+            collate_fn=collate_samples,
+            persistent_workers=hp.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup() first"
+        return self._loader(self.train_set, self.hparams.shuffle)
+
+    def val_dataloader(self) -> Any:
+        return self._loader(self.val_set, False) if self.val_set is not None else []

@@ -1,0 +1,75 @@
+"""Training losses of NExT-GPT.
+
+* LM cross-entropy on supervised tokens only (labels are -100 at prompt, media and padding
+  positions), shifted as Hugging Face causal LMs do: the logits at position t predict label t+1.
+* The alignment loss ("l2" in the paper and the released code): the mean over tokens of the
+  per-token Euclidean distance ``sqrt(sum((u - v)^2, -1))`` between the output projector's
+  condition and the decoder's own text-encoder embedding of the gold caption. Not MSE.
+* Per-modality weights come from ``ModalityConfig.loss_weight`` (video 2.0 as released).
+
+Every term is returned separately so the trainer can log each on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Causal-LM cross-entropy, averaged over the supervised tokens of the batch.
+
+    Args:
+        logits: ``[B, T, V]``.
+        labels: ``[B, T]`` token ids, ``-100`` where no loss applies.
+
+    Returns a scalar; zero (with a graph) when no token is supervised.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:].to(logits.device)
+    if not bool((shift_labels != IGNORE_INDEX).any()):
+        return shift_logits.sum() * 0.0
+    return F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE_INDEX
+    )
+
+
+def alignment_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of the per-token Euclidean distance between ``[R, Q, d]`` tensors."""
+    if prediction.shape != target.shape:
+        raise ValueError(f"alignment loss: prediction {tuple(prediction.shape)} vs target {tuple(target.shape)}")
+    diff = prediction.float() - target.to(prediction.device).float()
+    return diff.pow(2).sum(-1).sqrt().mean()
+
+
+@dataclass
+class LossTerms:
+    """The loss of one step and its parts (unweighted alignment terms, per modality)."""
+
+    lm: torch.Tensor
+    align: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> torch.Tensor:
+        total = self.lm
+        for name, value in self.align.items():
+            total = total + self.weights.get(name, 1.0) * value
+        return total
+
+    def as_logs(self, prefix: str = "train/") -> dict[str, torch.Tensor]:
+        """``{prefix}lm_loss``, ``{prefix}align_<modality>`` and ``{prefix}loss`` (detached)."""
+        logs = {f"{prefix}lm_loss": self.lm.detach()}
+        for name, value in self.align.items():
+            logs[f"{prefix}align_{name}"] = value.detach()
+        logs[f"{prefix}loss"] = self.total.detach()
+        return logs
+
+
+def combine(lm: torch.Tensor, align: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> LossTerms:
+    return LossTerms(lm=lm, align=dict(align), weights={k: float(weights[k]) for k in align})

@@ -1,0 +1,307 @@
+"""`NextGPTLightningModule`: the three NExT-GPT alignment stages as one LightningModule.
+
+``stage`` picks what trains (each group overridable):
+
+=====  ==================  ===================  ============  =====
+stage  input projectors    output projectors    signal rows   LoRA
+=====  ==================  ===================  ============  =====
+1      yes                 no                   no            no
+2      no                  yes                  yes           no
+3      yes                 yes                  no            yes
+=====  ==================  ===================  ============  =====
+
+A training step encodes the media with the frozen encoders, packs every conversation exactly
+as generation does (`NextGPTModel.pack`), runs the LLM once, and adds to the LM cross-entropy,
+for each modality whose signal tokens the answer contains, the alignment loss between the output
+projector's condition (read by `NextGPTModel.signal_conditions`, the same positions generation
+reads) and the decoder's embedding of the gold caption.
+
+Checkpoints hold only the trainable parameters (`NextGPTModel.trainable_state_dict`) and the
+optimizer state; the frozen LLM, encoders and decoders are rebuilt from the model's source.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch.nn.modules.module import _IncompatibleKeys
+
+from nextgpt.data.collate import PaddedBatch, pad_packed
+from nextgpt.data.dataset import SampleBatch
+from nextgpt.errors import ConfigError
+from nextgpt.llm import base_model
+from nextgpt.templates import Turn
+from nextgpt.training.losses import LossTerms, alignment_loss, combine, lm_loss
+
+STAGE_DEFAULTS: dict[int, dict[str, bool]] = {
+    1: {"input_projectors": True, "output_projectors": False, "signal_rows": False, "lora": False},
+    2: {"input_projectors": False, "output_projectors": True, "signal_rows": True, "lora": False},
+    3: {"input_projectors": True, "output_projectors": True, "signal_rows": False, "lora": True},
+}
+CHECKPOINT_KEY = "nextgpt"
+
+
+class NextGPTLightningModule(LightningModule):
+    """Trains a `NextGPTModel` built from a preset name or a `save_pretrained` folder.
+
+    Args:
+        model: a preset (``tiny``, ``nextgpt-7b-v0``), a folder written by ``save_pretrained``
+            (e.g. the export of an earlier stage), or a hub id of such a folder.
+        stage: 1 (encoding alignment), 2 (decoding alignment) or 3 (instruction tuning).
+        train_input_projectors, train_output_projectors, train_signal_rows, train_lora:
+            override the stage's choice (``None`` keeps it).
+        plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
+        modalities: with a preset, the modalities to enable (default: every installed one).
+        lr, betas, weight_decay: AdamW settings; no decay on the embedding matrices, biases
+            and norms.
+        warmup_steps: linear warmup steps; ``None`` gives ``max(min_warmup_steps, warmup_ratio
+            * total steps)`` as released.
+        schedule: decay after the warmup: ``linear`` or ``cosine`` to 0, or ``constant``.
+        max_length: sequences are truncated to this many positions.
+        align_loss: add the alignment loss; ``None``: when anything it reaches trains.
+        gradient_checkpointing: recompute the LLM's activations in the backward pass.
+        target_cache_size: decoder caption embeddings kept in memory (per modality and caption).
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        stage: Literal[1, 2, 3] = 1,
+        train_input_projectors: bool | None = None,
+        train_output_projectors: bool | None = None,
+        train_signal_rows: bool | None = None,
+        train_lora: bool | None = None,
+        plugins: list[str] | None = None,
+        modalities: list[str] | None = None,
+        lr: float = 4e-4,
+        betas: tuple[float, float] = (0.9, 0.95),
+        weight_decay: float = 1e-3,
+        warmup_steps: int | None = None,
+        warmup_ratio: float = 0.1,
+        min_warmup_steps: int = 10,
+        schedule: Literal["linear", "cosine", "constant"] = "linear",
+        max_length: int = 512,
+        align_loss: bool | None = None,
+        gradient_checkpointing: bool = False,
+        target_cache_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        if stage not in STAGE_DEFAULTS:
+            raise ConfigError(f"model.stage: expected 1, 2 or 3, got {stage!r}")
+        self.save_hyperparameters()
+        overrides = {
+            "input_projectors": train_input_projectors,
+            "output_projectors": train_output_projectors,
+            "signal_rows": train_signal_rows,
+            "lora": train_lora,
+        }
+        self.trainable_groups = {k: (STAGE_DEFAULTS[stage][k] if v is None else bool(v)) for k, v in overrides.items()}
+        self.model: Any = None
+        self._targets: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+
+    # -- building ---------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Build the model (once) and choose what trains. Lightning calls this before fitting,
+        inside the strategy's context; it is cheap to call again."""
+        if self.model is not None:
+            return
+        from nextgpt.model import NextGPTModel
+        from nextgpt.plugins import default_registry, load_plugins
+
+        hp = self.hparams
+        registry = load_plugins(allow=hp.plugins) if hp.plugins else default_registry()
+        self.model = NextGPTModel.from_pretrained(hp.model, registry=registry, modalities=hp.modalities)
+        if self.trainable_groups["lora"] and not self.model.config.llm.lora:
+            raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
+        self._apply_trainable()
+        if hp.gradient_checkpointing:
+            base_model(self.model.llm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self.align_enabled and not self.model.decoders:
+            self.hparams.align_loss = False
+
+    def _apply_trainable(self) -> None:
+        self.model.set_trainable(**self.trainable_groups)
+        self.model.encoders.eval()
+
+    @property
+    def align_enabled(self) -> bool:
+        if self.hparams.align_loss is not None:
+            return bool(self.hparams.align_loss)
+        groups = self.trainable_groups
+        return groups["output_projectors"] or groups["signal_rows"] or groups["lora"]
+
+    def train(self, mode: bool = True) -> NextGPTLightningModule:
+        super().train(mode)
+        if self.model is not None:
+            self.model.encoders.eval()  # frozen encoders never leave eval mode
+        return self
+
+    def on_fit_start(self) -> None:
+        # the row-gradient mask lives on the weights' device: re-create it after placement
+        self._apply_trainable()
+        for decoder in self.model.decoders.values():
+            decoder.to(self.device)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, SampleBatch):
+            return batch  # raw media; the encoders' preprocessing moves tensors to the device
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # -- the step ---------------------------------------------------------------------------------
+    def output_turns(self, turns: Sequence[Turn]) -> list[Turn]:
+        """Assistant turns with each modality's placeholder replaced by its signal tokens."""
+        model = self.model
+        runs = {spec.signal_tokens.placeholder: "".join(spec.signal_tokens.tokens) for spec in model.specs.values()}
+        if not runs:
+            return list(turns)
+        pattern = re.compile("|".join(re.escape(p) for p in sorted(runs, key=len, reverse=True)))
+        out = []
+        for turn in turns:
+            if turn.role == "assistant":
+                for match in pattern.finditer(turn.text):
+                    owner = next(n for n, s in model.specs.items() if s.signal_tokens.placeholder == match.group(0))
+                    if owner not in model.decoders:
+                        raise ConfigError(f"modality {owner!r} has no decoder in this model: it cannot be an output")
+                turn = Turn(role=turn.role, text=pattern.sub(lambda m: runs[m.group(0)], turn.text))
+            out.append(turn)
+        return out
+
+    def prepare(self, batch: SampleBatch) -> PaddedBatch:
+        """Encode the batch's media (one call per modality, any mix) and pack and pad it."""
+        model = self.model
+        per_sample: list[list[torch.Tensor | None]] = [[None] * len(s.media) for s in batch.samples]
+        for modality, entries in batch.media_by_modality().items():
+            if modality not in model.specs:
+                raise ConfigError(f"{batch.samples[entries[0][0]].source}: modality {modality!r} is not enabled in the model")
+            embeds = model.encode_media(modality, [item for _, _, item in entries])
+            for (i, j, _), embed in zip(entries, embeds, strict=True):
+                per_sample[i][j] = embed
+        packed = [
+            model.pack(self.output_turns(s.turns), per_sample[i], add_generation_prompt=False)  # type: ignore[arg-type]
+            for i, s in enumerate(batch.samples)
+        ]
+        return pad_packed(packed, model.tokenizer.pad_token_id, self.hparams.max_length)
+
+    def caption_targets(self, modality: str, captions: list[str]) -> torch.Tensor:
+        """The decoder's embeddings of ``captions`` (no grad), kept in a bounded memory cache."""
+        missing = [c for c in dict.fromkeys(captions) if (modality, c) not in self._targets]
+        if missing:
+            with torch.no_grad():
+                values = self.model.decoders[modality].condition_from_text(missing)
+            for caption, value in zip(missing, values, strict=True):
+                self._targets[(modality, caption)] = value.detach()
+                if len(self._targets) > self.hparams.target_cache_size:
+                    self._targets.popitem(last=False)
+        return torch.stack([self._targets[(modality, c)] for c in captions])
+
+    def compute_losses(self, batch: SampleBatch) -> LossTerms:
+        model = self.model
+        padded = self.prepare(batch)
+        out = model.llm(
+            inputs_embeds=padded.embeds, attention_mask=padded.attention_mask, output_hidden_states=True, use_cache=False
+        )
+        lm = lm_loss(out.logits, padded.labels)
+        align: dict[str, torch.Tensor] = {}
+        if self.align_enabled:
+            last = out.hidden_states[-1]
+            for modality in model.decoders:
+                conditions, rows = model.signal_conditions(last, padded.input_ids, modality)
+                keep = [k for k, row in enumerate(rows.tolist()) if modality in batch.samples[row].targets]
+                if not keep:
+                    continue
+                captions = [batch.samples[int(rows[k])].targets[modality] for k in keep]
+                target = self.caption_targets(modality, captions).to(conditions.device, conditions.dtype)
+                align[modality] = alignment_loss(conditions[keep], target)
+        weights = {m: model.modality_configs[m].loss_weight for m in align}
+        return combine(lm, align, weights)
+
+    def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
+        terms = self.compute_losses(batch)
+        logs = terms.as_logs("train/")
+        self.log_dict({k: v for k, v in logs.items() if k != "train/loss"}, on_step=True, batch_size=len(batch))
+        self.log("train/loss", logs["train/loss"], on_step=True, prog_bar=True, batch_size=len(batch))
+        return terms.total
+
+    def validation_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
+        terms = self.compute_losses(batch)
+        self.log_dict(terms.as_logs("val/"), on_epoch=True, batch_size=len(batch), sync_dist=True)
+        return terms.total
+
+    # -- optimisation -----------------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Trainable parameters, with weight decay off for the embedding matrices (so the rows
+        that do not train stay bit-identical), biases and norms."""
+        inner = base_model(self.model.llm)
+        no_decay_ids = {id(inner.get_input_embeddings().weight)}
+        if inner.get_output_embeddings() is not None:
+            no_decay_ids.add(id(inner.get_output_embeddings().weight))
+        decay, no_decay = [], []
+        for _, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if id(param) in no_decay_ids or param.ndim < 2 else decay).append(param)
+        if not decay and not no_decay:
+            raise ConfigError("nothing to train: every trainable group is off")
+        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def warmup(self, total: int) -> int:
+        hp = self.hparams
+        if hp.warmup_steps is not None:
+            return int(hp.warmup_steps)
+        return min(total, max(hp.min_warmup_steps, int(hp.warmup_ratio * total)))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        warmup = self.warmup(total)
+        schedule = hp.schedule
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            if schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return max(0.0, 1.0 - progress) if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints: trainable parameters only -----------------------------------------------------
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        """Only what trains (`NextGPTModel.trainable_state_dict`): a checkpoint is a few MB,
+        not the whole LLM."""
+        self.configure_model()
+        return self.model.trainable_state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
+        """Strict: a missing or unused key is a `ConfigError` listing them."""
+        self.configure_model()
+        self.model.load_trainable_state_dict(dict(state_dict), source="checkpoint state_dict")
+        return _IncompatibleKeys([], [])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {
+            "format_version": 1,
+            "model_config": self.model.config.model_dump(mode="json"),
+            "signal_token_ids": self.model.signal_ids,
+            "trainable_groups": dict(self.trainable_groups),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(CHECKPOINT_KEY)
+        if meta is None:
+            raise ConfigError("checkpoint: not written by NextGPTLightningModule (no 'nextgpt' entry)")
+        self.configure_model()
+        if meta.get("signal_token_ids") != self.model.signal_ids:
+            raise ConfigError(
+                f"checkpoint: signal token ids {meta.get('signal_token_ids')} differ from the model's {self.model.signal_ids}"
+            )

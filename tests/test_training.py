@@ -1,0 +1,290 @@
+"""Training: losses, data readers, the LightningModule's stages, checkpoints, resume, CLI configs.
+
+Everything runs on the tiny preset and a synthetic data set made from the plugins' example media.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+PLUGINS = ["image", "audio", "video"]
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def specs(registry):
+    return {name: registry.modality(name) for name in sorted(registry.modalities)}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, specs):
+    from nextgpt.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    return write_synthetic_dataset(root, specs, per_modality=2)
+
+
+def make_module(stage, **kwargs):
+    from nextgpt.training.module import NextGPTLightningModule
+
+    kwargs.setdefault("warmup_steps", 0)
+    kwargs.setdefault("schedule", "constant")
+    kwargs.setdefault("lr", 1e-2)
+    module = NextGPTLightningModule("tiny", stage=stage, plugins=PLUGINS, **kwargs)
+    module.configure_model()
+    return module
+
+
+def make_data(path, fmt="pairs", task="caption", batch_size=6, **kwargs):
+    from nextgpt.training.datamodule import NextGPTDataModule
+
+    kwargs.setdefault("shuffle", False)
+    return NextGPTDataModule([{"path": str(path), "format": fmt, "task": task}], batch_size=batch_size, plugins=PLUGINS, **kwargs)
+
+
+class LossRecorder:
+    """A callback keeping every training step's loss terms."""
+
+    def __new__(cls):
+        from lightning.pytorch import Callback
+
+        class _Recorder(Callback):
+            def __init__(self):
+                self.steps: list[dict[str, float]] = []
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+                metrics["loss"] = float(outputs["loss"])
+                self.steps.append(metrics)
+
+        return _Recorder()
+
+
+def make_trainer(tmp_path, max_steps, callbacks=(), **kwargs):
+    from lightning.pytorch import Trainer
+
+    kwargs.setdefault("enable_checkpointing", False)
+    return Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=list(callbacks), deterministic=True,
+        **kwargs,
+    )
+
+
+def snapshot(module):
+    return {name: t.detach().clone() for name, t in module.model.state_dict(keep_vars=False).items()}
+
+
+# -- losses -----------------------------------------------------------------------------------------
+
+
+def test_lm_loss_is_shifted_and_masked():
+    from nextgpt.training.losses import lm_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, -100], [-100, 1, -100, -100, 6]])
+    expected = torch.nn.functional.cross_entropy(
+        torch.stack([logits[0, 1], logits[0, 2], logits[1, 0], logits[1, 3]]), torch.tensor([3, 4, 1, 6])
+    )
+    assert torch.allclose(lm_loss(logits, labels), expected)
+    assert lm_loss(logits, torch.full((2, 5), -100)).item() == 0.0
+
+
+def test_alignment_loss_is_mean_euclidean_distance_not_mse():
+    from nextgpt.training.losses import alignment_loss, combine
+
+    u = torch.zeros(2, 3, 2)
+    v = torch.tensor([3.0, 4.0]).expand(2, 3, 2)
+    v = v.clone()
+    v[1] = 0  # half the tokens at distance 5, half at 0
+    assert alignment_loss(u, v).item() == pytest.approx(2.5)
+    terms = combine(torch.tensor(1.0), {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}, {"a": 1.0, "b": 2.0})
+    assert terms.total.item() == pytest.approx(1 + 2 + 6)
+    assert set(terms.as_logs()) == {"train/lm_loss", "train/align_a", "train/align_b", "train/loss"}
+    with pytest.raises(ValueError):
+        alignment_loss(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3))
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+
+def test_pair_records_of_the_released_formats(tmp_path, specs):
+    from nextgpt.data.records import DatasetSource, read_records
+
+    for name in ("a.png", "b.mp4", "c.wav"):
+        (tmp_path / name).write_bytes(b"x")
+    released = [
+        {"caption": "a dog", "id": 1, "image_name": "a.png"},  # cc3m
+        {"caption": "a run", "id": "v1", "video_name": "b.mp4"},  # webvid
+        {"audio_id": "Y1", "audio_name": "c.wav", "caption": "a bark"},  # audiocap
+    ]
+    (tmp_path / "pairs.json").write_text(json.dumps(released))
+    samples, bad = read_records(DatasetSource(path=str(tmp_path / "pairs.json")), specs)
+    assert not bad
+    assert [s.inputs[0].modality for s in samples] == ["image", "video", "audio"]
+    assert samples[0].turns[0].text.startswith("<image>") and samples[0].turns[1].text == "a dog"
+    generate, _ = read_records(DatasetSource(path=str(tmp_path / "pairs.json"), task="generate"), specs)
+    assert generate[2].inputs == [] and generate[2].targets == {"audio": "a bark"}
+    assert generate[2].turns[1].text == "a bark <audio>"
+
+
+def test_bad_records_are_reported_with_file_and_index(tmp_path, specs, caplog):
+    from nextgpt.data.records import DataError, DatasetSource, read_records
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "ok.png").write_bytes(b"x")
+    (tmp_path / "secret.png").write_bytes(b"x")
+    records = [
+        {"caption": "fine", "image_name": "ok.png"},
+        {"caption": "escapes", "image_name": "../secret.png"},
+        {"caption": "", "image_name": "ok.png"},
+        {"caption": "two media", "image_name": "ok.png", "audio_name": "ok.png"},
+        {"caption": "missing file", "image_name": "nope.png"},
+        {"caption": "wrong kind", "image_name": "ok.wav"},
+        "not an object",
+        {"caption": "absolute", "image_name": str(tmp_path / "secret.png")},
+    ]
+    path = tmp_path / "root" / "pairs.json"
+    path.write_text(json.dumps(records))
+    with pytest.warns(UserWarning, match=r"skipped 7 bad record\(s\) of 8"):
+        samples, bad = read_records(DatasetSource(path=str(path)), specs, "skip")
+    assert len(samples) == 1
+    assert [b.index for b in bad] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(b.file == str(path) for b in bad)
+    assert "escapes the dataset root" in bad[0].reason and "escapes" in bad[6].reason
+    assert "caption" in bad[1].reason
+    assert f"{path}: record 1" in caplog.text
+    with pytest.raises(DataError, match=rf"{path}: record 1: .*escapes the dataset root"):
+        read_records(DatasetSource(path=str(path)), specs, "error")
+
+    dialogues = [
+        {"conversations": [{"from": "gpt", "value": "hi"}, {"from": "human", "value": "hi"}]},
+        {"conversations": [{"from": "human", "value": "<image> what?"}, {"from": "gpt", "value": "x"}]},
+    ]
+    (tmp_path / "root" / "dialogues.json").write_text(json.dumps(dialogues))
+    with pytest.warns(UserWarning, match="skipped 2"):
+        _, bad = read_records(DatasetSource(path=str(tmp_path / "root" / "dialogues.json"), format="instruction"), specs)
+    assert [b.index for b in bad] == [0, 1]
+    assert "human" in bad[0].reason and "has no listed image file" in bad[1].reason
+
+
+def test_instruction_and_mosit_records(data, specs):
+    from nextgpt.data import DatasetSource, NextGPTDataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no bad record in the synthetic set
+        instruction = NextGPTDataset([DatasetSource(path=str(data["instruction"]), format="instruction")], specs)
+        mosit = NextGPTDataset([DatasetSource(path=str(data["mosit"]), format="mosit")], specs)
+    assert len(instruction) == len(mosit) == 6
+    for dataset in (instruction, mosit):
+        modalities = set()
+        for sample in (dataset[i] for i in range(len(dataset))):
+            (modality, _item), = sample.media
+            modalities.add(modality)
+            placeholder = specs[modality].signal_tokens.placeholder
+            assert placeholder in sample.turns[0].text
+            assert sample.turns[-1].text.endswith(placeholder)  # the output, as a placeholder
+            assert sample.targets[modality]
+        assert modalities == set(specs)
+    assert mosit[0].turns[0].text.startswith("Look at <")
+
+
+def test_pad_packed_right_pads_with_ignored_labels():
+    from nextgpt.data.collate import pad_packed
+    from nextgpt.model import PackedInput
+
+    a = PackedInput(torch.ones(3, 4), torch.tensor([5, 6, 7]), torch.tensor([-100, 6, 7]))
+    b = PackedInput(torch.ones(1, 4) * 2, torch.tensor([9]), torch.tensor([9]))
+    batch = pad_packed([a, b], pad_id=0)
+    assert batch.embeds.shape == (2, 3, 4) and batch.embeds[1, 1:].abs().sum() == 0
+    assert batch.input_ids.tolist() == [[5, 6, 7], [9, 0, 0]]
+    assert batch.labels.tolist() == [[-100, 6, 7], [9, -100, -100]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert pad_packed([a, b], 0, max_length=2).input_ids.shape == (2, 2)
+
+
+# -- the LightningModule --------------------------------------------------------------------------
+
+
+def test_mixed_modality_batch(data):
+    from nextgpt.data import DatasetSource, NextGPTDataset, collate_samples
+
+    module = make_module(3)
+    dataset = NextGPTDataset([DatasetSource(path=str(data["instruction"]), format="instruction")], module.model.specs)
+    batch = collate_samples([dataset[i] for i in range(3)])
+    assert {m for s in batch.samples for m, _ in s.media} == {"image", "audio", "video"}
+    padded = module.prepare(batch)
+    assert padded.embeds.shape[0] == 3
+    for row, sample in enumerate(batch.samples):  # each row holds its own modality's signal run
+        (modality, _), = sample.media
+        run = torch.tensor(module.model.signal_ids[modality])
+        ids = padded.input_ids[row]
+        assert any(torch.equal(ids[i : i + len(run)], run) for i in range(len(ids) - len(run) + 1))
+    terms = module.compute_losses(batch)
+    assert set(terms.align) == {"image", "audio", "video"}
+    assert terms.weights["video"] == 2.0 and terms.weights["image"] == 1.0
+    assert torch.isfinite(terms.total)
+    terms.total.backward()
+    for name in ("image", "audio", "video"):
+        assert module.model.input_projectors[name].proj.weight.grad is not None
+
+
+STAGES = [
+    (1, {}, "pairs", "caption"),
+    (2, {}, "pairs", "generate"),
+    (3, {}, "instruction", "caption"),
+    (2, {"train_signal_rows": False, "train_lora": True}, "pairs", "generate"),
+]
+
+
+@pytest.mark.parametrize(("stage", "overrides", "fmt", "task"), STAGES, ids=["stage1", "stage2", "stage3", "stage2-overridden"])
+def test_stage_trains_only_its_parameters_and_loss_falls(tmp_path, data, stage, overrides, fmt, task):
+    module = make_module(stage, **overrides)
+    model = module.model
+    before = snapshot(module)
+    recorder = LossRecorder()
+    make_trainer(tmp_path, 6, [recorder]).fit(module, make_data(data[fmt], fmt, task))
+
+    groups = module.trainable_groups
+    after = snapshot(module)
+    expect_changed = set()
+    if groups["input_projectors"]:
+        expect_changed |= {k for k in after if k.startswith("input_projectors.")}
+    if groups["output_projectors"]:
+        expect_changed |= {k for k in after if k.startswith("output_projectors.")}
+    if groups["lora"]:
+        expect_changed |= {k for k in after if "lora_" in k}
+    assert expect_changed
+    embedding_keys = {k for k in after if k.endswith(("embed_tokens.weight", "lm_head.weight"))}
+    for key, value in after.items():
+        if key in embedding_keys:
+            continue
+        if key in expect_changed:
+            assert not torch.equal(value, before[key]), f"{key} did not train in stage {stage}"
+        else:
+            assert torch.equal(value, before[key]), f"{key} changed in stage {stage}"
+    rows = torch.tensor(model.new_token_ids)
+    other = torch.ones(model.base_vocab_size + len(rows), dtype=torch.bool)
+    other[rows] = False
+    for key in embedding_keys:
+        assert torch.equal(after[key][other], before[key][other]), f"{key}: a non-signal row changed"
+        assert torch.equal(after[key][rows], before[key][rows]) != groups["signal_rows"], key
+
+    losses = [s["loss"] for s in recorder.steps]
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
+    if groups["output_projectors"] or groups["lora"]:
+        assert losses[-1] < losses[0] * 0.9, losses
+    else:
+        # only the media token's embedding trains: a random tiny LLM barely listens to it
+        assert losses[-1] < losses[0] - 0.005 and losses[-1] <= min(losses[:-1]), losses
+    if stage >= 2:
+        assert {"train/align_image", "train/align_audio", "train/align_video", "train/lm_loss"} <= set(recorder.steps[-1])
