@@ -1,0 +1,20 @@
+"""``nextgpt new-plugin NAME``: scaffold a working modality plugin distribution."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(parser: argparse.ArgumentParser):
+    parser.add_argument("name", help="the modality name (lower case, e.g. thermal)")
+    parser.add_argument("--dir", default=".", help="where to create nextgpt-NAME/ (default: here)")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from nextgpt.scaffold import scaffold_plugin
+
+    root = scaffold_plugin(args.name, args.dir)
+    print(f"created {root}/")
+    print(f"next: pip install -e {root} && nextgpt plugins && pytest {root}/tests")
+    return 0
