@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pluggy
 
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, MetricBackend, ModalitySpec
 
 PROJECT = "nextgpt"
 """The pluggy project name and the entry-point group plugins are discovered through."""
@@ -40,4 +40,12 @@ def register_decoders(register: Callable[[DecoderBackend], None]) -> None:
 
     A plugin may add a second decoder for a modality another plugin provides; a config then
     chooses it by name (``modalities.image.decoder.backend``).
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[[MetricBackend], None]) -> None:
+    """Add quality metrics for generated media of a modality: ``register(MetricBackend(...))``.
+
+    `nextgpt eval` computes every registered metric of the modality it evaluates.
     """

@@ -187,6 +187,22 @@ class DecoderBackend(BaseModel):
     """``build(source: str, **options) -> Decoder``; ``source`` as for `EncoderBackend`."""
 
 
+class MetricBackend(BaseModel):
+    """A quality metric for generated media of one modality (e.g. FID for images), registered
+    by a plugin. ``build(**options)`` returns an object with ``update(generated, references,
+    captions)`` and ``compute() -> float``; options carry local weight paths where the metric
+    needs a pretrained feature extractor."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    modality: str
+    build: Callable[..., Any]
+    higher_is_better: bool = True
+    needs_references: bool = False
+    """Whether the metric compares against reference media (FID) or only captions (CLIP score)."""
+
+
 class ModalitySpec(BaseModel):
     """Everything core needs to know about a modality, registered by its plugin.
 

@@ -26,7 +26,7 @@ from nextgpt.errors import (
     PluginLoadError,
     UnknownModalityError,
 )
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, MetricBackend, ModalitySpec
 
 ENV_ALLOW = "NEXTGPT_PLUGINS"
 
@@ -42,6 +42,7 @@ class PluginInfo:
     modalities: list[str] = field(default_factory=list)
     encoders: list[str] = field(default_factory=list)
     decoders: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -59,6 +60,7 @@ class PluginRegistry:
     modalities: dict[str, ModalitySpec] = field(default_factory=dict)
     encoders: dict[tuple[str, str], EncoderBackend] = field(default_factory=dict)
     decoders: dict[tuple[str, str], DecoderBackend] = field(default_factory=dict)
+    metrics: dict[tuple[str, str], MetricBackend] = field(default_factory=dict)
     errors: list[PluginLoadError] = field(default_factory=list)
     owners: dict[str, PluginInfo] = field(default_factory=dict)
     """Who claimed each modality / backend / token / placeholder (keys as in `_claim`)."""
@@ -91,6 +93,10 @@ class PluginRegistry:
                 f"(available: {', '.join(known) or 'none'})"
             ) from None
 
+    def metrics_for(self, modality: str) -> list[MetricBackend]:
+        """Every registered metric of ``modality``."""
+        return [m for (mod, _), m in sorted(self.metrics.items()) if mod == modality]
+
     def owner(self, key: str) -> PluginInfo | None:
         return self.owners.get(key)
 
@@ -121,6 +127,11 @@ class PluginRegistry:
         self.decoders[(backend.modality, backend.name)] = backend
         plugin.decoders.append(f"{backend.modality}:{backend.name}")
 
+    def add_metric(self, metric: MetricBackend, plugin: PluginInfo) -> None:
+        self._claim(f"metric {metric.name!r} for modality {metric.modality!r}", plugin)
+        self.metrics[(metric.modality, metric.name)] = metric
+        plugin.metrics.append(f"{metric.modality}:{metric.name}")
+
 
 def _allowed_names(allow: Iterable[str] | None) -> set[str] | None:
     """The allow-list: explicit argument, else ``NEXTGPT_PLUGINS``, else everything (None)."""
@@ -148,6 +159,7 @@ _HOOKS: list[tuple[str, str]] = [
     ("register_modalities", "add_modality"),
     ("register_encoders", "add_encoder"),
     ("register_decoders", "add_decoder"),
+    ("register_metrics", "add_metric"),
 ]
 
 
@@ -230,7 +242,8 @@ def _drop(registry: PluginRegistry, info: PluginInfo) -> None:
         del registry.owners[key]
     for name in info.modalities:
         registry.modalities.pop(name, None)
-    for table, names in ((registry.encoders, info.encoders), (registry.decoders, info.decoders)):
+    tables = ((registry.encoders, info.encoders), (registry.decoders, info.decoders), (registry.metrics, info.metrics))
+    for table, names in tables:
         for qualified in names:
             modality, _, backend = qualified.partition(":")
             table.pop((modality, backend), None)
