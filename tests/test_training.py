@@ -288,3 +288,137 @@ def test_stage_trains_only_its_parameters_and_loss_falls(tmp_path, data, stage, 
         assert losses[-1] < losses[0] - 0.005 and losses[-1] <= min(losses[:-1]), losses
     if stage >= 2:
         assert {"train/align_image", "train/align_audio", "train/align_video", "train/lm_loss"} <= set(recorder.steps[-1])
+
+
+# -- checkpoints, resume, export ----------------------------------------------------------------------
+
+
+def fit_with_checkpoints(tmp_path, data, steps, ckpt_path=None):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    module = make_module(3, lr=1e-2, warmup_steps=2, schedule="linear")
+    recorder = LossRecorder()
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=1, save_top_k=-1)
+    trainer = make_trainer(tmp_path, steps, [recorder, saver], enable_checkpointing=True, gradient_clip_val=1.0)
+    # 6 samples in batches of 2: 3 steps an epoch, so the run crosses an epoch boundary
+    trainer.fit(module, make_data(data["instruction"], "instruction", batch_size=2, shuffle=True), ckpt_path=ckpt_path)
+    return module, [s["loss"] for s in recorder.steps]
+
+
+def tensor_count(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return 1
+    if isinstance(obj, dict):
+        return sum(tensor_count(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_count(v) for v in obj)
+    return 0
+
+
+def tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def test_checkpoints_hold_trainable_state_and_resume_reproduces_the_run(tmp_path, data):
+    from nextgpt.errors import ConfigError
+    from nextgpt.model import NextGPTModel
+    from nextgpt.training.export import export_checkpoint
+
+    module, losses = fit_with_checkpoints(tmp_path / "full", data, 5)
+    assert len(losses) == 5
+    for resume_step in (2, 3):  # mid-epoch, and at the end of the first epoch
+        ckpt = tmp_path / "full" / "ckpt" / f"step={resume_step}.ckpt"
+        _, resumed = fit_with_checkpoints(tmp_path / f"resumed{resume_step}", data, 5, ckpt_path=str(ckpt))
+        assert resumed == losses[resume_step:], (resume_step, losses, resumed)
+
+    ckpt = tmp_path / "full" / "ckpt" / "step=5.ckpt"
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    trainable = module.model.trainable_state_dict()
+    assert set(checkpoint["state_dict"]) == set(trainable)
+    for key, value in trainable.items():
+        assert torch.equal(checkpoint["state_dict"][key], value), key
+    expected = tensor_bytes(checkpoint["state_dict"]) + tensor_bytes(checkpoint["optimizer_states"])
+    size = ckpt.stat().st_size
+    # torch.save stores each tensor as an aligned zip entry: a few hundred bytes each on top
+    overhead = 512 * tensor_count([checkpoint["state_dict"], checkpoint["optimizer_states"]]) + 64 * 1024
+    assert expected <= size <= expected + overhead, (size, expected, overhead)
+    frozen = sum(p.numel() * p.element_size() for p in module.model.parameters() if not p.requires_grad)
+    assert tensor_bytes(checkpoint["state_dict"]) < frozen
+
+    state = dict(checkpoint["state_dict"])
+    key = next(iter(state))
+    with pytest.raises(ConfigError, match="missing keys"):
+        module.load_state_dict({k: v for k, v in state.items() if k != key})
+    with pytest.raises(ConfigError, match="unused keys.*stray"):
+        module.load_state_dict({**state, "stray": torch.zeros(1)})
+
+    folder = export_checkpoint(ckpt, tmp_path / "export")
+    loaded = NextGPTModel.from_pretrained(folder, registry=module.model.registry)
+    for key, value in loaded.trainable_state_dict().items():
+        assert torch.equal(value, trainable[key]), key
+
+
+# -- configs and the command line ---------------------------------------------------------------------
+
+CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+def test_example_configs_parse(config):
+    from nextgpt.training.cli import parse_config
+
+    parsed = parse_config(str(config))
+    assert parsed.model.stage in (1, 2, 3)
+    assert parsed.trainer.gradient_clip_val == 1.0
+    if not config.name.startswith("tiny_"):  # the published 7B setup
+        assert parsed.model.lr == {1: 4e-4, 2: 4e-4, 3: 5e-4}[parsed.model.stage]
+        assert tuple(parsed.model.betas) == (0.9, 0.95) and parsed.model.weight_decay == 1e-3
+        assert parsed.trainer.precision in ("bf16-mixed", "16-mixed")
+        assert parsed.trainer.strategy and parsed.data.batch_size * parsed.trainer.accumulate_grad_batches == 2
+
+
+def test_config_typo_is_an_error(tmp_path):
+    from nextgpt.training.cli import parse_config
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(CONFIGS[0].read_text().replace("  stage:", "  stagee:"))
+    with pytest.raises(SystemExit):
+        parse_config(str(config))
+
+
+def build_cli():
+    import argparse
+
+    from nextgpt.cli import export_cmd, fit_cmd
+
+    parser = argparse.ArgumentParser(prog="nextgpt")
+    sub = parser.add_subparsers(dest="command")
+    handlers = {"fit": fit_cmd.add(sub.add_parser("fit")), "export": export_cmd.add(sub.add_parser("export"))}
+    return parser, handlers
+
+
+def test_fit_and_export_commands_run_a_tiny_config(tmp_path, monkeypatch, registry):
+    from nextgpt.data.synthetic import main as write_data
+    from nextgpt.model import NextGPTModel
+
+    monkeypatch.setenv("NEXTGPT_PLUGINS", ",".join(PLUGINS))
+    monkeypatch.chdir(tmp_path)
+    assert write_data(["outputs/tiny_data", "1"]) == 0
+    config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage2.yaml"
+    parser, handlers = build_cli()
+    args = parser.parse_args(["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.enable_progress_bar=false"])
+    assert handlers["fit"](args) == 0
+    last = tmp_path / "outputs" / "tiny_stage2" / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    metrics = (tmp_path / "outputs" / "tiny_stage2" / "logs" / "version_0" / "metrics.csv").read_text()
+    assert "train/lm_loss" in metrics and "train/align_video" in metrics and "train/loss" in metrics
+    args = parser.parse_args(["export", str(last), "exported"])
+    assert handlers["export"](args) == 0
+    model = NextGPTModel.from_pretrained(tmp_path / "exported", registry=registry)
+    assert set(model.signal_ids) == set(PLUGINS)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nextgpt.data.records import BadRecord, DatasetSource, OnBadRecord, SampleRecord, read_records
 from nextgpt.errors import MediaError
@@ -93,10 +93,11 @@ class NextGPTDataset(Dataset):
 
 class EpochSeededSampler(Sampler[int]):
     """A random order fixed by ``seed`` and the epoch (Lightning calls ``set_epoch``), so a run
-    resumed from a checkpoint sees the same order as the uninterrupted one."""
+    resumed from a checkpoint sees the same order as the uninterrupted one. ``skip`` drops the
+    first items of the next iteration only (a resumed epoch's consumed part)."""
 
     def __init__(self, length: int, seed: int = 13, shuffle: bool = True) -> None:
-        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
+        self.length, self.seed, self.shuffle, self.epoch, self.skip = length, seed, shuffle, 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -104,8 +105,54 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.length
 
-    def __iter__(self) -> Iterator[int]:
+    def order(self) -> list[int]:
         if not self.shuffle:
-            return iter(range(self.length))
+            return list(range(self.length))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        return torch.randperm(self.length, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return iter(self.order()[skip:])
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader Lightning can resume mid-epoch: its ``state_dict`` (saved in checkpoints by
+    Lightning's fit loop) holds the epoch and how many batches of it were consumed;
+    ``load_state_dict`` makes the next iteration skip them (indices only, no media read).
+
+    The data module calls `mark_consumed` for every batch the training step receives (after
+    Lightning's prefetching, so the count is what was trained on)."""
+
+    consumed = 0
+
+    def _base_sampler(self) -> EpochSeededSampler | None:
+        sampler: Any = self.sampler
+        for _ in range(3):  # Lightning's DistributedSamplerWrapper keeps ours inside
+            if isinstance(sampler, EpochSeededSampler):
+                return sampler
+            sampler = getattr(getattr(sampler, "dataset", None), "_sampler", None)
+        return None
+
+    def __iter__(self) -> Any:
+        sampler = self._base_sampler()
+        self.consumed = (sampler.skip // (self.batch_size or 1)) if sampler is not None else 0
+        return super().__iter__()
+
+    def mark_consumed(self) -> None:
+        self.consumed += 1
+
+    def state_dict(self) -> dict[str, int]:
+        sampler = self._base_sampler()
+        return {"epoch": sampler.epoch if sampler is not None else 0, "batches": int(self.consumed)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        sampler = self._base_sampler()
+        if sampler is None:
+            return
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= len(self):  # saved at the end of an epoch: the next one starts afresh
+            epoch, batches = epoch + 1, 0
+        world = int(getattr(self.sampler, "num_replicas", 1) or 1)
+        sampler.set_epoch(epoch)
+        sampler.skip = batches * (self.batch_size or 1) * world

@@ -72,3 +72,25 @@ def write_synthetic_dataset(
         out[fmt] = root / f"{fmt}.json"
         out[fmt].write_text(json.dumps(records, indent=1))
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nextgpt.data.synthetic OUT_DIR [PER_MODALITY]``: the tiny configs' data."""
+    import sys
+
+    from nextgpt.plugins import default_registry
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m nextgpt.data.synthetic OUT_DIR [PER_MODALITY]", file=sys.stderr)
+        return 2
+    registry = default_registry()
+    specs = {name: registry.modality(name) for name in sorted(registry.modalities)}
+    paths = write_synthetic_dataset(args[0], specs, int(args[1]) if len(args) > 1 else 4)
+    for fmt, path in paths.items():
+        print(f"{fmt}: {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -8,7 +8,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from nextgpt.config import validate_model
-from nextgpt.data.dataset import EpochSeededSampler, NextGPTDataset, collate_samples
+from nextgpt.data.dataset import EpochSeededSampler, NextGPTDataset, ResumableDataLoader, SampleBatch, collate_samples
 from nextgpt.data.records import DatasetSource
 from nextgpt.errors import ConfigError
 
@@ -72,7 +72,7 @@ class NextGPTDataModule(LightningDataModule):
 
     def _loader(self, dataset: NextGPTDataset, shuffle: bool) -> DataLoader:
         hp = self.hparams
-        return DataLoader(
+        return ResumableDataLoader(
             dataset,
             batch_size=hp.batch_size,
             sampler=EpochSeededSampler(len(dataset), hp.seed, shuffle),
@@ -83,7 +83,17 @@ class NextGPTDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None, "call setup() first"
-        return self._loader(self.train_set, self.hparams.shuffle)
+        self._train_loader = self._loader(self.train_set, self.hparams.shuffle)
+        return self._train_loader
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # counts the batches the training step receives, for mid-epoch resumption
+        trainer = self.trainer
+        if isinstance(batch, SampleBatch) and trainer is not None and trainer.training:
+            loader = trainer.train_dataloader
+            if isinstance(loader, ResumableDataLoader):
+                loader.mark_consumed()
+        return batch
 
     def val_dataloader(self) -> Any:
         return self._loader(self.val_set, False) if self.val_set is not None else []

@@ -67,6 +67,8 @@ class NextGPTLightningModule(LightningModule):
         align_loss: add the alignment loss; ``None``: when anything it reaches trains.
         gradient_checkpointing: recompute the LLM's activations in the backward pass.
         target_cache_size: decoder caption embeddings kept in memory (per modality and caption).
+        seed: seeds the random parts of building the model (LoRA's initialisation), so two
+            builds are identical.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class NextGPTLightningModule(LightningModule):
         align_loss: bool | None = None,
         gradient_checkpointing: bool = False,
         target_cache_size: int = 4096,
+        seed: int = 13,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -116,7 +119,9 @@ class NextGPTLightningModule(LightningModule):
 
         hp = self.hparams
         registry = load_plugins(allow=hp.plugins) if hp.plugins else default_registry()
-        self.model = NextGPTModel.from_pretrained(hp.model, registry=registry, modalities=hp.modalities)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hp.seed)
+            self.model = NextGPTModel.from_pretrained(hp.model, registry=registry, modalities=hp.modalities)
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
         self._apply_trainable()
@@ -224,6 +229,11 @@ class NextGPTLightningModule(LightningModule):
     def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(batch)
         logs = terms.as_logs("train/")
+        if self.align_enabled:
+            # Lightning re-logs a step metric's last value in steps that do not log it: a
+            # modality absent from this batch is logged as NaN rather than as a stale number.
+            for modality in self.model.decoders:
+                logs.setdefault(f"train/align_{modality}", torch.tensor(float("nan")))
         self.log_dict({k: v for k, v in logs.items() if k != "train/loss"}, on_step=True, batch_size=len(batch))
         self.log("train/loss", logs["train/loss"], on_step=True, prog_bar=True, batch_size=len(batch))
         return terms.total

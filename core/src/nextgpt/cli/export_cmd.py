@@ -1,0 +1,21 @@
+"""``nextgpt export CKPT DIR``: write a training checkpoint as a model folder that
+``NextGPTModel.from_pretrained(DIR)`` (and ``nextgpt chat --model DIR``) loads."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(parser: argparse.ArgumentParser):
+    parser.add_argument("checkpoint", help="a .ckpt written by nextgpt fit")
+    parser.add_argument("directory", help="the folder to write (config.json + model.safetensors)")
+    parser.add_argument("--model", default=None, help="replace the checkpoint's model source (preset or folder)")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from nextgpt.training.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.directory, model=args.model)
+    print(f"wrote {out}")
+    return 0
