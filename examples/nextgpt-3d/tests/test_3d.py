@@ -14,7 +14,7 @@ import torch
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, MediaError, NextGPTError
 from nextgpt.licences import APACHE_2
-
+from nextgpt.testing import ModalityPluginTests
 from nextgpt_3d import SPEC, ThreeDConfig, example_point_cloud
 from nextgpt_3d.media import Mesh, PointCloud, load_3d, normalise_points, save_3d
 
@@ -31,8 +31,16 @@ EXPECTED = normalise_points(RAW)
 
 
 def ply_ascii(points: np.ndarray, extra_header: str = "", faces: str = "") -> bytes:
-    lines = ["ply", "format ascii 1.0", "comment test", f"element vertex {len(points)}",
-             "property float x", "property float y", "property float z", "property uchar red"]
+    lines = [
+        "ply",
+        "format ascii 1.0",
+        "comment test",
+        f"element vertex {len(points)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property uchar red",
+    ]
     lines += [extra_header] if extra_header else []
     lines += ["end_header"] + [f"{x} {y} {z} 7" for x, y, z in points]
     return ("\n".join(lines) + "\n" + faces).encode()
@@ -45,11 +53,20 @@ def ply_binary(points: np.ndarray, order: str = "<", faces_first: bool = False) 
     if faces_first:
         header += ["element face 2", "property list uchar int vertex_indices"]
         for tri in ((0, 1, 2), (1, 2, 3)):
-            face_body += np.array([3], dtype="u1").tobytes() + np.array(tri, dtype=order + "i4").tobytes()
-    header += [f"element vertex {len(points)}", "property double x", "property float nx",
-               "property double y", "property double z"]
+            face_body += (
+                np.array([3], dtype="u1").tobytes() + np.array(tri, dtype=order + "i4").tobytes()
+            )
+    header += [
+        f"element vertex {len(points)}",
+        "property double x",
+        "property float nx",
+        "property double y",
+        "property double z",
+    ]
     header += [] if faces_first else ["element face 0", "property list uchar int vertex_indices"]
-    dtype = np.dtype([("x", order + "f8"), ("nx", order + "f4"), ("y", order + "f8"), ("z", order + "f8")])
+    dtype = np.dtype(
+        [("x", order + "f8"), ("nx", order + "f4"), ("y", order + "f8"), ("z", order + "f8")]
+    )
     rows = np.zeros(len(points), dtype=dtype)
     rows["x"], rows["y"], rows["z"] = points[:, 0], points[:, 1], points[:, 2]
     return ("\n".join(header) + "\nend_header\n").encode() + face_body + rows.tobytes()
@@ -112,8 +129,12 @@ def test_load_formats_centred_and_scaled(tmp_path, name, make):
 
 def test_normalise_points_keeps_shape_and_handles_a_single_point():
     points = normalise_points(RAW)
-    np.testing.assert_allclose(points * np.linalg.norm(RAW - RAW.mean(0), axis=1).max() + RAW.mean(0), RAW, atol=1e-5)
-    np.testing.assert_array_equal(normalise_points(np.array([[5.0, 5.0, 5.0]] * 3)), np.zeros((3, 3)))
+    np.testing.assert_allclose(
+        points * np.linalg.norm(RAW - RAW.mean(0), axis=1).max() + RAW.mean(0), RAW, atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        normalise_points(np.array([[5.0, 5.0, 5.0]] * 3)), np.zeros((3, 3))
+    )
 
 
 def _bad_cases():
@@ -124,9 +145,17 @@ def _bad_cases():
         ("cut.ply", lambda tmp: good_binary[:-20], "truncated"),
         ("cut_header.ply", lambda tmp: good_ascii[:40], "end_header"),
         ("short.ply", lambda tmp: good_ascii.rsplit(b"\n", 4)[0], "truncated"),
-        ("letters.ply", lambda tmp: good_ascii.replace(b"3.0 2.0 11.0", b"3.0 abc 11.0"), "not numeric"),
+        (
+            "letters.ply",
+            lambda tmp: good_ascii.replace(b"3.0 2.0 11.0", b"3.0 abc 11.0"),
+            "not numeric",
+        ),
         ("columns.ply", lambda tmp: good_ascii.replace(b"3.0 2.0 11.0 7", b"3.0 2.0"), "values"),
-        ("header.ply", lambda tmp: good_ascii.replace(b"property float y", b"property quad y"), "header"),
+        (
+            "header.ply",
+            lambda tmp: good_ascii.replace(b"property float y", b"property quad y"),
+            "header",
+        ),
         ("no_z.ply", lambda tmp: good_ascii.replace(b"property float z", b"property float w"), "z"),
         ("obj_inside.ply", lambda tmp: obj_text(RAW), "not a PLY"),
         ("zero.ply", lambda tmp: ply_ascii(RAW[:0]), "no points"),
@@ -141,7 +170,11 @@ def _bad_cases():
         ("deep.npy", lambda tmp: npy_bytes(RAW[:, :, None], tmp), "[N, 3]"),
         ("zero.npy", lambda tmp: npy_bytes(np.zeros((0, 3)), tmp), "no points"),
         ("strings.npy", lambda tmp: npy_bytes(np.array([["a", "b", "c"]]), tmp), "numeric"),
-        ("objects.npy", lambda tmp: npy_bytes(np.array([[1, None, 3]], dtype=object), tmp), "garbled"),
+        (
+            "objects.npy",
+            lambda tmp: npy_bytes(np.array([[1, None, 3]], dtype=object), tmp),
+            "garbled",
+        ),
         ("cloud.xyz", lambda tmp: b"1 2 3\n", "unsupported"),
     ]
 
@@ -177,8 +210,16 @@ def test_save_mesh_round_trip(tmp_path):
 
 def test_save_point_cloud_and_array_and_empty_mesh(tmp_path):
     cloud = example_point_cloud(64)
-    np.testing.assert_allclose(load_3d(save_3d(cloud, tmp_path / "a.ply")).points, normalise_points(cloud.points), atol=1e-6)
-    np.testing.assert_allclose(load_3d(save_3d(cloud.points, tmp_path / "b.ply")).points, normalise_points(cloud.points), atol=1e-6)
+    np.testing.assert_allclose(
+        load_3d(save_3d(cloud, tmp_path / "a.ply")).points,
+        normalise_points(cloud.points),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        load_3d(save_3d(cloud.points, tmp_path / "b.ply")).points,
+        normalise_points(cloud.points),
+        atol=1e-6,
+    )
     empty = save_3d(Mesh(np.zeros((0, 3)), np.zeros((0, 3))), tmp_path / "empty.ply")
     assert "element vertex 0" in empty.read_text() and read_ply_faces(empty) == []
     with pytest.raises(MediaError, match="no points"):
@@ -206,7 +247,6 @@ def test_example_is_deterministic_on_the_unit_sphere(tmp_path):
 
 def test_marching_cubes_table_gives_a_closed_outward_mesh():
     from diffusers.pipelines.shap_e.renderer import MeshDecoder
-
     from nextgpt_3d.marching_cubes import triangle_table
 
     decoder = MeshDecoder()
@@ -219,15 +259,23 @@ def test_marching_cubes_table_gives_a_closed_outward_mesh():
     sphere = radius - (x**2 + y**2 + z**2).sqrt()
     noise = torch.randn(16, 16, 16, generator=torch.Generator().manual_seed(0))
     for is_sphere, field in ((True, sphere), (False, noise)):
-        field = torch.nn.functional.pad(field[1:-1, 1:-1, 1:-1], (1,) * 6, value=-1.0)  # closed border
+        field = torch.nn.functional.pad(
+            field[1:-1, 1:-1, 1:-1], (1,) * 6, value=-1.0
+        )  # closed border
         mesh = decoder(field, torch.tensor([-1.0] * 3), torch.tensor([2.0] * 3))
-        edges = Counter((a, b) for f in mesh.faces.tolist() for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])))
+        edges = Counter(
+            (a, b)
+            for f in mesh.faces.tolist()
+            for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
+        )
         # closed and consistently oriented: every directed edge once, its reverse once
         assert edges and all(n == 1 and edges[(b, a)] == 1 for (a, b), n in edges.items())
         if is_sphere:
             v = mesh.verts[mesh.faces]
             volume = float((v[:, 0] * torch.cross(v[:, 1], v[:, 2], dim=1)).sum() / 6)
-            assert volume == pytest.approx(4 / 3 * math.pi * radius**3, rel=0.05)  # > 0: normals point out
+            assert volume == pytest.approx(
+                4 / 3 * math.pi * radius**3, rel=0.05
+            )  # > 0: normals point out
 
 
 # ----- encoder -----------------------------------------------------------------------------------
@@ -251,7 +299,9 @@ def test_encoder_shapes_and_determinism(tiny_encoder):
     assert not torch.allclose(features[0], features[1])
     again = PointNetEncoder.from_source("tiny")  # a second build draws the same weights
     torch.testing.assert_close(again(batch), features)
-    torch.testing.assert_close(tiny_encoder(batch[:, torch.randperm(256)]), features, rtol=1e-5, atol=1e-6)  # order-free
+    torch.testing.assert_close(
+        tiny_encoder(batch[:, torch.randperm(256)]), features, rtol=1e-5, atol=1e-6
+    )  # order-free
     with pytest.raises(ValueError, match="non-empty"):
         tiny_encoder.preprocess(np.zeros((0, 3)))
 
@@ -267,8 +317,12 @@ def test_encoder_save_and_load_through_a_folder(tmp_path, tiny_encoder):
     batch = torch.stack([tiny_encoder.preprocess(example_point_cloud())])
     torch.testing.assert_close(loaded(batch), tiny_encoder(batch))
     weights = next(folder.glob("*.safetensors"))
-    torch.testing.assert_close(PointNetEncoder.from_source(str(weights))(batch), tiny_encoder(batch))
-    assert PointNetEncoder.from_source(str(folder), num_points=64).preprocess(example_point_cloud()).shape == (64, 3)
+    torch.testing.assert_close(
+        PointNetEncoder.from_source(str(weights))(batch), tiny_encoder(batch)
+    )
+    assert PointNetEncoder.from_source(str(folder), num_points=64).preprocess(
+        example_point_cloud()
+    ).shape == (64, 3)
 
 
 def test_encoder_bad_sources(tmp_path):
@@ -327,8 +381,11 @@ def test_denoise_matches_the_pipeline(tiny_decoder, guidance):
     reference = ShapEPipeline.from_pretrained(tiny_decoder.location())
     reference.set_progress_bar_config(disable=True)
     expected = reference(
-        "make a chair", num_inference_steps=3, guidance_scale=guidance,
-        generator=torch.Generator().manual_seed(5), output_type="latent",
+        "make a chair",
+        num_inference_steps=3,
+        guidance_scale=guidance,
+        generator=torch.Generator().manual_seed(5),
+        output_type="latent",
     ).images
     condition = tiny_decoder.condition_from_text(["make a chair"])
     latents = tiny_decoder.denoise(condition, DecodeOptions(steps=3, guidance=guidance, seed=5))
@@ -341,13 +398,17 @@ def test_generate_returns_a_mesh_deterministic_per_seed(tiny_decoder, tmp_path):
     first = tiny_decoder.generate(condition, DecodeOptions(seed=3))
     assert len(first) == 2 and all(isinstance(m, Mesh) for m in first)
     mesh = first[0]
-    assert len(mesh.vertices) > 0 and len(mesh.faces) > 0 and mesh.colors.shape == mesh.vertices.shape
+    assert (
+        len(mesh.vertices) > 0 and len(mesh.faces) > 0 and mesh.colors.shape == mesh.vertices.shape
+    )
     assert np.abs(mesh.vertices).max() <= 1.0 + 1e-5  # inside Shap-E's [-1, 1] box
     again = tiny_decoder.generate(condition, DecodeOptions(seed=3))
     np.testing.assert_array_equal(again[0].vertices, mesh.vertices)
     np.testing.assert_array_equal(again[0].faces, mesh.faces)
     other = tiny_decoder.generate(condition[:1], DecodeOptions(seed=4))[0]
-    assert other.vertices.shape != mesh.vertices.shape or not np.array_equal(other.vertices, mesh.vertices)
+    assert other.vertices.shape != mesh.vertices.shape or not np.array_equal(
+        other.vertices, mesh.vertices
+    )
     path = save_3d(mesh, tmp_path / "chair.ply")
     assert len(read_ply_faces(path)) == len(mesh.faces)
     assert len(load_3d(path)) == len(mesh.vertices)
@@ -386,7 +447,9 @@ def test_tiny_pipeline_is_deterministic():
             return ShapEDecoder.build_tiny_pipeline()
 
     first, second = build(), build()
-    for a, b in zip(first.prior.state_dict().values(), second.prior.state_dict().values()):
+    for a, b in zip(
+        first.prior.state_dict().values(), second.prior.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b)
     assert first.shap_e_renderer.mesh_decoder.masks.any()
 
@@ -402,14 +465,21 @@ def test_registered_through_the_entry_point():
     info = registry.plugins["3d"]
     assert info.distribution == "nextgpt-3d" and info.version == "0.1.0"
     spec = registry.modality("3d")
-    assert spec.signal_tokens.tokens == [f"[3D{i}]" for i in range(8)] and spec.signal_tokens.placeholder == "<3d>"
+    assert (
+        spec.signal_tokens.tokens == [f"[3D{i}]" for i in range(8)]
+        and spec.signal_tokens.placeholder == "<3d>"
+    )
     assert spec.extensions == (".ply", ".obj", ".npy") and spec.output_extension == ".ply"
     assert info.encoders == ["3d:pointnet"] and info.decoders == ["3d:shap-e"]
     assert registry.decoder_backend("3d", "shap-e").licence.name == "MIT"
     assert registry.encoder_backend("3d", "pointnet").licence == APACHE_2
     config = spec.validate_config({})
     assert isinstance(config, ThreeDConfig)
-    assert (config.encoder.backend, config.decoder.backend, config.decoder.source) == ("pointnet", "shap-e", "openai/shap-e")
+    assert (config.encoder.backend, config.decoder.backend, config.decoder.source) == (
+        "pointnet",
+        "shap-e",
+        "openai/shap-e",
+    )
     with pytest.raises(ConfigError, match="modalities.3d.decoder.grid"):
         spec.validate_config({"decoder": {"backend": "shap-e", "grid": 3}})
 
@@ -419,12 +489,22 @@ def model_3d():
     from nextgpt.model import NextGPTModel
     from nextgpt.plugins import load_plugins
 
-    return NextGPTModel.from_pretrained("tiny", registry=load_plugins(allow=["image", "3d"]), modalities=["3d"])
+    return NextGPTModel.from_pretrained(
+        "tiny", registry=load_plugins(allow=["image", "3d"]), modalities=["3d"]
+    )
 
 
 def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
     source = save_3d(example_point_cloud(300), tmp_path / "in" / "chair.ply")
-    messages = [{"role": "user", "content": [{"type": "3d", "path": str(source)}, {"type": "text", "text": "make a chair"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "3d", "path": str(source)},
+                {"type": "text", "text": "make a chair"},
+            ],
+        }
+    ]
     answer = model_3d.generate(messages, output_dir=tmp_path / "out", request=["3d"])
     assert [m.modality for m in answer.media] == ["3d"]
     item = answer.media[0]
@@ -434,7 +514,10 @@ def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
     assert len(load_3d(item.path)) == len(item.media.vertices)
     assert answer.as_message()["content"][-1] == {"type": "3d", "path": str(item.path)}
     assert model_3d.decoders["3d"].condition_shape == (1, 32)
-    assert model_3d.licences() == {"3d encoder (pointnet)": "Apache-2.0", "3d decoder (shap-e)": "MIT"}
+    assert model_3d.licences() == {
+        "3d encoder (pointnet)": "Apache-2.0",
+        "3d decoder (shap-e)": "MIT",
+    }
     again = model_3d.generate(messages, output_dir=tmp_path / "again", request=["3d"])
     np.testing.assert_array_equal(again.media[0].media.vertices, item.media.vertices)
 
@@ -442,4 +525,51 @@ def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
 def test_chat_turn_names_a_bad_3d_file(model_3d, tmp_path):
     bad = write(tmp_path, "broken.ply", b"ply\nformat ascii 1.0\nelement vertex 3\n")
     with pytest.raises(MediaError, match=re.escape(str(bad))):
-        model_3d.generate([{"role": "user", "content": [{"type": "3d", "path": str(bad)}]}], request=["3d"])
+        model_3d.generate(
+            [{"role": "user", "content": [{"type": "3d", "path": str(bad)}]}], request=["3d"]
+        )
+
+
+# ----- metrics -----------------------------------------------------------------------------------
+
+
+def test_metrics_registered_and_scored():
+    from nextgpt.plugins import load_plugins
+    from nextgpt_3d.metrics import shape_points
+
+    registry = load_plugins(allow=["3d"])
+    backends = {m.name: m for m in registry.metrics_for("3d")}
+    assert set(backends) == {"mmd_cd", "cov_cd"}
+    assert not backends["mmd_cd"].higher_is_better and backends["cov_cd"].higher_is_better
+    assert all(b.needs_references for b in backends.values())
+    sphere = example_point_cloud(400)
+    flat = PointCloud(sphere.points * np.array([1.0, 1.0, 0.2], dtype=np.float32))
+    tetra = Mesh(np.eye(4, 3), np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]]))
+    surface = shape_points(tetra, 256)
+    assert surface.shape == (256, 3) and np.array_equal(surface, shape_points(tetra, 256))
+
+    def score(name, generated, references):
+        metric = backends[name].build(device="cpu", chamfer_points=256, clip_model="not mine")
+        metric.update(generated, references, ["a caption"] * len(generated))
+        return metric.compute()
+
+    assert score("mmd_cd", [sphere, flat], [sphere]) == pytest.approx(0.0, abs=1e-6)
+    assert score("mmd_cd", [flat, tetra], [sphere]) > 0.01
+    assert score("cov_cd", [sphere, sphere], [sphere, flat]) == 0.5
+    assert (
+        score("cov_cd", [flat, sphere, Mesh(np.zeros((0, 3)), np.zeros((0, 3)))], [sphere, flat])
+        == 1.0
+    )
+    with pytest.raises(ValueError, match="needs generated and reference"):
+        score("mmd_cd", [sphere], [])
+
+
+# ----- the nextgpt conformance kit ---------------------------------------------------------------
+
+
+class Test3DPluginConformance(ModalityPluginTests):
+    modality = "3d"
+    plugins = ("3d",)
+
+    def assert_same_media(self, original, reloaded):
+        np.testing.assert_allclose(reloaded.points, normalise_points(original.points), atol=1e-6)

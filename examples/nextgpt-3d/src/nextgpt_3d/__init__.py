@@ -1,8 +1,9 @@
 """nextgpt-3d: a third-party style ``3d`` modality for nextgpt.
 
 Registers modality ``3d`` (placeholder ``<3d>``, signal tokens ``[3D0]..[3D7]``), the ``pointnet``
-encoder backend and the ``shap-e`` decoder backend (OpenAI's text-conditioned Shap-E through
-diffusers). Installed as its own distribution and found through the ``nextgpt`` entry-point
+encoder backend, the ``shap-e`` decoder backend (OpenAI's text-conditioned Shap-E through
+diffusers) and two Chamfer-distance metrics of generated shapes (``mmd_cd``, ``cov_cd``).
+Installed as its own distribution and found through the ``nextgpt`` entry-point
 group; nothing in nextgpt-core knows about it. diffusers is imported only when a backend is built.
 """
 
@@ -11,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.interfaces import (
+    DecoderBackend,
+    EncoderBackend,
+    MetricBackend,
+    ModalitySpec,
+    SignalTokenSpec,
+)
 from nextgpt.licences import APACHE_2
 
 from nextgpt_3d.config import SHAP_E, ThreeDConfig
@@ -20,7 +27,9 @@ from nextgpt_3d.media import EXTENSIONS, Mesh, PointCloud, load_3d, normalise_po
 
 __version__ = "0.1.0"
 
-SHAP_E_MIT = nextgpt.Licence(name="MIT", commercial_use=True, url="https://github.com/openai/shap-e/blob/main/LICENSE")
+SHAP_E_MIT = nextgpt.Licence(
+    name="MIT", commercial_use=True, url="https://github.com/openai/shap-e/blob/main/LICENSE"
+)
 """Shap-E's code and weights (OpenAI): MIT."""
 
 SIGNAL_TOKENS = SignalTokenSpec(modality="3d", prefix="3D", count=8, placeholder="<3d>")
@@ -58,6 +67,18 @@ def build_shap_e(source: str, **options: Any) -> nextgpt.Decoder:
     return ShapEDecoder(source, **options)
 
 
+def build_mmd_cd(**options: Any) -> Any:
+    from nextgpt_3d.metrics import MinimumMatchingDistance
+
+    return MinimumMatchingDistance(**options)
+
+
+def build_cov_cd(**options: Any) -> Any:
+    from nextgpt_3d.metrics import Coverage
+
+    return Coverage(**options)
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -82,6 +103,8 @@ __all__ = [
     "Mesh",
     "PointCloud",
     "ThreeDConfig",
+    "build_cov_cd",
+    "build_mmd_cd",
     "build_pointnet",
     "build_shap_e",
     "example_point_cloud",
@@ -89,3 +112,17 @@ __all__ = [
     "normalise_points",
     "save_3d",
 ]
+
+
+@nextgpt.hookimpl
+def register_metrics(register):
+    register(
+        MetricBackend(
+            name="mmd_cd",
+            modality="3d",
+            build=build_mmd_cd,
+            higher_is_better=False,
+            needs_references=True,
+        )
+    )
+    register(MetricBackend(name="cov_cd", modality="3d", build=build_cov_cd, needs_references=True))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from nextgpt.config import DecodeOptions, DecoderSettings, EncoderSettings, ModalityConfig
+from pydantic import Field
 
 SHAP_E = "openai/shap-e"
 """The hub id of the text-to-3D Shap-E pipeline (diffusers format)."""
@@ -19,8 +18,12 @@ class ThreeDConfig(ModalityConfig):
     with its published sampling settings (64 Karras-Heun steps, guidance 15).
     """
 
-    encoder: EncoderSettings = Field(default_factory=lambda: EncoderSettings(backend="pointnet", source="tiny"))
+    encoder: EncoderSettings = Field(
+        default_factory=lambda: EncoderSettings(backend="pointnet", source="tiny")
+    )
     decoder: DecoderSettings | None = Field(
         default_factory=lambda: DecoderSettings(backend="shap-e", source=SHAP_E)
     )
-    decode: DecodeOptions = Field(default_factory=lambda: DecodeOptions(steps=64, guidance=15.0, seed=13))
+    decode: DecodeOptions = Field(
+        default_factory=lambda: DecodeOptions(steps=64, guidance=15.0, seed=13)
+    )

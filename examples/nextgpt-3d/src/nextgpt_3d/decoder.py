@@ -1,4 +1,4 @@
-"""`ShapEDecoder`: triangle meshes from OpenAI's text-conditioned Shap-E (diffusers ``ShapEPipeline``).
+"""`ShapEDecoder`: triangle meshes from OpenAI's text-conditioned Shap-E (``ShapEPipeline``).
 
 Shap-E's prior (a ``PriorTransformer`` sampled with a Karras-sigma ``HeunDiscreteScheduler``)
 denoises a latent ``[num_embeddings, embedding_dim]`` conditioned on one vector: the CLIP text
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_STEPS = 25
 PIPELINE_GUIDANCE = 4.0
-"""``ShapEPipeline.__call__``'s own defaults, used where neither the call nor the decoder sets one."""
+"""``ShapEPipeline.__call__``'s defaults, used where neither the call nor the decoder sets one."""
 
 
 class ShapEDecoder(DiffusersDecoder):
@@ -59,7 +59,9 @@ class ShapEDecoder(DiffusersDecoder):
     default_grid_size: ClassVar[int] = 128
     tiny_grid_size: ClassVar[int] = 16
 
-    def __init__(self, source: str, *args: Any, grid_size: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, source: str, *args: Any, grid_size: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(source, *args, **kwargs)
         if grid_size is None:
             grid_size = self.tiny_grid_size if self.source == TINY else self.default_grid_size
@@ -166,7 +168,9 @@ class ShapEDecoder(DiffusersDecoder):
         meshes = []
         for raw in output:
             if raw is None:
-                meshes.append(Mesh(torch.zeros(0, 3).numpy(), torch.zeros(0, 3, dtype=torch.long).numpy()))
+                meshes.append(
+                    Mesh(torch.zeros(0, 3).numpy(), torch.zeros(0, 3, dtype=torch.long).numpy())
+                )
                 continue
             channels = raw.vertex_channels or {}
             colors = None
@@ -177,7 +181,9 @@ class ShapEDecoder(DiffusersDecoder):
 
     # ----- generation -----------------------------------------------------------------------
 
-    def denoise(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> torch.Tensor:
+    def denoise(
+        self, condition: torch.Tensor, options: DecodeOptions | None = None
+    ) -> torch.Tensor:
         """Sample Shap-E latents ``[B, num_embeddings, embedding_dim]`` for ``condition``
         ``[B, 1, d]``: ``ShapEPipeline.__call__``'s loop, with the condition as the prompt
         embedding and zeros as the unconditional one.
@@ -214,7 +220,9 @@ class ShapEDecoder(DiffusersDecoder):
             for t in pipeline.progress_bar(scheduler.timesteps):
                 model_input = torch.cat([latents] * 2) if do_guidance else latents
                 scaled = scheduler.scale_model_input(model_input, t)
-                predicted = prior(scaled, timestep=t, proj_embedding=embeds).predicted_image_embedding
+                predicted = prior(
+                    scaled, timestep=t, proj_embedding=embeds
+                ).predicted_image_embedding
                 predicted, _ = predicted.split(scaled.shape[2], dim=2)  # drop the variance
                 if do_guidance:
                     uncond, cond = predicted.chunk(2)
@@ -228,15 +236,25 @@ class ShapEDecoder(DiffusersDecoder):
         renderer = pipeline.shap_e_renderer
         device = next(renderer.parameters()).device
         raw = []
-        with self._lock, torch.no_grad():  # decode_to_mesh writes the latent's MLP into the renderer
+        with (
+            self._lock,
+            torch.no_grad(),
+        ):  # decode_to_mesh writes the latent's MLP into the renderer
             for latent in latents:
                 try:
-                    raw.append(renderer.decode_to_mesh(latent[None], device, **self._call_options(self.defaults)))
+                    raw.append(
+                        renderer.decode_to_mesh(
+                            latent[None], device, **self._call_options(self.defaults)
+                        )
+                    )
                 except ValueError as exc:
                     # decode_to_mesh fails on torch.cat([]) when the field has no zero crossing.
                     if "non-empty list" not in str(exc):
                         raise
-                    logger.warning("decoder %s: the signed distance field has no surface; empty mesh", self.identity)
+                    logger.warning(
+                        "decoder %s: the signed distance field has no surface; empty mesh",
+                        self.identity,
+                    )
                     raw.append(None)
         return self._to_media(raw, self.defaults)
 

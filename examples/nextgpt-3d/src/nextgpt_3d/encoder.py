@@ -51,7 +51,7 @@ class PointNet(ModelMixin, ConfigMixin):
         super().__init__()
         widths = [3, *hidden_sizes]
         layers: list[nn.Module] = []
-        for d_in, d_out in zip(widths[:-1], widths[1:]):
+        for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(d_in, d_out), nn.ReLU()]
         self.point_mlp = nn.Sequential(*layers)
         self.head = nn.Linear(widths[-1], out_dim)
@@ -74,7 +74,12 @@ def resample(points: np.ndarray, num_points: int, seed: int = 0) -> np.ndarray:
     if n >= num_points:
         index = np.sort(rng.choice(n, num_points, replace=False))
     else:
-        index = np.concatenate([np.tile(np.arange(n), num_points // n), np.sort(rng.choice(n, num_points % n, replace=False))])
+        index = np.concatenate(
+            [
+                np.tile(np.arange(n), num_points // n),
+                np.sort(rng.choice(n, num_points % n, replace=False)),
+            ]
+        )
     return points[index]
 
 
@@ -109,7 +114,10 @@ class PointNetEncoder(Encoder):
         """
         unknown = sorted(set(options) - {"num_points"})
         if unknown:
-            raise ConfigError(f"encoder 'pointnet' (source {source!r}): unknown option(s) {unknown}; known: ['num_points']")
+            raise ConfigError(
+                f"encoder 'pointnet' (source {source!r}): unknown option(s) {unknown}; "
+                "known: ['num_points']"
+            )
         if source == TINY:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(TINY_SEED)
@@ -121,16 +129,19 @@ class PointNetEncoder(Encoder):
                 folder = folder.parent
             if not folder.is_dir():
                 raise NextGPTError(
-                    f"encoder 'pointnet': source {source!r} does not exist (expected 'tiny' or a folder "
-                    "written by nextgpt_3d.encoder.PointNet.save_pretrained)"
+                    f"encoder 'pointnet': source {source!r} does not exist (expected 'tiny' or a "
+                    "folder written by nextgpt_3d.encoder.PointNet.save_pretrained)"
                 )
             if not (folder / "config.json").is_file():
-                raise NextGPTError(f"encoder 'pointnet': source folder {source!r} has no config.json")
+                raise NextGPTError(
+                    f"encoder 'pointnet': source folder {source!r} has no config.json"
+                )
             try:
                 network = PointNet.from_pretrained(str(folder))
             except Exception as exc:
                 raise NextGPTError(
-                    f"encoder 'pointnet': could not load weights from {source!r}: {type(exc).__name__}: {exc}"
+                    f"encoder 'pointnet': could not load weights from {source!r}: "
+                    f"{type(exc).__name__}: {exc}"
                 ) from exc
             identity = f"pointnet:{folder.resolve()}"
         if "num_points" in options:

@@ -67,7 +67,9 @@ class Mesh:
         if self.colors is not None:
             self.colors = np.ascontiguousarray(self.colors, dtype=np.float32).reshape(-1, 3)
             if len(self.colors) != len(self.vertices):
-                raise ValueError(f"Mesh has {len(self.vertices)} vertices but {len(self.colors)} colours")
+                raise ValueError(
+                    f"Mesh has {len(self.vertices)} vertices but {len(self.colors)} colours"
+                )
         if self.faces.size and (self.faces.min() < 0 or self.faces.max() >= len(self.vertices)):
             raise ValueError(f"Mesh faces index outside 0..{len(self.vertices) - 1}")
 
@@ -94,10 +96,22 @@ def normalise_points(points: np.ndarray) -> np.ndarray:
 # ----- reading ---------------------------------------------------------------------------------
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 
 
@@ -139,7 +153,11 @@ def _parse_ply_header(path: Path, data: bytes) -> tuple[str, list[_Element], int
                 if not elements:
                     raise ValueError("property before any element")
                 if words[1] == "list":
-                    count_type, value_type, name = _PLY_TYPES[words[2]], _PLY_TYPES[words[3]], words[4]
+                    count_type, value_type, name = (
+                        _PLY_TYPES[words[2]],
+                        _PLY_TYPES[words[3]],
+                        words[4],
+                    )
                     elements[-1].properties.append((name, value_type, count_type))
                 else:
                     elements[-1].properties.append((words[2], _PLY_TYPES[words[1]], None))
@@ -170,7 +188,11 @@ def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.nda
         rows = lines[cursor : cursor + element.count]
         if element.name != "vertex":
             if len(rows) < element.count:
-                raise MediaError(path, f"truncated PLY: element {element.name!r} has {len(rows)} of {element.count} rows")
+                raise MediaError(
+                    path,
+                    f"truncated PLY: element {element.name!r} has {len(rows)} of "
+                    f"{element.count} rows",
+                )
             cursor += element.count
             continue
         if len(rows) < element.count:
@@ -183,11 +205,15 @@ def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.nda
         for index, row in enumerate(rows):
             words = row.split()
             if len(words) != width:
-                raise MediaError(path, f"garbled PLY: vertex {index} has {len(words)} values, expected {width}")
+                raise MediaError(
+                    path, f"garbled PLY: vertex {index} has {len(words)} values, expected {width}"
+                )
             try:
                 points[index] = [float(words[c]) for c in columns]
             except ValueError:
-                raise MediaError(path, f"garbled PLY: vertex {index} is not numeric: {row.strip()[:60]!r}") from None
+                raise MediaError(
+                    path, f"garbled PLY: vertex {index} is not numeric: {row.strip()[:60]!r}"
+                ) from None
         return points
     raise MediaError(path, "PLY file has no 'vertex' element")
 
@@ -252,7 +278,9 @@ def _read_obj(path: Path, data: bytes) -> np.ndarray:
                 raise ValueError
             points.append([float(w) for w in words[1:4]])
         except ValueError:
-            raise MediaError(path, f"garbled OBJ vertex on line {number}: {line.strip()[:60]!r}") from None
+            raise MediaError(
+                path, f"garbled OBJ vertex on line {number}: {line.strip()[:60]!r}"
+            ) from None
     if not points:
         raise MediaError(path, "OBJ file has no vertex ('v x y z') lines")
     return np.asarray(points, dtype=np.float64)
@@ -292,7 +320,9 @@ def load_3d(path: str | Path) -> PointCloud:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _READERS:
-        raise MediaError(path, f"unsupported 3D suffix {suffix or '(none)'!r}; expected one of {EXTENSIONS}")
+        raise MediaError(
+            path, f"unsupported 3D suffix {suffix or '(none)'!r}; expected one of {EXTENSIONS}"
+        )
     if not path.is_file():
         raise MediaError(path, "file not found")
     data = path.read_bytes()
@@ -336,15 +366,27 @@ def save_3d(item: Mesh | PointCloud | Any, path: str | Path) -> Path:
         item = Mesh(item.points, np.zeros((0, 3), dtype=np.int64))
     if not isinstance(item, Mesh):
         raise MediaError(path, f"expected a Mesh or a PointCloud, got {type(item).__name__}")
-    header = ["ply", "format ascii 1.0", "comment written by nextgpt-3d", f"element vertex {len(item.vertices)}"]
+    header = [
+        "ply",
+        "format ascii 1.0",
+        "comment written by nextgpt-3d",
+        f"element vertex {len(item.vertices)}",
+    ]
     header += ["property float x", "property float y", "property float z"]
     if item.colors is not None:
         header += ["property uchar red", "property uchar green", "property uchar blue"]
-    header += [f"element face {len(item.faces)}", "property list uchar int vertex_indices", "end_header"]
+    header += [
+        f"element face {len(item.faces)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
     lines = header
     if item.colors is not None:
         rgb = np.round(np.clip(item.colors, 0.0, 1.0) * 255).astype(np.uint8)
-        lines += [f"{x:.7g} {y:.7g} {z:.7g} {r} {g} {b}" for (x, y, z), (r, g, b) in zip(item.vertices.tolist(), rgb.tolist())]
+        lines += [
+            f"{x:.7g} {y:.7g} {z:.7g} {r} {g} {b}"
+            for (x, y, z), (r, g, b) in zip(item.vertices.tolist(), rgb.tolist(), strict=True)
+        ]
     else:
         lines += [f"{x:.7g} {y:.7g} {z:.7g}" for x, y, z in item.vertices.tolist()]
     lines += [f"3 {a} {b} {c}" for a, b, c in item.faces.tolist()]
