@@ -42,8 +42,8 @@ class StableDiffusionDecoder(DiffusersDecoder):
         """UNet (4, 8) channels with cross-attention width 32, a 2-block VAE (latents at 1/2
         resolution), a 2-layer CLIP text encoder of width 32 and a byte-level CLIP tokenizer."""
         from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+        from nextgpt.tiny.text_encoders import tiny_clip_text_encoder
         from nextgpt.tiny.tokenizers import build_clip_tokenizer
-        from transformers import CLIPTextConfig, CLIPTextModel
 
         tokenizer = build_clip_tokenizer()
         unet = UNet2DConditionModel(
@@ -66,20 +66,7 @@ class StableDiffusionDecoder(DiffusersDecoder):
             latent_channels=4,
             norm_num_groups=2,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=1000,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=tokenizer.model_max_length,
-                projection_dim=32,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = tiny_clip_text_encoder(tokenizer, hidden_size=32, intermediate_size=64)
         return StableDiffusionPipeline(
             vae=vae,
             text_encoder=text_encoder,

@@ -65,8 +65,8 @@ class TextToVideoDecoder(DiffusersDecoder):
         at full resolution), a 2-layer CLIP text encoder of width 4 and a byte-level CLIP
         tokenizer; 32 x 32 frames by default."""
         from diffusers import AutoencoderKL, TextToVideoSDPipeline, UNet3DConditionModel
+        from nextgpt.tiny.text_encoders import tiny_clip_text_encoder
         from nextgpt.tiny.tokenizers import build_clip_tokenizer
-        from transformers import CLIPTextConfig, CLIPTextModel
 
         tokenizer = build_clip_tokenizer()
         unet = UNet3DConditionModel(
@@ -90,21 +90,7 @@ class TextToVideoDecoder(DiffusersDecoder):
             latent_channels=4,
             norm_num_groups=2,
         )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=1000,
-                hidden_size=4,
-                intermediate_size=16,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=tokenizer.model_max_length,
-                projection_dim=4,
-                hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = tiny_clip_text_encoder(tokenizer, hidden_size=4, intermediate_size=16, hidden_act="gelu")
         return TextToVideoSDPipeline(
             vae=vae,
             text_encoder=text_encoder,

@@ -1,0 +1,26 @@
+"""Tiny random CLIP text encoders for the tiny diffusers pipelines (Stable Diffusion, zeroscope)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tiny_clip_text_encoder(tokenizer: Any, hidden_size: int, intermediate_size: int, **config: Any) -> Any:
+    """A 2-layer, 4-head `CLIPTextModel` sized for ``tokenizer`` (vocabulary 1000, context =
+    the tokenizer's ``model_max_length``); ``config`` overrides other `CLIPTextConfig` fields."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    settings = {
+        "vocab_size": 1000,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "max_position_embeddings": tokenizer.model_max_length,
+        "projection_dim": hidden_size,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    settings.update(config)
+    return CLIPTextModel(CLIPTextConfig(**settings))
