@@ -573,3 +573,16 @@ class Test3DPluginConformance(ModalityPluginTests):
 
     def assert_same_media(self, original, reloaded):
         np.testing.assert_allclose(reloaded.points, normalise_points(original.points), atol=1e-6)
+
+
+def test_a_field_without_surface_gives_an_empty_mesh(tmp_path):
+    from nextgpt_3d.decoder import ShapEDecoder
+
+    decoder = ShapEDecoder("tiny")  # its own pipeline: the session's stays untouched
+    last = decoder.pipeline.shap_e_renderer.mlp.mlp[-1]  # not overwritten by the latent
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-5.0)  # signed distance < 0 everywhere: all outside
+    mesh = decoder.generate(decoder.condition_from_text(["nothing"]), DecodeOptions(seed=0))[0]
+    assert mesh.vertices.shape == (0, 3) and mesh.faces.shape == (0, 3)
+    assert "element face 0" in save_3d(mesh, tmp_path / "nothing.ply").read_text()

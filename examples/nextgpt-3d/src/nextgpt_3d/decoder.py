@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from nextgpt.config import DecodeOptions
 from nextgpt.decoders import TINY, DiffusersDecoder
@@ -168,9 +169,7 @@ class ShapEDecoder(DiffusersDecoder):
         meshes = []
         for raw in output:
             if raw is None:
-                meshes.append(
-                    Mesh(torch.zeros(0, 3).numpy(), torch.zeros(0, 3, dtype=torch.long).numpy())
-                )
+                meshes.append(Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)))
                 continue
             channels = raw.vertex_channels or {}
             colors = None
@@ -236,10 +235,8 @@ class ShapEDecoder(DiffusersDecoder):
         renderer = pipeline.shap_e_renderer
         device = next(renderer.parameters()).device
         raw = []
-        with (
-            self._lock,
-            torch.no_grad(),
-        ):  # decode_to_mesh writes the latent's MLP into the renderer
+        # decode_to_mesh writes each latent's MLP into the renderer: one call at a time
+        with self._lock, torch.no_grad():
             for latent in latents:
                 try:
                     raw.append(

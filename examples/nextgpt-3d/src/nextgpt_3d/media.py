@@ -181,6 +181,14 @@ def _vertex_columns(path: Path, element: _Element) -> list[int]:
     return [names.index(axis) for axis in "xyz"]
 
 
+def _numeric(words: list[str]) -> bool:
+    try:
+        [float(word) for word in words]
+    except ValueError:
+        return False
+    return True
+
+
 def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.ndarray:
     lines = [line for line in body.decode("ascii", errors="replace").splitlines() if line.strip()]
     cursor = 0
@@ -201,19 +209,19 @@ def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.nda
         if any(p[2] is not None for p in element.properties):
             raise MediaError(path, "PLY vertex element with list properties is not supported")
         width = len(element.properties)
-        points = np.empty((element.count, 3), dtype=np.float64)
-        for index, row in enumerate(rows):
-            words = row.split()
+        table = [row.split() for row in rows]
+        for index, words in enumerate(table):
             if len(words) != width:
                 raise MediaError(
                     path, f"garbled PLY: vertex {index} has {len(words)} values, expected {width}"
                 )
-            try:
-                points[index] = [float(words[c]) for c in columns]
-            except ValueError:
-                raise MediaError(
-                    path, f"garbled PLY: vertex {index} is not numeric: {row.strip()[:60]!r}"
-                ) from None
+        try:
+            points = np.asarray(table, dtype=np.float64).reshape(len(table), width)[:, columns]
+        except ValueError:
+            index = next(i for i, words in enumerate(table) if not _numeric(words))
+            raise MediaError(
+                path, f"garbled PLY: vertex {index} is not numeric: {rows[index].strip()[:60]!r}"
+            ) from None
         return points
     raise MediaError(path, "PLY file has no 'vertex' element")
 
