@@ -68,3 +68,12 @@ def register_decoders(register):
     register(
         DecoderBackend(name="stable-diffusion", modality="image", licence=OPENRAIL_M, build=build_stable_diffusion)
     )
+
+
+@nextgpt.hookimpl
+def register_metrics(register):
+    # torchmetrics and the feature extractors are imported only when a metric is built.
+    from nextgpt_image.metrics import METRICS
+
+    for metric in METRICS:
+        register(metric)

@@ -69,3 +69,12 @@ def register_encoders(register):
 def register_decoders(register):
     # zeroscope_v2 weights are released for non-commercial use (CC BY-NC 4.0).
     register(DecoderBackend(name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope))
+
+
+@nextgpt.hookimpl
+def register_metrics(register):
+    # torchmetrics and the feature extractors are imported only when a metric is built.
+    from nextgpt_video.metrics import METRICS
+
+    for metric in METRICS:
+        register(metric)

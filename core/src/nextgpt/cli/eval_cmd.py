@@ -1,0 +1,144 @@
+"""``nextgpt eval``: caption media or generate media on a pair data set and report the metrics.
+
+Examples::
+
+    nextgpt eval --model nextgpt-7b-v0 --task caption --modality image \\
+        --data cc3m.json --root images/
+    nextgpt eval --model my-model --task generate --modality image \\
+        --data coco.json --root val2014/ \\
+        --metric-option inception_weights=weights/pt_inception-2015-12-05-6726825d.pth \\
+        --metric-option clip_model=models/clip-vit-large-patch14 --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nextgpt.errors import ConfigError
+
+
+def add(parser: argparse.ArgumentParser):
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "caption: BLEU-4, ROUGE-L and CIDEr against the gold captions.\n"
+        "generate: every metric the modality's plugin registers (see `nextgpt plugins`\n"
+        "and the README). Metrics with pretrained feature extractors read LOCAL weights\n"
+        "given with --metric-option NAME=PATH; nothing is downloaded, and a metric whose\n"
+        "weights are missing is skipped with a note naming the option it needs."
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a preset (tiny, nextgpt-7b-v0) or a folder written by save_pretrained",
+    )
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=("caption", "generate"),
+        help="caption media, or generate media from captions",
+    )
+    parser.add_argument("--modality", required=True, help="the modality to caption or generate")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="pair data in the released format (cc3m.json, webvid.json, audiocap.json)",
+    )
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="folder the media names are relative to (default: the data file's folder)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    parser.add_argument(
+        "--out", default="outputs/eval", help="folder for generated media (default: outputs/eval)"
+    )
+    parser.add_argument(
+        "--json",
+        default=None,
+        metavar="PATH",
+        help="also write the results, with every item, as JSON",
+    )
+    parser.add_argument(
+        "--metric-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option for the metrics (repeatable), e.g. a local weights path, or device=cuda",
+    )
+    parser.add_argument(
+        "--decode-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a decoding option of the generated modality (repeatable): "
+        "steps, guidance, height, width, num_frames, seconds",
+    )
+    parser.add_argument(
+        "--prompt",
+        default=None,
+        help="caption request; {modality} is replaced "
+        "(default: 'Generate a caption for this {modality}.')",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from nextgpt.evaluation.runner import (
+        DEFAULT_CAPTION_PROMPT,
+        evaluate_captioning,
+        evaluate_generation,
+        parse_options,
+    )
+    from nextgpt.model import NextGPTModel
+    from nextgpt.presets import PRESETS
+
+    if args.limit is not None and args.limit <= 0:
+        raise ConfigError(f"--limit: expected a positive number, got {args.limit}")
+    if not Path(args.data).expanduser().is_file():
+        raise ConfigError(f"--data: {args.data} is not a file")
+    metric_options = parse_options(args.metric_option, "--metric-option")
+    decode = parse_options(args.decode_option, "--decode-option")
+    is_preset = args.model in PRESETS
+    if is_preset and args.model == "tiny":
+        print(
+            "note: the tiny preset has RANDOM weights; its scores only show that the pipeline runs",
+            file=sys.stderr,
+        )
+    model = NextGPTModel.from_pretrained(
+        args.model, modalities=[args.modality] if is_preset else None
+    )
+    common = dict(
+        root=args.root,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        model_name=args.model,
+        progress=not args.no_progress,
+    )
+    if args.task == "caption":
+        report = evaluate_captioning(
+            model, args.data, args.modality, prompt=args.prompt or DEFAULT_CAPTION_PROMPT, **common
+        )
+    else:
+        report = evaluate_generation(
+            model,
+            args.data,
+            args.modality,
+            args.out,
+            metric_options=metric_options,
+            decode=decode or None,
+            **common,
+        )
+    print(report.table())
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_dict(), indent=2))
+        print(f"results written to {path}")
+    return 0
