@@ -257,7 +257,7 @@ def test_marching_cubes_table_gives_a_closed_outward_mesh():
     x, y, z = torch.meshgrid(axis, axis, axis, indexing="ij")
     radius = 0.6
     sphere = radius - (x**2 + y**2 + z**2).sqrt()
-    noise = torch.randn(16, 16, 16, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(10, 10, 10, generator=torch.Generator().manual_seed(0))
     for is_sphere, field in ((True, sphere), (False, noise)):
         field = torch.nn.functional.pad(
             field[1:-1, 1:-1, 1:-1], (1,) * 6, value=-1.0
