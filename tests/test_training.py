@@ -422,3 +422,31 @@ def test_fit_and_export_commands_run_a_tiny_config(tmp_path, monkeypatch, regist
     assert handlers["export"](args) == 0
     model = NextGPTModel.from_pretrained(tmp_path / "exported", registry=registry)
     assert set(model.signal_ids) == set(PLUGINS)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from nextgpt.data.synthetic import write_synthetic_dataset
+    from nextgpt.plugins import load_plugins
+
+    registry = load_plugins(allow=PLUGINS)
+    write_synthetic_dataset(tmp_path / "outputs" / "tiny_data", {n: registry.modality(n) for n in PLUGINS}, per_modality=2)
+    config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage1.yaml"
+    env = {**os.environ, "NEXTGPT_PLUGINS": ",".join(PLUGINS)}
+    command = [
+        sys.executable, "-m", "nextgpt.cli.fit_cmd", "--config", str(config),
+        "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.devices=2", "--trainer.max_steps=2",
+        "--trainer.enable_progress_bar=false",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "distributed_backend=gloo" in result.stdout + result.stderr
+    assert "All distributed processes registered" in result.stdout + result.stderr
+    checkpoint = torch.load(tmp_path / "outputs" / "tiny_stage1" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 2
+    trainable = ("input_projectors.", "output_projectors.", "llm.lora.", "llm.embed_tokens.signal_rows", "llm.lm_head.signal_rows")
+    assert checkpoint["state_dict"] and all(k.startswith(trainable) for k in checkpoint["state_dict"])

@@ -1,7 +1,13 @@
 """Training data: validated readers for the released NExT-GPT formats, a dataset, batching."""
 
 from nextgpt.data.collate import PaddedBatch, pad_packed
-from nextgpt.data.dataset import EpochSeededSampler, NextGPTDataset, Sample, SampleBatch, collate_samples
+from nextgpt.data.dataset import (
+    EpochSeededSampler,
+    NextGPTDataset,
+    Sample,
+    SampleBatch,
+    collate_samples,
+)
 from nextgpt.data.records import (
     BadRecord,
     DataError,

@@ -8,7 +8,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from nextgpt.config import validate_model
-from nextgpt.data.dataset import EpochSeededSampler, NextGPTDataset, ResumableDataLoader, SampleBatch, collate_samples
+from nextgpt.data.dataset import (
+    EpochSeededSampler,
+    NextGPTDataset,
+    ResumableDataLoader,
+    SampleBatch,
+    collate_samples,
+)
 from nextgpt.data.records import DatasetSource
 from nextgpt.errors import ConfigError
 
