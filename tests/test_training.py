@@ -450,3 +450,75 @@ def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
     assert checkpoint["global_step"] == 2
     trainable = ("input_projectors.", "output_projectors.", "llm.lora.", "llm.embed_tokens.signal_rows", "llm.lm_head.signal_rows")
     assert checkpoint["state_dict"] and all(k.startswith(trainable) for k in checkpoint["state_dict"])
+
+
+# -- caches ---------------------------------------------------------------------------------------------
+
+
+def test_tensor_cache_is_keyed_by_content_and_identity(tmp_path):
+    from nextgpt.training.cache import TensorCache, text_key
+
+    cache = TensorCache(tmp_path, "targets", "image", "decoder A", shard_size=2)
+    cache.put(text_key("a"), torch.ones(2, 3))
+    assert text_key("a") in cache and not list(cache.directory.glob("*.safetensors"))  # buffered
+    cache.put(text_key("b"), torch.zeros(2, 3))  # a full shard is written
+    assert len(list(cache.directory.glob("*.safetensors"))) == 1
+    cache.put(text_key("c"), torch.full((2, 3), 2.0))
+    cache.flush()
+
+    again = TensorCache(tmp_path, "targets", "image", "decoder A")
+    assert len(again) == 3 and again.get(text_key("c")).dtype == torch.float16
+    assert torch.equal(again.get(text_key("a")), torch.ones(2, 3, dtype=torch.float16))
+    assert again.get(text_key("missing")) is None
+
+    other = TensorCache(tmp_path, "targets", "image", "decoder B")  # another decoder: another folder
+    assert len(other) == 0 and other.directory != again.directory
+    # a shard of another component dropped into the folder is refused, never read
+    stray = next(cache.directory.glob("*.safetensors"))
+    (other.directory).mkdir(parents=True)
+    (other.directory / stray.name).write_bytes(stray.read_bytes())
+    with pytest.warns(UserWarning, match="belongs to another component"):
+        other.refresh()
+    assert len(other) == 0
+
+
+def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_path, monkeypatch, data):
+    from nextgpt.cli import cache_cmd
+    from nextgpt.data import DatasetSource, NextGPTDataset, collate_samples
+
+    monkeypatch.setenv("NEXTGPT_PLUGINS", ",".join(PLUGINS))
+    config = tmp_path / "stage3.yaml"
+    text = (Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage3.yaml").read_text()
+    config.write_text(text.replace("outputs/tiny_data/instruction.json", str(data["instruction"]))
+                      .replace("outputs/tiny_data/mosit.json", str(data["mosit"])))
+    parser = __import__("argparse").ArgumentParser()
+    handler = cache_cmd.add(parser)
+    assert handler(parser.parse_args(["--config", str(config), "--cache-dir", str(tmp_path / "cache")])) == 0
+    shards = list((tmp_path / "cache").rglob("*.safetensors"))
+    assert {p.relative_to(tmp_path / "cache").parts[:2] for p in shards} == {
+        (kind, m) for kind in ("features", "targets") for m in PLUGINS
+    }
+
+    # a fresh module reads everything from the cache: the frozen encoders and decoders never run
+    module = make_module(3, cache_dir=str(tmp_path / "cache"))
+    plain = make_module(3)
+    for name in PLUGINS:
+        monkeypatch.setattr(module.model.encoders[name], "forward", lambda *a, **k: pytest.fail("encoder ran"))
+        monkeypatch.setattr(module.model.decoders[name], "condition_from_text", lambda *a, **k: pytest.fail("decoder ran"))
+    dataset = NextGPTDataset([DatasetSource(path=str(data["instruction"]), format="instruction")], module.model.specs,
+                             load_media=False, content_keys=True)
+    batch = collate_samples([dataset[i] for i in range(len(dataset))])
+    assert all(item is None for s in batch.samples for _, item in s.media)
+    cached = module.compute_losses(batch)
+    loaded = NextGPTDataset([DatasetSource(path=str(data["instruction"]), format="instruction")], plain.model.specs)
+    fresh = plain.compute_losses(collate_samples([loaded[i] for i in range(len(loaded))]))
+    assert set(cached.align) == set(fresh.align) == set(PLUGINS)
+    # the cache stores float16: the losses agree to that precision
+    assert cached.lm.item() == pytest.approx(fresh.lm.item(), rel=1e-3)
+    for name in PLUGINS:
+        assert cached.align[name].item() == pytest.approx(fresh.align[name].item(), rel=1e-2)
+    assert module.caches.features["image"].hits > 0 and module.caches.targets["video"].hits > 0
+    # and a whole fit: the data module hands out keys and paths only, nothing is re-encoded
+    recorder = LossRecorder()
+    make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["instruction"], "instruction", cache_media=True))
+    assert len(recorder.steps) == 2 and all(math.isfinite(s["loss"]) for s in recorder.steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,14 +18,18 @@ from nextgpt.templates import Turn
 
 @dataclass
 class Sample:
-    """A sample with its input media loaded (in order of their placeholders)."""
+    """A sample with its input media (in order of their placeholders)."""
 
     turns: list[Turn]
     media: list[tuple[str, Any]] = field(default_factory=list)
-    """``(modality, item)`` for each input, in order of appearance."""
+    """``(modality, item)`` for each input, in order of appearance; ``item`` is None when the
+    dataset was told not to load media (a cache holds their features; see ``media_paths``)."""
     targets: dict[str, str] = field(default_factory=dict)
     """Modality -> caption of its first output (the alignment target)."""
     source: str = ""
+    media_paths: list[Path] = field(default_factory=list)
+    media_keys: list[str | None] = field(default_factory=list)
+    """Content keys of the media files (digest of their bytes), when asked for."""
 
 
 @dataclass
@@ -64,12 +69,17 @@ class NextGPTDataset(Dataset):
         sources: the data files.
         specs: the enabled modalities (use the model's, whose signal-token counts apply).
         on_bad_record: ``"skip"`` (warn, count, keep going) or ``"error"``.
+        load_media: read the media files (else items are None and only paths and content keys
+            travel: the training step reads a file only when the feature cache misses it).
+        content_keys: give each media file its content key (`nextgpt.training.cache.file_key`).
     """
 
     def __init__(
-        self, sources: Sequence[DatasetSource], specs: Mapping[str, ModalitySpec], on_bad_record: OnBadRecord = "skip"
+        self, sources: Sequence[DatasetSource], specs: Mapping[str, ModalitySpec], on_bad_record: OnBadRecord = "skip",
+        load_media: bool = True, content_keys: bool = False,
     ) -> None:
         self.specs = dict(specs)
+        self.load_media, self.content_keys = load_media, content_keys
         self.records: list[SampleRecord] = []
         self.bad_records: list[BadRecord] = []
         for source in sources:
@@ -82,13 +92,25 @@ class NextGPTDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         record = self.records[index]
-        media = []
+        media, keys = [], []
         for ref in record.inputs:
             try:
-                media.append((ref.modality, self.specs[ref.modality].load(ref.path)))
+                item = self.specs[ref.modality].load(ref.path) if self.load_media else None
+                if self.content_keys:
+                    from nextgpt.training.cache import file_key
+
+                    keys.append(file_key(ref.path))
+                else:
+                    keys.append(None)
             except MediaError as exc:
                 raise MediaError(ref.path, f"{exc.reason} (record {record.source})") from exc
-        return Sample(turns=list(record.turns), media=media, targets=dict(record.targets), source=record.source)
+            except OSError as exc:
+                raise MediaError(ref.path, f"cannot read: {exc} (record {record.source})") from exc
+            media.append((ref.modality, item))
+        return Sample(
+            turns=list(record.turns), media=media, targets=dict(record.targets), source=record.source,
+            media_paths=[ref.path for ref in record.inputs], media_keys=keys,
+        )
 
 
 class EpochSeededSampler(Sampler[int]):

@@ -46,6 +46,11 @@ class NextGPTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("model.plugins", "data.plugins")
+        parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None
 
 
 class _ParseOnlyCLI(NextGPTCLI):

@@ -32,6 +32,9 @@ class NextGPTDataModule(LightningDataModule):
         shuffle, seed: the order of each epoch is fixed by ``seed`` and the epoch number, so a
             resumed run sees what the uninterrupted one saw.
         plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
+        cache_media: give media their content keys and do not read them in the loader: the
+            training step reads a file only when the model's feature cache misses it (set from
+            ``model.cache_dir`` by the CLI).
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class NextGPTDataModule(LightningDataModule):
         shuffle: bool = True,
         seed: int = 13,
         plugins: list[str] | None = None,
+        cache_media: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -70,11 +74,15 @@ class NextGPTDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         specs = self.specs()
         if self.train_set is None:
-            self.train_set = NextGPTDataset(self.train_sources, specs, self.hparams.on_bad_record)
+            self.train_set = NextGPTDataset(self.train_sources, specs, self.hparams.on_bad_record, **self._media_options())
             if len(self.train_set) == 0:
                 raise ConfigError("data.train: no valid record in " + ", ".join(s.path for s in self.train_sources))
         if self.val_set is None and self.val_sources:
-            self.val_set = NextGPTDataset(self.val_sources, specs, self.hparams.on_bad_record)
+            self.val_set = NextGPTDataset(self.val_sources, specs, self.hparams.on_bad_record, **self._media_options())
+
+    def _media_options(self) -> dict[str, bool]:
+        cached = bool(self.hparams.cache_media)
+        return {"load_media": not cached, "content_keys": cached}
 
     def _loader(self, dataset: NextGPTDataset, shuffle: bool) -> DataLoader:
         hp = self.hparams

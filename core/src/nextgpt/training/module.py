@@ -69,6 +69,11 @@ class NextGPTLightningModule(LightningModule):
         target_cache_size: decoder caption embeddings kept in memory (per modality and caption).
         seed: seeds the random parts of building the model (LoRA's initialisation), so two
             builds are identical.
+        cache_dir: keep the frozen encoders' features and the decoders' caption embeddings in
+            safetensors shards there (`nextgpt.training.cache`), keyed by content and by the
+            component's identity; reused across epochs, runs and stages. ``nextgpt cache``
+            fills it ahead of training; otherwise it fills on first use.
+        cache_write: add what is computed to the cache (off: read only).
     """
 
     def __init__(
@@ -93,6 +98,8 @@ class NextGPTLightningModule(LightningModule):
         gradient_checkpointing: bool = False,
         target_cache_size: int = 4096,
         seed: int = 13,
+        cache_dir: str | None = None,
+        cache_write: bool = True,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -106,6 +113,7 @@ class NextGPTLightningModule(LightningModule):
         }
         self.trainable_groups = {k: (STAGE_DEFAULTS[stage][k] if v is None else bool(v)) for k, v in overrides.items()}
         self.model: Any = None
+        self.caches: Any = None
         self._targets: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
 
     # -- building ---------------------------------------------------------------------------------
@@ -129,6 +137,10 @@ class NextGPTLightningModule(LightningModule):
             base_model(self.model.llm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if self.align_enabled and not self.model.decoders:
             self.hparams.align_loss = False
+        if hp.cache_dir:
+            from nextgpt.training.cache import ModelCaches
+
+            self.caches = ModelCaches(self.model, hp.cache_dir)
 
     def _apply_trainable(self) -> None:
         self.model.set_trainable(**self.trainable_groups)
@@ -184,7 +196,10 @@ class NextGPTLightningModule(LightningModule):
         for modality, entries in batch.media_by_modality().items():
             if modality not in model.specs:
                 raise ConfigError(f"{batch.samples[entries[0][0]].source}: modality {modality!r} is not enabled in the model")
-            embeds = model.encode_media(modality, [item for _, _, item in entries])
+            if self.caches is None:
+                embeds = model.encode_media(modality, [item for _, _, item in entries])
+            else:
+                embeds = self.encode_cached(modality, batch, entries)
             for (i, j, _), embed in zip(entries, embeds, strict=True):
                 per_sample[i][j] = embed
         packed = [
@@ -193,17 +208,82 @@ class NextGPTLightningModule(LightningModule):
         ]
         return pad_packed(packed, model.tokenizer.pad_token_id, self.hparams.max_length)
 
+    def media_features(self, modality: str, items: Sequence[Any], keys: Sequence[str | None]) -> torch.Tensor:
+        """Frozen-encoder features ``[B, n, d_enc]`` of ``items``, through the feature cache: a hit
+        skips reading, preprocessing and encoding; a miss is computed and stored. Every value
+        goes through the cache's storage dtype, so a hit and a miss give the same numbers."""
+        model = self.model
+        cache = self.caches.features[modality]
+        features: list[torch.Tensor | None] = [cache.get(k) if k is not None else None for k in keys]
+        missing = [n for n, f in enumerate(features) if f is None]
+        if missing:
+            encoder = model.encoders[modality]
+            loaded = [items[n] for n in missing]
+            batch = torch.stack([encoder.preprocess(item) for item in loaded]).to(model.device)
+            with torch.no_grad():
+                computed = encoder(batch)
+            for n, value in zip(missing, computed, strict=True):
+                stored = value.detach().to("cpu", cache.dtype or value.dtype)
+                if keys[n] is not None and self.hparams.cache_write:
+                    cache.put(keys[n], stored)
+                features[n] = stored
+        return torch.stack(features).to(model.device)  # type: ignore[arg-type]
+
+    def encode_cached(self, modality: str, batch: SampleBatch, entries: list[tuple[int, int, Any]]) -> torch.Tensor:
+        model = self.model
+        cache = self.caches.features[modality]
+        keys = [batch.samples[i].media_keys[j] if batch.samples[i].media_keys else None for i, j, _ in entries]
+        items = []
+        for (i, j, item), key in zip(entries, keys, strict=True):
+            if item is None and (key is None or key not in cache):
+                item = model.specs[modality].load(batch.samples[i].media_paths[j])
+            items.append(item)
+        features = self.media_features(modality, items, keys)
+        projector = model.input_projectors[modality]
+        return projector(features.to(next(projector.parameters()).dtype))
+
     def caption_targets(self, modality: str, captions: list[str]) -> torch.Tensor:
-        """The decoder's embeddings of ``captions`` (no grad), kept in a bounded memory cache."""
-        missing = [c for c in dict.fromkeys(captions) if (modality, c) not in self._targets]
+        """The decoder's embeddings of ``captions`` (no grad), kept in a bounded memory cache
+        and, with ``cache_dir``, on disk."""
+        disk = self.caches.targets.get(modality) if self.caches is not None else None
+        missing = []
+        for caption in dict.fromkeys(captions):
+            if (modality, caption) in self._targets:
+                continue
+            if disk is not None:
+                from nextgpt.training.cache import text_key
+
+                stored = disk.get(text_key(caption))
+                if stored is not None:
+                    self._remember_target(modality, caption, stored)
+                    continue
+            missing.append(caption)
         if missing:
             with torch.no_grad():
                 values = self.model.decoders[modality].condition_from_text(missing)
             for caption, value in zip(missing, values, strict=True):
-                self._targets[(modality, caption)] = value.detach()
-                if len(self._targets) > self.hparams.target_cache_size:
-                    self._targets.popitem(last=False)
+                value = value.detach()
+                if disk is not None:
+                    from nextgpt.training.cache import text_key
+
+                    value = value.to("cpu", disk.dtype or value.dtype)
+                    if self.hparams.cache_write:
+                        disk.put(text_key(caption), value)
+                self._remember_target(modality, caption, value)
         return torch.stack([self._targets[(modality, c)] for c in captions])
+
+    def _remember_target(self, modality: str, caption: str, value: torch.Tensor) -> None:
+        self._targets[(modality, caption)] = value
+        if len(self._targets) > self.hparams.target_cache_size:
+            self._targets.popitem(last=False)
+
+    def on_train_epoch_end(self) -> None:
+        if self.caches is not None:
+            self.caches.flush()
+
+    def on_fit_end(self) -> None:
+        if self.caches is not None:
+            self.caches.flush()
 
     def compute_losses(self, batch: SampleBatch) -> LossTerms:
         model = self.model

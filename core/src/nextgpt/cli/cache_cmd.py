@@ -1,0 +1,39 @@
+"""``nextgpt cache --config FILE``: compute the frozen encoders' features and the decoders'
+caption embeddings of a training config's data once, into its ``model.cache_dir``; later runs
+(any stage, any epoch) read them instead of running the frozen models."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(parser: argparse.ArgumentParser):
+    parser.add_argument("--config", required=True, help="a training config (as for nextgpt fit)")
+    parser.add_argument("--cache-dir", default=None, help="override model.cache_dir")
+    parser.add_argument("--batch-size", type=int, default=16, help="items encoded per call")
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    from nextgpt.errors import ConfigError
+    from nextgpt.training.cache import fill_caches
+    from nextgpt.training.cli import parse_config
+    from nextgpt.training.datamodule import NextGPTDataModule
+    from nextgpt.training.module import NextGPTLightningModule
+
+    config = parse_config(args.config)
+    model_args = {k: v for k, v in vars(config.model).items() if not k.startswith("_")}
+    if args.cache_dir:
+        model_args["cache_dir"] = args.cache_dir
+    if not model_args.get("cache_dir"):
+        raise ConfigError(f"{args.config}: model.cache_dir is not set (or pass --cache-dir)")
+    module = NextGPTLightningModule(**model_args)
+    module.configure_model()
+    data_args = {k: v for k, v in vars(config.data).items() if not k.startswith("_")}
+    data_args.update(plugins=model_args.get("plugins"), cache_media=True)
+    datamodule = NextGPTDataModule(**data_args)
+    datamodule.setup("fit")
+    datasets = [d for d in (datamodule.train_set, datamodule.val_set) if d is not None]
+    counts = fill_caches(module, datasets, args.batch_size)
+    print(f"cache {model_args['cache_dir']}: {counts['computed']} computed, {counts['cached']} already cached")
+    return 0
