@@ -290,6 +290,21 @@ def test_stage_trains_only_its_parameters_and_loss_falls(tmp_path, data, stage, 
         assert {"train/align_image", "train/align_audio", "train/align_video", "train/lm_loss"} <= set(recorder.steps[-1])
 
 
+def test_mixed_precision_gradient_checkpointing_and_validation(tmp_path, data):
+    from nextgpt.training.datamodule import NextGPTDataModule
+
+    module = make_module(3, gradient_checkpointing=True)
+    datamodule = NextGPTDataModule(
+        [{"path": str(data["instruction"]), "format": "instruction"}],
+        val=[{"path": str(data["mosit"]), "format": "mosit"}], batch_size=3, plugins=PLUGINS,
+    )
+    recorder = LossRecorder()
+    trainer = make_trainer(tmp_path, 2, [recorder], precision="bf16-mixed", val_check_interval=2, limit_val_batches=1)
+    trainer.fit(module, datamodule)
+    assert len(recorder.steps) == 2 and all(math.isfinite(s["loss"]) for s in recorder.steps)
+    assert {"val/lm_loss", "val/loss", "val/align_image"} <= set(trainer.callback_metrics)
+
+
 # -- checkpoints, resume, export ----------------------------------------------------------------------
 
 
