@@ -212,6 +212,33 @@ def test_pad_packed_right_pads_with_ignored_labels():
     assert pad_packed([a, b], 0, max_length=2).input_ids.shape == (2, 2)
 
 
+def test_resumable_loader_skips_consumed_batches_also_inside_a_ddp_wrapper():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from nextgpt.data.dataset import EpochSeededSampler, ResumableDataLoader
+
+    def loader(rank):
+        sampler = DistributedSamplerWrapper(EpochSeededSampler(12, 13), num_replicas=2, rank=rank, shuffle=False)
+        return ResumableDataLoader(list(range(12)), sampler=sampler, batch_size=2, collate_fn=list)
+
+    seen = []
+    for rank in (0, 1):
+        full = loader(rank)
+        full.set_epoch(0)
+        first = list(full)
+        full.set_epoch(1)  # reaches our sampler through the wrapper: a new order
+        second = list(full)
+        assert first != second and len(second) == 3
+        resumed = loader(rank)
+        resumed.load_state_dict({"epoch": 1, "batches": 1})
+        assert list(resumed) == second[1:] and resumed.consumed == 1
+        seen += [i for batch in second for i in batch]
+    assert sorted(seen) == list(range(12))  # the ranks share the epoch without overlap
+    at_end = loader(0)
+    at_end.load_state_dict({"epoch": 0, "batches": 3})  # saved at the end of epoch 0
+    assert len(list(at_end)) == 3 and at_end._base_sampler().epoch == 1
+
+
 # -- the LightningModule --------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,11 +116,10 @@ class NextGPTDataset(Dataset):
 
 class EpochSeededSampler(Sampler[int]):
     """A random order fixed by ``seed`` and the epoch (Lightning calls ``set_epoch``), so a run
-    resumed from a checkpoint sees the same order as the uninterrupted one. ``skip`` drops the
-    first items of the next iteration only (a resumed epoch's consumed part)."""
+    resumed from a checkpoint sees the same order as the uninterrupted one."""
 
     def __init__(self, length: int, seed: int = 13, shuffle: bool = True) -> None:
-        self.length, self.seed, self.shuffle, self.epoch, self.skip = length, seed, shuffle, 0, 0
+        self.length, self.seed, self.shuffle, self.epoch = length, seed, shuffle, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -127,26 +127,38 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.length
 
-    def order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.length))
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return torch.randperm(self.length, generator=generator).tolist()
-
     def __iter__(self) -> Iterator[int]:
-        skip, self.skip = self.skip, 0
-        return iter(self.order()[skip:])
+        if not self.shuffle:
+            return iter(range(self.length))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+
+class _SkipBatches:
+    """A batch sampler without its first ``skip`` batches (indices only: nothing is read)."""
+
+    def __init__(self, batches: Any, skip: int) -> None:
+        self.batches, self.skip = batches, skip
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.batches), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.batches) - self.skip)
 
 
 class ResumableDataLoader(DataLoader):
     """A DataLoader Lightning can resume mid-epoch: its ``state_dict`` (saved in checkpoints by
     Lightning's fit loop) holds the epoch and how many batches of it were consumed;
-    ``load_state_dict`` makes the next iteration skip them (indices only, no media read).
+    ``load_state_dict`` makes the next iteration skip those batches at the batch-sampler level
+    (no media are read), which also holds when Lightning has wrapped the sampler for DDP.
 
     The data module calls `mark_consumed` for every batch the training step receives (after
     Lightning's prefetching, so the count is what was trained on)."""
 
     consumed = 0
+    _skip = 0
+    _skipping = False
 
     def _base_sampler(self) -> EpochSeededSampler | None:
         sampler: Any = self.sampler
@@ -156,25 +168,37 @@ class ResumableDataLoader(DataLoader):
             sampler = getattr(getattr(sampler, "dataset", None), "_sampler", None)
         return None
 
+    @property
+    def _index_sampler(self) -> Any:
+        base = super()._index_sampler
+        return _SkipBatches(base, self._skip) if self._skipping and self._skip else base
+
     def __iter__(self) -> Any:
-        sampler = self._base_sampler()
-        self.consumed = (sampler.skip // (self.batch_size or 1)) if sampler is not None else 0
-        return super().__iter__()
+        self._skipping = True
+        try:
+            iterator = super().__iter__()
+        finally:
+            self._skipping = False
+        self.consumed, self._skip = self._skip, 0
+        return iterator
 
     def mark_consumed(self) -> None:
         self.consumed += 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set our sampler's epoch even when Lightning has wrapped it for DDP (its wrapper does
+        not pass ``set_epoch`` on)."""
+        sampler = self._base_sampler()
+        if sampler is not None:
+            sampler.set_epoch(epoch)
 
     def state_dict(self) -> dict[str, int]:
         sampler = self._base_sampler()
         return {"epoch": sampler.epoch if sampler is not None else 0, "batches": int(self.consumed)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        sampler = self._base_sampler()
-        if sampler is None:
-            return
         epoch, batches = int(state["epoch"]), int(state["batches"])
         if batches >= len(self):  # saved at the end of an epoch: the next one starts afresh
             epoch, batches = epoch + 1, 0
-        world = int(getattr(self.sampler, "num_replicas", 1) or 1)
-        sampler.set_epoch(epoch)
-        sampler.skip = batches * (self.batch_size or 1) * world
+        self.set_epoch(epoch)
+        self._skip = batches

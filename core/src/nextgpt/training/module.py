@@ -165,6 +165,11 @@ class NextGPTLightningModule(LightningModule):
         for decoder in self.model.decoders.values():
             decoder.to(self.device)
 
+    def on_train_epoch_start(self) -> None:
+        set_epoch = getattr(self.trainer.train_dataloader, "set_epoch", None)
+        if callable(set_epoch):  # a ResumableDataLoader: reaches our sampler inside a DDP wrapper
+            set_epoch(self.current_epoch)
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         if isinstance(batch, SampleBatch):
             return batch  # raw media; the encoders' preprocessing moves tensors to the device
