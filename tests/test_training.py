@@ -214,7 +214,6 @@ def test_pad_packed_right_pads_with_ignored_labels():
 
 def test_resumable_loader_skips_consumed_batches_also_inside_a_ddp_wrapper():
     from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
-
     from nextgpt.data.dataset import EpochSeededSampler, ResumableDataLoader
 
     def loader(rank):
