@@ -563,3 +563,13 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     recorder = LossRecorder()
     make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["instruction"], "instruction", cache_media=True))
     assert len(recorder.steps) == 2 and all(math.isfinite(s["loss"]) for s in recorder.steps)
+
+
+def test_state_dict_is_trainable_only_also_inside_a_wrapper():
+    module = make_module(1)
+    state = module.state_dict()
+    assert set(state) == set(module.model.trainable_state_dict())
+    wrapper = torch.nn.Module()
+    wrapper.inner = module  # as Lightning's strategy wrappers hold it
+    wrapped = wrapper.state_dict()
+    assert {k for k in wrapped if k.startswith("inner.")} == {f"inner.{k}" for k in state}

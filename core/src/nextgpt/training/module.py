@@ -371,11 +371,19 @@ class NextGPTLightningModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: trainable parameters only -----------------------------------------------------
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:  # type: ignore[override]
         """Only what trains (`NextGPTModel.trainable_state_dict`): a checkpoint is a few MB,
-        not the whole LLM."""
+        not the whole LLM. Fills ``destination`` under ``prefix`` when a wrapping module's
+        ``state_dict`` recurses into this one."""
         self.configure_model()
-        return self.model.trainable_state_dict()
+        state = self.model.trainable_state_dict()
+        if args and isinstance(args[0], dict):  # the legacy positional form (destination, prefix)
+            destination, prefix = args[0], (args[1] if len(args) > 1 else prefix)
+        if destination is None:
+            return state
+        for key, value in state.items():
+            destination[prefix + key] = value
+        return destination
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
         """Strict: a missing or unused key is a `ConfigError` listing them."""
