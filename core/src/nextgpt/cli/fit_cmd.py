@@ -27,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
     from nextgpt.training.cli import NextGPTCLI
 
+    # the arguments come from our own command line; Lightning's launchers re-read sys.argv
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     NextGPTCLI(args=["fit", *(sys.argv[1:] if argv is None else argv)], run=True)
     return 0
 
