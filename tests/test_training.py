@@ -573,3 +573,80 @@ def test_state_dict_is_trainable_only_also_inside_a_wrapper():
     wrapper.inner = module  # as Lightning's strategy wrappers hold it
     wrapped = wrapper.state_dict()
     assert {k for k in wrapped if k.startswith("inner.")} == {f"inner.{k}" for k in state}
+
+
+# -- the optional diffusion loss ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_noise_prediction_target_follows_the_scheduler(kind):
+    from diffusers import DDPMScheduler
+    from nextgpt.training.diffusion import min_snr_weights, noise_prediction_loss, snr
+
+    scheduler = DDPMScheduler(num_train_timesteps=50, prediction_type=kind)
+    latents = torch.randn(3, 4, 2, 2, generator=torch.Generator().manual_seed(1))
+    ab = scheduler.alphas_cumprod
+
+    def oracle(predicts):
+        def denoise(noisy, t):
+            a = ab[t].view(-1, 1, 1, 1).sqrt()
+            s = (1 - ab[t]).view(-1, 1, 1, 1).sqrt()
+            noise = (noisy - a * latents) / s
+            return {"epsilon": noise, "v_prediction": a * noise - s * latents, "sample": latents}[predicts]
+        return denoise
+
+    for predicts in ("epsilon", "v_prediction", "sample"):
+        loss = noise_prediction_loss(oracle(predicts), scheduler, latents, generator=torch.Generator().manual_seed(0))
+        assert (loss.item() < 1e-8) == (predicts == kind), (kind, predicts, loss.item())
+    t = torch.tensor([0, 25, 49])
+    weights = min_snr_weights(scheduler, t, 5.0)
+    ratio = snr(scheduler, t)
+    expected = {"epsilon": ratio.clamp(max=5) / ratio, "v_prediction": ratio.clamp(max=5) / (ratio + 1),
+                "sample": ratio.clamp(max=5)}[kind]
+    assert torch.allclose(weights, expected)
+    weighted = noise_prediction_loss(lambda x, t: torch.zeros_like(x), scheduler, latents, min_snr_gamma=5.0,
+                                     generator=torch.Generator().manual_seed(0))
+    assert math.isfinite(weighted.item())
+
+
+def tiny_denoising_loss(condition_shape, seed=0):
+    """A decoder's ``denoising_loss`` built from a tiny UNet (what a plugin would provide)."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from nextgpt.training.diffusion import noise_prediction_loss
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=4, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=condition_shape[1], norm_num_groups=2,
+    ).requires_grad_(False)
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+
+    def denoising_loss(condition, media, min_snr_gamma=None):
+        latents = torch.stack([torch.full((4, 4, 4), float(len(str(type(m))) % 7) / 7) for m in media])
+        return noise_prediction_loss(
+            lambda x, t: unet(x, t, encoder_hidden_states=condition).sample, scheduler, latents, min_snr_gamma
+        )
+
+    return denoising_loss
+
+
+def test_diffusion_loss_trains_the_output_projectors(tmp_path, data):
+    from nextgpt.errors import ConfigError
+
+    module = make_module(2, align_loss=False, train_signal_rows=False, diffusion_loss_weight=1.0, min_snr_gamma=5.0)
+    with pytest.raises(ConfigError, match="offer no denoising_loss"):
+        module.check_diffusion_support()
+    for decoder in module.model.decoders.values():
+        decoder.denoising_loss = tiny_denoising_loss(decoder.condition_shape)
+    before = snapshot(module)
+    recorder = LossRecorder()
+    make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["pairs"], task="generate", load_outputs=True))
+    step = recorder.steps[-1]
+    assert {"train/diffusion_image", "train/diffusion_audio", "train/diffusion_video"} <= set(step)
+    assert all(math.isfinite(step[f"train/diffusion_{m}"]) for m in PLUGINS)
+    assert not any(k.startswith("train/align_") for k in step)
+    after = snapshot(module)
+    for name in PLUGINS:  # only the noise-prediction loss reaches the output projectors here
+        key = f"output_projectors.{name}.fc.weight"
+        assert not torch.equal(before[key], after[key]), key

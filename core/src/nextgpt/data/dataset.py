@@ -31,6 +31,8 @@ class Sample:
     media_paths: list[Path] = field(default_factory=list)
     media_keys: list[str | None] = field(default_factory=list)
     """Content keys of the media files (digest of their bytes), when asked for."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Modality -> its first output's media, loaded (only with ``load_outputs``)."""
 
 
 @dataclass
@@ -73,14 +75,15 @@ class NextGPTDataset(Dataset):
         load_media: read the media files (else items are None and only paths and content keys
             travel: the training step reads a file only when the feature cache misses it).
         content_keys: give each media file its content key (`nextgpt.training.cache.file_key`).
+        load_outputs: load the output media too (targets of the diffusion loss).
     """
 
     def __init__(
         self, sources: Sequence[DatasetSource], specs: Mapping[str, ModalitySpec], on_bad_record: OnBadRecord = "skip",
-        load_media: bool = True, content_keys: bool = False,
+        load_media: bool = True, content_keys: bool = False, load_outputs: bool = False,
     ) -> None:
         self.specs = dict(specs)
-        self.load_media, self.content_keys = load_media, content_keys
+        self.load_media, self.content_keys, self.load_outputs = load_media, content_keys, load_outputs
         self.records: list[SampleRecord] = []
         self.bad_records: list[BadRecord] = []
         for source in sources:
@@ -108,9 +111,16 @@ class NextGPTDataset(Dataset):
             except OSError as exc:
                 raise MediaError(ref.path, f"cannot read: {exc} (record {record.source})") from exc
             media.append((ref.modality, item))
+        outputs = {}
+        if self.load_outputs:
+            for modality, ref in record.outputs.items():
+                try:
+                    outputs[modality] = self.specs[modality].load(ref.path)
+                except MediaError as exc:
+                    raise MediaError(ref.path, f"{exc.reason} (record {record.source})") from exc
         return Sample(
             turns=list(record.turns), media=media, targets=dict(record.targets), source=record.source,
-            media_paths=[ref.path for ref in record.inputs], media_keys=keys,
+            media_paths=[ref.path for ref in record.inputs], media_keys=keys, outputs=outputs,
         )
 
 

@@ -157,6 +157,9 @@ class SampleRecord(BaseModel):
     turns: list[Turn]
     inputs: list[MediaRef] = Field(default_factory=list)
     targets: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, MediaRef] = Field(default_factory=dict)
+    """Modality -> the file of its first output, where the data has one (the pair's media in
+    ``generate`` pairs, an existing inline file in a gpt turn): the diffusion loss's target."""
     source: str = ""
     """``file:index`` of the record, for messages."""
 
@@ -221,7 +224,10 @@ def pair_to_sample(record: PairRecord, source: DatasetSource, root: Path, spec: 
         turns = [Turn(role="user", text=f"{placeholder} {source.prompt}".strip()), Turn(role="assistant", text=record.caption)]
         return SampleRecord(turns=turns, inputs=[MediaRef(modality=spec.name, path=path)], source=where)
     turns = [Turn(role="user", text=record.caption), Turn(role="assistant", text=f"{record.caption} {placeholder}")]
-    return SampleRecord(turns=turns, targets={spec.name: record.caption}, source=where)
+    return SampleRecord(
+        turns=turns, targets={spec.name: record.caption}, outputs={spec.name: MediaRef(modality=spec.name, path=path)},
+        source=where,
+    )
 
 
 def instruction_to_sample(
@@ -235,6 +241,7 @@ def instruction_to_sample(
     captions = {name: list(values) for name, values in record.captions.items()}
     inputs: list[MediaRef] = []
     targets: dict[str, str] = {}
+    outputs: dict[str, MediaRef] = {}
     turns: list[Turn] = []
 
     for index, message in enumerate(record.conversations):
@@ -262,13 +269,18 @@ def instruction_to_sample(
                 caption = captions.get(spec.name, [])
                 if caption:
                     targets.setdefault(spec.name, caption.pop(0))
+                if name is not None and spec.name not in outputs:
+                    try:  # an output file is optional: only a target for the diffusion loss
+                        outputs[spec.name] = MediaRef(modality=spec.name, path=safe_media_path(root, name, spec, True))
+                    except ValueError:
+                        pass
             pieces.append(spec.signal_tokens.placeholder)
         pieces.append(message.value[cursor:])
         turns.append(Turn(role="user" if is_input else "assistant", text="".join(pieces).strip()))
     unused = {name: files for name, files in pending_inputs.items() if files}
     if unused:
         raise ValueError(f"input files {unused} are listed but no placeholder refers to them")
-    return SampleRecord(turns=turns, inputs=inputs, targets=targets, source=where)
+    return SampleRecord(turns=turns, inputs=inputs, targets=targets, outputs=outputs, source=where)
 
 
 def read_records(

@@ -47,10 +47,15 @@ class NextGPTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("model.plugins", "data.plugins")
         parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
+        parser.link_arguments("model.diffusion_loss_weight", "data.load_outputs", compute_fn=_is_positive)
 
 
 def _is_set(value: Any) -> bool:
     return value is not None
+
+
+def _is_positive(value: Any) -> bool:
+    return bool(value) and float(value) > 0
 
 
 class _ParseOnlyCLI(NextGPTCLI):

@@ -35,6 +35,8 @@ class NextGPTDataModule(LightningDataModule):
         cache_media: give media their content keys and do not read them in the loader: the
             training step reads a file only when the model's feature cache misses it (set from
             ``model.cache_dir`` by the CLI).
+        load_outputs: load each sample's output media, the diffusion loss's targets (set from
+            ``model.diffusion_loss_weight`` by the CLI).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class NextGPTDataModule(LightningDataModule):
         seed: int = 13,
         plugins: list[str] | None = None,
         cache_media: bool = False,
+        load_outputs: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -82,7 +85,7 @@ class NextGPTDataModule(LightningDataModule):
 
     def _media_options(self) -> dict[str, bool]:
         cached = bool(self.hparams.cache_media)
-        return {"load_media": not cached, "content_keys": cached}
+        return {"load_media": not cached, "content_keys": cached, "load_outputs": bool(self.hparams.load_outputs)}
 
     def _loader(self, dataset: NextGPTDataset, shuffle: bool) -> DataLoader:
         hp = self.hparams

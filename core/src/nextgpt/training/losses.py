@@ -54,12 +54,18 @@ class LossTerms:
     lm: torch.Tensor
     align: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    diffusion: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Optional noise-prediction terms per modality (unweighted)."""
+    diffusion_weight: float = 0.0
+    """Weight of the noise-prediction terms (times each modality's weight)."""
 
     @property
     def total(self) -> torch.Tensor:
         total = self.lm
         for name, value in self.align.items():
             total = total + self.weights.get(name, 1.0) * value
+        for name, value in self.diffusion.items():
+            total = total + self.diffusion_weight * self.weights.get(name, 1.0) * value
         return total
 
     def as_logs(self, prefix: str = "train/") -> dict[str, torch.Tensor]:
@@ -67,6 +73,8 @@ class LossTerms:
         logs = {f"{prefix}lm_loss": self.lm.detach()}
         for name, value in self.align.items():
             logs[f"{prefix}align_{name}"] = value.detach()
+        for name, value in self.diffusion.items():
+            logs[f"{prefix}diffusion_{name}"] = value.detach()
         logs[f"{prefix}loss"] = self.total.detach()
         return logs
 

@@ -37,7 +37,7 @@ from nextgpt.data.dataset import SampleBatch
 from nextgpt.errors import ConfigError
 from nextgpt.llm import base_model
 from nextgpt.templates import Turn
-from nextgpt.training.losses import LossTerms, alignment_loss, combine, lm_loss
+from nextgpt.training.losses import LossTerms, alignment_loss, lm_loss
 
 STAGE_DEFAULTS: dict[int, dict[str, bool]] = {
     1: {"input_projectors": True, "output_projectors": False, "signal_rows": False, "lora": False},
@@ -74,6 +74,12 @@ class NextGPTLightningModule(LightningModule):
             component's identity; reused across epochs, runs and stages. ``nextgpt cache``
             fills it ahead of training; otherwise it fills on first use.
         cache_write: add what is computed to the cache (off: read only).
+        diffusion_loss_weight: add the noise-prediction loss through the frozen decoders with
+            this weight (times the modality's ``loss_weight``); 0 turns it off. Each decoder
+            must provide ``denoising_loss`` (`nextgpt.training.diffusion`), and the data the
+            output media (``generate`` pairs, inline output files).
+        min_snr_gamma: min-SNR weighting of the noise-prediction loss (5 for images in the
+            2024 rewrite); None: plain mean.
     """
 
     def __init__(
@@ -100,6 +106,8 @@ class NextGPTLightningModule(LightningModule):
         seed: int = 13,
         cache_dir: str | None = None,
         cache_write: bool = True,
+        diffusion_loss_weight: float = 0.0,
+        min_snr_gamma: float | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -159,7 +167,23 @@ class NextGPTLightningModule(LightningModule):
             self.model.encoders.eval()  # frozen encoders never leave eval mode
         return self
 
+    def check_diffusion_support(self) -> None:
+        """With ``diffusion_loss_weight > 0`` every decoder must offer ``denoising_loss``."""
+        if self.hparams.diffusion_loss_weight <= 0:
+            return
+        model = self.model
+        lacking = [
+            f"{name} ({cfg.decoder.backend})" for name, cfg in model.modality_configs.items()
+            if name in model.decoders and not callable(getattr(model.decoders[name], "denoising_loss", None))
+        ]
+        if lacking:
+            raise ConfigError(
+                "model.diffusion_loss_weight: these decoders offer no denoising_loss(condition, media, "
+                f"min_snr_gamma): {', '.join(lacking)}"
+            )
+
     def on_fit_start(self) -> None:
+        self.check_diffusion_support()
         # the row-gradient mask lives on the weights' device: re-create it after placement
         self._apply_trainable()
         for decoder in self.model.decoders.values():
@@ -298,27 +322,38 @@ class NextGPTLightningModule(LightningModule):
         )
         lm = lm_loss(out.logits, padded.labels)
         align: dict[str, torch.Tensor] = {}
-        if self.align_enabled:
+        diffusion: dict[str, torch.Tensor] = {}
+        weight = float(self.hparams.diffusion_loss_weight)
+        if self.align_enabled or weight > 0:
             last = out.hidden_states[-1]
             for modality in model.decoders:
                 conditions, rows = model.signal_conditions(last, padded.input_ids, modality)
-                keep = [k for k, row in enumerate(rows.tolist()) if modality in batch.samples[row].targets]
-                if not keep:
-                    continue
-                captions = [batch.samples[int(rows[k])].targets[modality] for k in keep]
-                target = self.caption_targets(modality, captions).to(conditions.device, conditions.dtype)
-                align[modality] = alignment_loss(conditions[keep], target)
-        weights = {m: model.modality_configs[m].loss_weight for m in align}
-        return combine(lm, align, weights)
+                samples = [batch.samples[int(r)] for r in rows.tolist()]
+                keep = [k for k, sample in enumerate(samples) if modality in sample.targets]
+                if keep and self.align_enabled:
+                    captions = [samples[k].targets[modality] for k in keep]
+                    target = self.caption_targets(modality, captions).to(conditions.device, conditions.dtype)
+                    align[modality] = alignment_loss(conditions[keep], target)
+                with_media = [k for k, sample in enumerate(samples) if modality in sample.outputs]
+                if with_media and weight > 0:
+                    diffusion[modality] = model.decoders[modality].denoising_loss(
+                        conditions[with_media], [samples[k].outputs[modality] for k in with_media],
+                        min_snr_gamma=self.hparams.min_snr_gamma,
+                    )
+        modalities = set(align) | set(diffusion)
+        weights = {m: float(model.modality_configs[m].loss_weight) for m in modalities}
+        return LossTerms(lm=lm, align=align, weights=weights, diffusion=diffusion, diffusion_weight=weight)
 
     def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(batch)
         logs = terms.as_logs("train/")
-        if self.align_enabled:
-            # Lightning re-logs a step metric's last value in steps that do not log it: a
-            # modality absent from this batch is logged as NaN rather than as a stale number.
-            for modality in self.model.decoders:
+        # Lightning re-logs a step metric's last value in steps that do not log it: a modality
+        # absent from this batch is logged as NaN rather than as a stale number.
+        for modality in self.model.decoders:
+            if self.align_enabled:
                 logs.setdefault(f"train/align_{modality}", torch.tensor(float("nan")))
+            if self.hparams.diffusion_loss_weight > 0:
+                logs.setdefault(f"train/diffusion_{modality}", torch.tensor(float("nan")))
         self.log_dict({k: v for k, v in logs.items() if k != "train/loss"}, on_step=True, batch_size=len(batch))
         self.log("train/loss", logs["train/loss"], on_step=True, prog_bar=True, batch_size=len(batch))
         return terms.total
