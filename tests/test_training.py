@@ -650,3 +650,20 @@ def test_diffusion_loss_trains_the_output_projectors(tmp_path, data):
     for name in PLUGINS:  # only the noise-prediction loss reaches the output projectors here
         key = f"output_projectors.{name}.fc.weight"
         assert not torch.equal(before[key], after[key]), key
+
+
+def test_records_of_a_modality_the_model_does_not_enable_are_bad_records(tmp_path, data):
+    from lightning.pytorch import Trainer
+
+    from nextgpt.training.module import NextGPTLightningModule
+
+    module = NextGPTLightningModule("tiny", stage=1, plugins=PLUGINS, modalities=["image", "video"])
+    datamodule = make_data(data["pairs"])
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(module)
+    datamodule.trainer = trainer
+    trainer.datamodule = datamodule
+    with pytest.warns(UserWarning, match=r"skipped 2 bad record\(s\) of 6"):
+        datamodule.setup("fit")
+    assert {s.inputs[0].modality for s in datamodule.train_set.records} == {"image", "video"}
+    assert all("audio" in b.reason for b in datamodule.train_set.bad_records)

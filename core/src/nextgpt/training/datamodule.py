@@ -62,8 +62,8 @@ class NextGPTDataModule(LightningDataModule):
         self.val_set: NextGPTDataset | None = None
 
     def specs(self) -> dict[str, Any]:
-        """The modalities: the model's when a trainer connects one (its signal-token counts),
-        else the installed plugins'."""
+        """The model's modalities: its specs once built, else the installed plugins' specs of
+        the modalities the model will enable (records of any other modality are bad records)."""
         trainer = self.trainer
         module = getattr(trainer, "lightning_module", None) if trainer is not None else None
         model = getattr(module, "model", None)
@@ -72,7 +72,11 @@ class NextGPTDataModule(LightningDataModule):
         from nextgpt.plugins import default_registry, load_plugins
 
         registry = load_plugins(allow=self.hparams.plugins) if self.hparams.plugins else default_registry()
-        return {name: registry.modality(name) for name in sorted(registry.modalities)}
+        names = sorted(registry.modalities)
+        enabled = module.enabled_modalities() if hasattr(module, "enabled_modalities") else None
+        if enabled is not None:
+            names = [n for n in names if n in enabled]
+        return {name: registry.modality(name) for name in names}
 
     def setup(self, stage: str | None = None) -> None:
         specs = self.specs()

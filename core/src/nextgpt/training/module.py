@@ -22,10 +22,12 @@ optimizer state; the frozen LLM, encoders and decoders are rebuilt from the mode
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -149,6 +151,21 @@ class NextGPTLightningModule(LightningModule):
             from nextgpt.training.cache import ModelCaches
 
             self.caches = ModelCaches(self.model, hp.cache_dir)
+
+    def enabled_modalities(self) -> list[str] | None:
+        """The model's modalities without building it (None: unknown, e.g. a hub id)."""
+        if self.model is not None:
+            return list(self.model.specs)
+        from nextgpt.presets import PRESETS
+
+        hp = self.hparams
+        if hp.model in PRESETS:
+            return list(hp.modalities) if hp.modalities else None
+        config = Path(hp.model).expanduser() / "config.json"
+        try:
+            return list(json.loads(config.read_text())["config"]["modalities"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _apply_trainable(self) -> None:
         self.model.set_trainable(**self.trainable_groups)
