@@ -654,7 +654,6 @@ def test_diffusion_loss_trains_the_output_projectors(tmp_path, data):
 
 def test_records_of_a_modality_the_model_does_not_enable_are_bad_records(tmp_path, data):
     from lightning.pytorch import Trainer
-
     from nextgpt.training.module import NextGPTLightningModule
 
     module = NextGPTLightningModule("tiny", stage=1, plugins=PLUGINS, modalities=["image", "video"])
