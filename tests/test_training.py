@@ -459,6 +459,11 @@ def test_fit_and_export_commands_run_a_tiny_config(tmp_path, monkeypatch, regist
     assert last.exists()
     metrics = (tmp_path / "outputs" / "tiny_stage2" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/lm_loss" in metrics and "train/align_video" in metrics and "train/loss" in metrics
+    # resume from the last checkpoint and go on to step 3
+    args = parser.parse_args(["fit", "--config", str(config), "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
+                              "--ckpt_path", "last"])
+    assert handlers["fit"](args) == 0
+    assert torch.load(last, weights_only=False)["global_step"] == 3
     args = parser.parse_args(["export", str(last), "exported"])
     assert handlers["export"](args) == 0
     model = NextGPTModel.from_pretrained(tmp_path / "exported", registry=registry)
