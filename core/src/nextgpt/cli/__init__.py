@@ -13,12 +13,25 @@ Command = Callable[[argparse.Namespace], int]
 
 def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Command]]]:
     """(name, help, add_arguments) for each sub-command; imports stay lazy."""
-    from nextgpt.cli import chat_cmd, convert_cmd, demo_cmd, eval_cmd, new_plugin_cmd, plugins_cmd
+    from nextgpt.cli import (
+        cache_cmd,
+        chat_cmd,
+        convert_cmd,
+        demo_cmd,
+        eval_cmd,
+        export_cmd,
+        fit_cmd,
+        new_plugin_cmd,
+        plugins_cmd,
+    )
 
     return [
         ("plugins", "list installed plugins, their modalities, tokens and backends", plugins_cmd.add),
         ("chat", "talk to a model; text and media in, text and media out", chat_cmd.add),
         ("demo", "an offline scripted any-to-any conversation with the tiny preset", demo_cmd.add),
+        ("fit", "train a stage with the Lightning CLI: nextgpt fit --config FILE", fit_cmd.add),
+        ("cache", "precompute frozen-encoder features and caption embeddings for a config", cache_cmd.add),
+        ("export", "write a trained checkpoint as a folder from_pretrained loads", export_cmd.add),
         ("eval", "evaluate a model: captioning metrics, or the metrics of generated media", eval_cmd.add),
         ("new-plugin", "create a working modality plugin distribution to build on", new_plugin_cmd.add),
         ("convert-legacy", "convert the released NExT-GPT checkpoint into a model folder", convert_cmd.add),
