@@ -334,15 +334,16 @@ def test_mixed_precision_gradient_checkpointing_and_validation(tmp_path, data):
 # -- checkpoints, resume, export ----------------------------------------------------------------------
 
 
-def fit_with_checkpoints(tmp_path, data, steps, ckpt_path=None):
+def fit_with_checkpoints(tmp_path, data, steps, ckpt_path=None, stage=3):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    module = make_module(3, lr=1e-2, warmup_steps=2, schedule="linear")
+    module = make_module(stage, lr=1e-2, warmup_steps=2, schedule="linear")
     recorder = LossRecorder()
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="{step}", every_n_train_steps=1, save_top_k=-1)
     trainer = make_trainer(tmp_path, steps, [recorder, saver], enable_checkpointing=True, gradient_clip_val=1.0)
     # 6 samples in batches of 2: 3 steps an epoch, so the run crosses an epoch boundary
-    trainer.fit(module, make_data(data["instruction"], "instruction", batch_size=2, shuffle=True), ckpt_path=ckpt_path)
+    fmt, task = ("instruction", "caption") if stage == 3 else ("pairs", "generate")
+    trainer.fit(module, make_data(data[fmt], fmt, task, batch_size=2, shuffle=True), ckpt_path=ckpt_path)
     return module, [s["loss"] for s in recorder.steps]
 
 
@@ -568,6 +569,25 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     recorder = LossRecorder()
     make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["instruction"], "instruction", cache_media=True))
     assert len(recorder.steps) == 2 and all(math.isfinite(s["loss"]) for s in recorder.steps)
+
+
+def test_stage2_checkpoint_keeps_only_the_signal_rows_of_the_embedding_moments(tmp_path, data):
+    module, losses = fit_with_checkpoints(tmp_path / "full", data, 4, stage=2)
+    ckpt = tmp_path / "full" / "ckpt" / "step=2.ckpt"
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    rows = len(module.model.new_token_ids)
+    compressed = checkpoint["nextgpt"]["compressed_optimizer_rows"]
+    assert len(compressed) == 2  # embed_tokens and lm_head
+    for index in compressed:
+        moments = checkpoint["optimizer_states"][0]["state"][int(index)]
+        assert moments["exp_avg"].shape[0] == rows and moments["exp_avg_sq"].shape[0] == rows
+    from nextgpt.llm import base_model
+
+    weight = base_model(module.model.llm).get_input_embeddings().weight
+    live = module.optimizers(use_pl_optimizer=False).state[weight]  # the running optimizer keeps its full moments
+    assert live["exp_avg"].shape == weight.shape
+    _, resumed = fit_with_checkpoints(tmp_path / "resumed", data, 4, ckpt_path=str(ckpt), stage=2)
+    assert resumed == losses[2:], (losses, resumed)
 
 
 def test_state_dict_is_trainable_only_also_inside_a_wrapper():

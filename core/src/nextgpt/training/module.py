@@ -449,13 +449,70 @@ class NextGPTLightningModule(LightningModule):
             "model_config": self.model.config.model_dump(mode="json"),
             "signal_token_ids": self.model.signal_ids,
             "trainable_groups": dict(self.trainable_groups),
+            "compressed_optimizer_rows": self._compress_row_states(checkpoint.get("optimizer_states", [])),
         }
+
+    def _row_param_indices(self) -> dict[int, list[int]]:
+        """Optimizer parameter index -> the rows that train, for the embedding matrices that
+        train only in their signal rows (``train_embeddings="new_rows"``)."""
+        if not self.trainable_groups["signal_rows"] or self.model.config.llm.train_embeddings != "new_rows":
+            return {}
+        inner = base_model(self.model.llm)
+        matrices = {id(inner.get_input_embeddings().weight)}
+        if inner.get_output_embeddings() is not None:
+            matrices.add(id(inner.get_output_embeddings().weight))
+        try:
+            optimizer = self.optimizers(use_pl_optimizer=False)
+        except Exception:  # no trainer / optimizer yet
+            return {}
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        rows = sorted(self.model.new_token_ids)
+        return {index: rows for index, param in enumerate(params) if id(param) in matrices}
+
+    def _compress_row_states(self, optimizer_states: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keep only the signal rows of the embedding matrices' Adam moments: the other rows never
+        get a gradient, so their moments are exactly zero. With a 32k x 4096 vocabulary this
+        drops ~2 GB of zeros from each stage-2 checkpoint."""
+        done: dict[str, Any] = {}
+        if len(optimizer_states) != 1:
+            return done
+        state = optimizer_states[0].get("state", {})
+        for index, rows in self._row_param_indices().items():
+            entry = state.get(index)
+            if not entry:
+                continue
+            mask = torch.ones(next(iter(v for v in entry.values() if torch.is_tensor(v) and v.ndim == 2)).shape[0], dtype=torch.bool)
+            mask[rows] = False
+            moments = {k: v for k, v in entry.items() if torch.is_tensor(v) and v.ndim == 2}
+            if any(bool(v[mask].any()) for v in moments.values()):
+                continue  # not all zero outside the rows (weight decay?): keep it whole
+            # a new dict: the optimizer's own state dicts are shared with this checkpoint
+            state[index] = {**entry, **{k: v[rows].clone() for k, v in moments.items()}}
+            done[str(index)] = {"rows": rows, "shapes": {k: list(v.shape) for k, v in moments.items()}}
+        return done
+
+    @staticmethod
+    def _expand_row_states(checkpoint: dict[str, Any]) -> None:
+        compressed = checkpoint.get(CHECKPOINT_KEY, {}).get("compressed_optimizer_rows") or {}
+        states = checkpoint.get("optimizer_states") or []
+        if not compressed or len(states) != 1:
+            return
+        state = states[0]["state"]
+        for index, info in compressed.items():
+            entry = state[int(index)]
+            expanded = {}
+            for key, shape in info["shapes"].items():
+                full = entry[key].new_zeros(shape)
+                full[info["rows"]] = entry[key]
+                expanded[key] = full
+            state[int(index)] = {**entry, **expanded}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(CHECKPOINT_KEY)
         if meta is None:
             raise ConfigError("checkpoint: not written by NextGPTLightningModule (no 'nextgpt' entry)")
         self.configure_model()
+        self._expand_row_states(checkpoint)  # before Lightning restores the optimizer from it
         if meta.get("signal_token_ids") != self.model.signal_ids:
             raise ConfigError(
                 f"checkpoint: signal token ids {meta.get('signal_token_ids')} differ from the model's {self.model.signal_ids}"
