@@ -8,7 +8,7 @@ model and optimizer. A Lightning step's time is the wall time from one ``on_trai
 to the next, minus the plain step run in between, so Lightning's own overhead (data fetching,
 hooks, logging, clipping, the optimizer closure) is counted. Prints steps/s of each and the ratio.
 
-    python benchmarks/train_throughput.py [--stage 3] [--steps 40] [--warmup 5] [--batch-size 4]
+    python benchmarks/train_throughput.py [--stage 3] [--steps 40] [--warmup 5] [--batch-size 4] [--threads N]
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--plugins", default="image,audio,video")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

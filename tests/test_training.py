@@ -19,6 +19,17 @@ PLUGINS = ["image", "audio", "video"]
 # -- helpers ----------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads; one thread avoids oversubscribing a busy
+    CPU (which slows these tests many times over)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 @pytest.fixture(scope="module")
 def specs(registry):
     return {name: registry.modality(name) for name in sorted(registry.modalities)}
@@ -372,14 +383,14 @@ def test_checkpoints_hold_trainable_state_and_resume_reproduces_the_run(tmp_path
     from nextgpt.model import NextGPTModel
     from nextgpt.training.export import export_checkpoint
 
-    module, losses = fit_with_checkpoints(tmp_path / "full", data, 5)
-    assert len(losses) == 5
+    module, losses = fit_with_checkpoints(tmp_path / "full", data, 4)
+    assert len(losses) == 4
     for resume_step in (2, 3):  # mid-epoch, and at the end of the first epoch
         ckpt = tmp_path / "full" / "ckpt" / f"step={resume_step}.ckpt"
-        _, resumed = fit_with_checkpoints(tmp_path / f"resumed{resume_step}", data, 5, ckpt_path=str(ckpt))
+        _, resumed = fit_with_checkpoints(tmp_path / f"resumed{resume_step}", data, 4, ckpt_path=str(ckpt))
         assert resumed == losses[resume_step:], (resume_step, losses, resumed)
 
-    ckpt = tmp_path / "full" / "ckpt" / "step=5.ckpt"
+    ckpt = tmp_path / "full" / "ckpt" / "step=4.ckpt"
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
     trainable = module.model.trainable_state_dict()
     assert set(checkpoint["state_dict"]) == set(trainable)
@@ -483,7 +494,7 @@ def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
     registry = load_plugins(allow=PLUGINS)
     write_synthetic_dataset(tmp_path / "outputs" / "tiny_data", {n: registry.modality(n) for n in PLUGINS}, per_modality=2)
     config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage1.yaml"
-    env = {**os.environ, "NEXTGPT_PLUGINS": ",".join(PLUGINS)}
+    env = {**os.environ, "NEXTGPT_PLUGINS": ",".join(PLUGINS), "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "nextgpt.cli.fit_cmd", "--config", str(config),
         "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.devices=2", "--trainer.max_steps=2",
@@ -572,7 +583,7 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
 
 
 def test_stage2_checkpoint_keeps_only_the_signal_rows_of_the_embedding_moments(tmp_path, data):
-    module, losses = fit_with_checkpoints(tmp_path / "full", data, 4, stage=2)
+    module, losses = fit_with_checkpoints(tmp_path / "full", data, 3, stage=2)
     ckpt = tmp_path / "full" / "ckpt" / "step=2.ckpt"
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
     rows = len(module.model.new_token_ids)
@@ -586,7 +597,7 @@ def test_stage2_checkpoint_keeps_only_the_signal_rows_of_the_embedding_moments(t
     weight = base_model(module.model.llm).get_input_embeddings().weight
     live = module.optimizers(use_pl_optimizer=False).state[weight]  # the running optimizer keeps its full moments
     assert live["exp_avg"].shape == weight.shape
-    _, resumed = fit_with_checkpoints(tmp_path / "resumed", data, 4, ckpt_path=str(ckpt), stage=2)
+    _, resumed = fit_with_checkpoints(tmp_path / "resumed", data, 3, ckpt_path=str(ckpt), stage=2)
     assert resumed == losses[2:], (losses, resumed)
 
 
