@@ -219,19 +219,20 @@ class NextGPTLightningModule(LightningModule):
     # -- the step ---------------------------------------------------------------------------------
     def output_turns(self, turns: Sequence[Turn]) -> list[Turn]:
         """Assistant turns with each modality's placeholder replaced by its signal tokens."""
-        model = self.model
-        runs = {spec.signal_tokens.placeholder: "".join(spec.signal_tokens.tokens) for spec in model.specs.values()}
-        if not runs:
-            return list(turns)
-        pattern = re.compile("|".join(re.escape(p) for p in sorted(runs, key=len, reverse=True)))
+        if getattr(self, "_output_pattern", None) is None:
+            specs = self.model.specs
+            self._owners = {spec.signal_tokens.placeholder: name for name, spec in specs.items()}
+            self._runs = {spec.signal_tokens.placeholder: "".join(spec.signal_tokens.tokens) for spec in specs.values()}
+            alternatives = sorted(self._runs, key=len, reverse=True)
+            self._output_pattern = re.compile("|".join(re.escape(p) for p in alternatives) or r"(?!x)x")
         out = []
         for turn in turns:
             if turn.role == "assistant":
-                for match in pattern.finditer(turn.text):
-                    owner = next(n for n, s in model.specs.items() if s.signal_tokens.placeholder == match.group(0))
-                    if owner not in model.decoders:
+                for match in self._output_pattern.finditer(turn.text):
+                    owner = self._owners[match.group(0)]
+                    if owner not in self.model.decoders:
                         raise ConfigError(f"modality {owner!r} has no decoder in this model: it cannot be an output")
-                turn = Turn(role=turn.role, text=pattern.sub(lambda m: runs[m.group(0)], turn.text))
+                turn = Turn(role=turn.role, text=self._output_pattern.sub(lambda m: self._runs[m.group(0)], turn.text))
             out.append(turn)
         return out
 
