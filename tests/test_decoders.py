@@ -442,3 +442,21 @@ def test_plugins_build_the_decoders() -> None:
     assert isinstance(build_audioldm("tiny"), AudioLDMDecoder)
     video = build_zeroscope("tiny", fps=12)
     assert isinstance(video, TextToVideoDecoder) and video.fps == 12.0
+
+
+def test_denoising_loss_of_image_and_video_decoders_reaches_the_condition():
+    """The optional training loss: the frozen UNet's noise-prediction error for target media,
+    differentiable in the condition (what the output projector produces)."""
+    from nextgpt_image.decoder import StableDiffusionDecoder
+    from nextgpt_image.examples import example_image
+    from nextgpt_video.decoder import TextToVideoDecoder
+    from nextgpt_video.examples import example_video
+
+    torch.manual_seed(0)
+    for decoder, media in ((StableDiffusionDecoder("tiny"), example_image()), (TextToVideoDecoder("tiny"), example_video())):
+        condition = torch.randn(2, *decoder.condition_shape, requires_grad=True)
+        loss = decoder.denoising_loss(condition, [media, media], min_snr_gamma=5.0)
+        loss.backward()
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        assert condition.grad is not None and condition.grad.abs().sum() > 0
+        assert not any(p.requires_grad for p in decoder.pipeline.unet.parameters())

@@ -88,7 +88,7 @@ class RowGradientMask:
             mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
             mask[self.rows] = 1
             weight.requires_grad_(True)
-            self.handles.append(weight.register_hook(lambda grad, mask=mask: grad * mask.to(grad.dtype)))
+            self.handles.append(weight.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype)))
 
     def remove(self) -> None:
         for handle in self.handles:

@@ -99,7 +99,9 @@ class NextGPTModel(nn.Module):
         self.signal_ids: dict[str, list[int]] = {
             name: add_signal_tokens(llm, self.tokenizer, spec.signal_tokens.tokens) for name, spec in self.specs.items()
         }
-        self.llm = apply_lora(llm, config.llm) if config.llm.lora else llm
+        with torch.random.fork_rng(devices=[]):  # LoRA's initialisation follows config.seed
+            torch.manual_seed(config.seed)
+            self.llm = apply_lora(llm, config.llm) if config.llm.lora else llm
         self.d_llm = int(base_model(self.llm).config.hidden_size)
 
         shared = SharedModels()

@@ -261,6 +261,31 @@ class DiffusersDecoder(Decoder):
         """``[B, Q, d]`` condition -> the pipeline's ``prompt_embeds`` layout (default: as is)."""
         return condition
 
+    def _noise_prediction_loss(
+        self, condition: torch.Tensor, latents: torch.Tensor, min_snr_gamma: float | None
+    ) -> torch.Tensor:
+        """One denoising step of the frozen UNet on ``latents`` conditioned on ``condition``
+        (gradients reach the condition), as `nextgpt.training.diffusion` defines the loss.
+        Backends whose media map to UNet latents build ``denoising_loss`` on this."""
+        from nextgpt.training.diffusion import noise_prediction_loss
+
+        unet = self.pipeline.unet
+        weight = next(unet.parameters())
+        embeds = self._pipeline_embeds(condition).to(device=weight.device, dtype=weight.dtype)
+
+        def denoise(noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+            return unet(noisy.to(weight.dtype), timesteps, encoder_hidden_states=embeds).sample
+
+        return noise_prediction_loss(denoise, self.pipeline.scheduler, latents.to(weight.device), min_snr_gamma)
+
+    @torch.no_grad()
+    def _vae_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` pixels in [-1, 1] -> scaled VAE latents ``[N, c, h, w]``."""
+        vae = self.pipeline.vae
+        weight = next(vae.parameters())
+        latents = vae.encode(pixels.to(weight.device, weight.dtype)).latent_dist.mode()
+        return latents * vae.config.scaling_factor
+
     # ----- loading --------------------------------------------------------------------------
 
     @classmethod
@@ -305,6 +330,9 @@ class DiffusersDecoder(Decoder):
             ) from exc
         if self._device is not None:
             pipeline.to(self._device)
+        for component in pipeline.components.values():
+            if isinstance(component, torch.nn.Module):  # frozen: never trained, no gradients kept
+                component.requires_grad_(False).eval()
         pipeline.set_progress_bar_config(disable=not self.progress_bar)
         return pipeline
 

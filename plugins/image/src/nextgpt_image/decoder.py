@@ -6,6 +6,7 @@ SD-1.5, as NExT-GPT uses), passed to the pipeline as ``prompt_embeds``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -109,3 +110,21 @@ class StableDiffusionDecoder(DiffusersDecoder):
 
     def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
         return list(output.images)
+
+    def denoising_loss(self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None) -> torch.Tensor:
+        """The noise-prediction loss of the frozen UNet for target images (training option):
+        images are resized to the decoder's default size and encoded with the VAE."""
+        height = self.defaults.height or 512
+        width = self.defaults.width or 512
+        pixels = torch.stack([_to_pixels(image, height, width) for image in media])
+        return self._noise_prediction_loss(condition, self._vae_latents(pixels), min_snr_gamma)
+
+
+def _to_pixels(image: Any, height: int, width: int) -> torch.Tensor:
+    """A PIL image -> ``[3, height, width]`` in [-1, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    resized = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    array = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 127.5 - 1.0)
+    return array.permute(2, 0, 1)

@@ -6,6 +6,7 @@ zeroscope_v2_576w), passed to the pipeline as ``prompt_embeds``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -130,3 +131,22 @@ class TextToVideoDecoder(DiffusersDecoder):
         # output.frames: float [B, T, H, W, 3] in [0, 1]; rounded as diffusers' numpy_to_pil does.
         frames = np.clip(np.round(np.asarray(output.frames) * 255.0), 0, 255).astype(np.uint8)
         return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
+
+    def denoising_loss(self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None) -> torch.Tensor:
+        """The noise-prediction loss of the frozen 3-D UNet for target videos (training option):
+        ``num_frames`` evenly spaced frames at the decoder's default size, VAE-encoded per frame."""
+        frames = self.defaults.num_frames or 16
+        height = self.defaults.height or 320
+        width = self.defaults.width or 576
+        clips = torch.stack([_to_pixels(clip, frames, height, width) for clip in media])  # [B, F, 3, H, W]
+        batch = clips.shape[0]
+        latents = self._vae_latents(clips.flatten(0, 1))  # [B*F, c, h, w]
+        latents = latents.unflatten(0, (batch, frames)).permute(0, 2, 1, 3, 4)  # [B, c, F, h, w]
+        return self._noise_prediction_loss(condition, latents, min_snr_gamma)
+
+
+def _to_pixels(clip: VideoClip, frames: int, height: int, width: int) -> torch.Tensor:
+    """A clip -> ``[frames, 3, height, width]`` in [-1, 1] (evenly spaced frames)."""
+    index = np.linspace(0, len(clip.frames) - 1, frames).round().astype(int)
+    pixels = torch.from_numpy(clip.frames[index].astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
+    return torch.nn.functional.interpolate(pixels, size=(height, width), mode="bilinear", align_corners=False)
