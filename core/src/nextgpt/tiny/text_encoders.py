@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def tiny_clip_text_encoder(tokenizer: Any, hidden_size: int, intermediate_size: int, **config: Any) -> Any:
-    """A 2-layer, 4-head `CLIPTextModel` sized for ``tokenizer`` (vocabulary 1000, context =
-    the tokenizer's ``model_max_length``); ``config`` overrides other `CLIPTextConfig` fields."""
-    from transformers import CLIPTextConfig, CLIPTextModel
+def tiny_clip_text_encoder(
+    tokenizer: Any, hidden_size: int, intermediate_size: int, with_projection: bool = False, **config: Any
+) -> Any:
+    """A 2-layer, 4-head `CLIPTextModel` (or `CLIPTextModelWithProjection`, as Shap-E uses)
+    sized for ``tokenizer`` (vocabulary 1000, context = the tokenizer's ``model_max_length``);
+    ``config`` overrides other `CLIPTextConfig` fields."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     settings = {
         "vocab_size": 1000,
@@ -23,4 +26,5 @@ def tiny_clip_text_encoder(tokenizer: Any, hidden_size: int, intermediate_size: 
         "pad_token_id": tokenizer.pad_token_id,
     }
     settings.update(config)
-    return CLIPTextModel(CLIPTextConfig(**settings))
+    model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return model_class(CLIPTextConfig(**settings))

@@ -86,26 +86,13 @@ class ShapEDecoder(DiffusersDecoder):
         marching-cubes table (the released weights carry theirs)."""
         from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
         from diffusers.pipelines.shap_e.renderer import ShapERenderer
+        from nextgpt.tiny.text_encoders import tiny_clip_text_encoder
         from nextgpt.tiny.tokenizers import build_clip_tokenizer
-        from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
         from nextgpt_3d.marching_cubes import triangle_table
 
         tokenizer = build_clip_tokenizer()
-        text_encoder = CLIPTextModelWithProjection(
-            CLIPTextConfig(
-                vocab_size=1000,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=tokenizer.model_max_length,
-                projection_dim=32,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = tiny_clip_text_encoder(tokenizer, hidden_size=32, intermediate_size=64, with_projection=True)
         prior = PriorTransformer(
             num_attention_heads=2,
             attention_head_dim=16,
