@@ -1,0 +1,118 @@
+"""The toy world (examples/toy_world): a deterministic generator whose files the plugins and the
+data readers accept."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+toy_world = pytest.importorskip("toy_world", reason="install examples/toy_world (pip install -e examples/toy_world)")
+
+SMALL_WORLD = {"n_per_modality": 3, "n_heldout_per_modality": 2, "n_mosit": 4}
+FORMATS = {"cc3m": "pairs", "webvid": "pairs", "audiocap": "pairs", "t2m": "instruction", "mosit": "mosit"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    toy_world.generate(root, seed=3, **SMALL_WORLD)
+    return root
+
+
+@pytest.fixture(scope="module")
+def specs(registry):
+    return {name: registry.modality(name) for name in ("image", "audio", "video")}
+
+
+# -- the generator ----------------------------------------------------------------------------------
+
+
+def test_same_seed_same_bytes_other_seed_differs(world, tmp_path):
+    again = tmp_path / "again"
+    toy_world.generate(again, seed=3, **SMALL_WORLD)
+    assert tree_digest(again) == tree_digest(world)
+    other = tmp_path / "other"
+    toy_world.generate(other, seed=4, **SMALL_WORLD)
+    first, second = tree_digest(world), tree_digest(other)
+    assert first != second
+    assert first["train/images/0000.png"] != second["train/images/0000.png"]
+    assert json.loads((world / "world.json").read_text())["captions"] != json.loads((other / "world.json").read_text())["captions"]
+
+
+def test_heldout_captions_never_in_train(world):
+    from toy_world import world as W
+
+    meta = toy_world.load_world(world)
+    for m in W.MODALITIES:
+        train, heldout = set(meta["captions"]["train"][m]), set(meta["captions"]["heldout"][m])
+        assert heldout and not train & heldout
+        assert len(train | heldout) == len(W.concepts(m))
+        # every word of a held-out caption occurs in training: held out are new combinations
+        words = {w for c in train for w in c.split()}
+        assert all(set(c.split()) <= words for c in heldout)
+    train_text = "".join((world / "train" / f).read_text() for f in ("cc3m.json", "webvid.json", "audiocap.json", "t2m.json"))
+    for captions in meta["captions"]["heldout"].values():
+        assert not any(f'"{c}"' in train_text for c in captions)
+
+
+def test_media_load_with_the_plugins_loaders(world):
+    from nextgpt_audio.media import load_audio
+    from nextgpt_image.media import load_image
+    from nextgpt_video.media import load_video
+    from toy_world import world as W
+
+    images = sorted(world.rglob("*.png"))
+    sounds = sorted(world.rglob("*.wav"))
+    videos = sorted(world.rglob("*.mp4"))
+    assert images and sounds and videos
+    for path in images:
+        image = load_image(path)
+        assert image.size == (W.IMAGE_SIZE, W.IMAGE_SIZE) and image.mode == "RGB"
+    for path in sounds:
+        clip = load_audio(path)
+        assert clip.sample_rate == 16000 and clip.channels == 1 and abs(clip.seconds - W.AUDIO_SECONDS) < 1e-3
+        assert 0.05 < float(abs(clip.waveform).max()) <= 1.0
+    for path in videos:
+        clip = load_video(path)
+        assert clip.frames.shape == (W.VIDEO_FRAMES, W.VIDEO_SIZE, W.VIDEO_SIZE, 3) and clip.fps == W.VIDEO_FPS
+    # a moving shape moves: the coloured pixels' centre shifts between the first and last frame
+    frames = load_video(videos[0]).frames.astype(float)
+    centre = [((f.max(-1) > 100).nonzero()[i].mean()) for f in (frames[0], frames[-1]) for i in (0, 1)]
+    assert max(abs(centre[0] - centre[2]), abs(centre[1] - centre[3])) > W.VIDEO_SIZE / 4
+
+
+def test_every_json_file_parses_with_the_data_readers(world, specs):
+    from nextgpt.data.records import DatasetSource, read_records
+
+    meta = toy_world.load_world(world)
+    for split, files in meta["files"].items():
+        assert set(files) == set(FORMATS)
+        for name, relative in files.items():
+            raw = json.loads((world / relative).read_text())
+            records, bad = read_records(DatasetSource(path=str(world / relative), format=FORMATS[name]), specs, "error")
+            assert not bad and len(records) == len(raw) > 0, (split, name)
+            if name == "mosit":
+                assert any(r.inputs for r in records) and any(r.targets for r in records)
+                assert all(len(r.turns) >= 4 for r in records)
+            if name == "t2m":
+                assert any(r.targets for r in records) and any(not r.targets for r in records)  # text-only too
+    cc3m = json.loads((world / "train" / "cc3m.json").read_text())
+    assert set(cc3m[0]) == {"caption", "id", "image_name"}
+    assert set(json.loads((world / "train" / "webvid.json").read_text())[0]) == {"caption", "id", "video_name"}
+    assert set(json.loads((world / "train" / "audiocap.json").read_text())[0]) == {"audio_id", "audio_name", "caption"}
