@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nextgpt-installed
 PIP := $(BIN)/python -m pip
 PACKAGES := core/pyproject.toml plugins/image/pyproject.toml plugins/audio/pyproject.toml plugins/video/pyproject.toml \
-	examples/nextgpt-3d/pyproject.toml
+	examples/nextgpt-3d/pyproject.toml examples/toy_world/pyproject.toml
 
 .PHONY: install demo test bench clean
 
@@ -19,7 +19,7 @@ $(STAMP): $(PACKAGES) Makefile
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -e "core[imagebind,train,dev]" -e plugins/image -e plugins/audio -e plugins/video
-	$(PIP) install -q -e examples/nextgpt-3d   # the third-party-style example plugin
+	$(PIP) install -q -e examples/nextgpt-3d -e examples/toy_world   # example plugin, synthetic world
 	$(PIP) install -q --no-deps imagebind-unofficial==0.1.1
 	touch $(STAMP)
 
