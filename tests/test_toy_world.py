@@ -1,5 +1,5 @@
 """The toy world (examples/toy_world): a deterministic generator whose files the plugins and the
-data readers accept."""
+data readers accept, the retrieval metric, and the toy model built on the world."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import toy_world  # installed with the workspace (make install)
+toy_world = pytest.importorskip("toy_world", reason="install examples/toy_world (pip install -e examples/toy_world)")
 
 SMALL_WORLD = {"n_per_modality": 3, "n_heldout_per_modality": 2, "n_mosit": 4}
 FORMATS = {"cc3m": "pairs", "webvid": "pairs", "audiocap": "pairs", "t2m": "instruction", "mosit": "mosit"}
@@ -116,3 +116,54 @@ def test_every_json_file_parses_with_the_data_readers(world, specs):
     assert set(cc3m[0]) == {"caption", "id", "image_name"}
     assert set(json.loads((world / "train" / "webvid.json").read_text())[0]) == {"caption", "id", "video_name"}
     assert set(json.loads((world / "train" / "audiocap.json").read_text())[0]) == {"audio_id", "audio_name", "caption"}
+
+
+# -- the metrics ------------------------------------------------------------------------------------
+
+
+def test_retrieval_ignores_positions_every_caption_shares():
+    from toy_world.metrics import retrieval
+
+    torch.manual_seed(0)
+    n, q, d = 6, 10, 4
+    candidates = torch.randn(n, q, d)
+    candidates[:, 4:] = torch.randn(1, q - 4, d)  # shared "padding" rows
+    masks = torch.zeros(n, q, dtype=torch.bool)
+    masks[:, :4] = True
+    gold = list(range(n))
+    assert retrieval(candidates.clone(), gold, candidates, masks)["retrieval"] == 1.0
+    # getting only the shared rows right retrieves nothing better than chance
+    padding_only = torch.zeros(n, q, d)
+    padding_only[:, 4:] = candidates[0, 4:]
+    assert retrieval(padding_only, gold, candidates, masks)["retrieval"] <= 1 / n + 1e-6
+    # the mean embedding is one guess for all
+    mean = candidates.mean(0).expand(n, q, d)
+    assert retrieval(mean, gold, candidates, masks)["retrieval"] <= 1 / n + 1e-6
+    # distance and cosine are over the gold caption's own rows
+    got = retrieval(candidates + 0.1, gold, candidates, masks)
+    assert got["distance"] == pytest.approx(0.2, rel=1e-4)
+
+
+# -- the toy model -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from toy_world.build import build_toy
+
+    torch.set_num_threads(1)
+    return build_toy(tmp_path_factory.mktemp("toy") / "toy", seed=0, budget="small", log=lambda line: None)
+
+
+@pytest.mark.slow
+def test_toy_model_loads_and_its_frozen_parts_read_the_world(toy, registry):
+    from nextgpt.model import NextGPTModel
+
+    model = NextGPTModel.from_pretrained(toy, registry=registry)
+    assert set(model.decoders) == {"image", "audio", "video"}
+    assert model.config.llm.source == str((toy / "llm").resolve())
+    report = json.loads((toy / "build.json").read_text())
+    for m in ("image", "audio", "video"):
+        assert min(report["encoder"][f"train_{m}"].values()) > 0.4  # attributes readable (chance 0.2 to 0.5)
+        assert report["decoders"][m]["min_over_median_distance"] > 0.02  # captions told apart
+    assert report["decoders"]["audio_tiny"]["max_pairwise_cosine"] > 0.999  # why AudioLDM's was replaced
