@@ -1,10 +1,12 @@
 """The toy world (examples/toy_world): a deterministic generator whose files the plugins and the
-data readers accept, the retrieval metric, and the toy model built on the world."""
+data readers accept, the metrics, and a small budget of the learning benchmark: a toy model built
+on the world, the three stages trained, each beating its untrained and trivial baselines."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -144,7 +146,14 @@ def test_retrieval_ignores_positions_every_caption_shares():
     assert got["distance"] == pytest.approx(0.2, rel=1e-4)
 
 
-# -- the toy model -----------------------------------------------------------------------------------
+# -- a small budget of the learning benchmark -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small_world")
+    toy_world.generate(root, seed=0, n_per_modality=48, n_heldout_per_modality=12, n_mosit=24)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +164,19 @@ def toy(tmp_path_factory):
     return build_toy(tmp_path_factory.mktemp("toy") / "toy", seed=0, budget="small", log=lambda line: None)
 
 
+@pytest.fixture(scope="module")
+def learning(toy, small_world, tmp_path_factory):
+    from toy_world.learning import run_learning
+
+    torch.set_num_threads(1)
+    return run_learning(toy, small_world, tmp_path_factory.mktemp("stages"), budget="small", log=lambda line: None)
+
+
 @pytest.mark.slow
-def test_toy_model_loads_and_its_frozen_parts_read_the_world(toy, registry):
+def test_toy_model_loads_and_its_frozen_parts_read_the_world(toy, small_world, registry):
     from nextgpt.model import NextGPTModel
+    from nextgpt_image.media import load_image
+    from toy_world.learning import cache_encoders
 
     model = NextGPTModel.from_pretrained(toy, registry=registry)
     assert set(model.decoders) == {"image", "audio", "video"}
@@ -167,3 +186,33 @@ def test_toy_model_loads_and_its_frozen_parts_read_the_world(toy, registry):
         assert min(report["encoder"][f"train_{m}"].values()) > 0.4  # attributes readable (chance 0.2 to 0.5)
         assert report["decoders"][m]["min_over_median_distance"] > 0.02  # captions told apart
     assert report["decoders"]["audio_tiny"]["max_pairwise_cosine"] > 0.999  # why AudioLDM's was replaced
+    # the feature cache the benchmark puts on the frozen encoders changes nothing
+    image = load_image(next((small_world / "heldout" / "images").glob("*.png")))
+    direct = model.encode_media("image", [image])
+    cache_encoders(model, {})
+    assert torch.equal(model.encode_media("image", [image]), direct)
+    assert torch.equal(model.encode_media("image", [image]), direct)  # from the cache
+
+
+@pytest.mark.slow
+def test_small_budget_stages_beat_their_baselines(learning):
+    from toy_world.learning import overall
+
+    results = learning
+    print(json.dumps({s: {k: results[s][k] for k in ("trained", "untrained", "trivial")} for s in ("stage1", "stage2", "stage3")}))
+
+    s1 = results["stage1"]
+    assert overall(s1["trained"], "token_accuracy") > max(overall(s1[k], "token_accuracy") for k in ("untrained", "trivial")) + 0.1
+    assert overall(s1["trained"], "exact_match") >= 0.1 > overall(s1["trivial"], "exact_match")
+
+    s2 = results["stage2"]
+    assert overall(s2["trained"], "retrieval") >= 0.25
+    assert overall(s2["trained"], "retrieval") > overall(s2["trivial"], "retrieval") + 0.15
+    assert overall(s2["trained"], "distance") < overall(s2["untrained"], "distance")
+
+    s3 = results["stage3"]
+    decision = s3["trained"]["decision"]["all"]["accuracy"]
+    assert decision >= 0.7
+    assert decision > max(s3[k]["decision"]["all"]["accuracy"] for k in ("untrained", "trivial")) + 0.1
+    assert overall(s3["trained"]["retrieval"], "retrieval") > overall(s3["trivial"]["retrieval"], "retrieval")
+    assert all(not math.isnan(v) for v in results["seconds"].values())
