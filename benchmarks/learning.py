@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=("full", "small"), default="full")
     parser.add_argument("--json", type=Path, help="write every figure and wall time to this file")
-    parser.add_argument("--toy", type=Path, help="an existing toy model folder (default: build one)")
+    parser.add_argument("--toy", help="an existing toy model: a folder, or a named model such as toy (default: build one)")
     parser.add_argument("--workdir", type=Path, help="where the world, the toy and the stages go (default: a temporary folder)")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     args = parser.parse_args(argv)

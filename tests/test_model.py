@@ -163,6 +163,18 @@ def test_save_and_load_round_trip_gives_identical_outputs(tiny_model, registry, 
     assert np.array_equal(a.media[1].media.waveform, b.media[1].media.waveform)
 
 
+def test_named_models_load_from_the_models_folder(tiny_model, registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"my-model: not a model folder, a preset, a named model in .*home/models"):
+        NextGPTModel.from_pretrained("my-model", registry=registry)
+    tiny_model.save_pretrained(tmp_path / "home" / "models" / "my-model")
+    loaded = NextGPTModel.from_pretrained("my-model", registry=registry)
+    assert loaded.signal_ids == tiny_model.signal_ids
+    for key, value in tiny_model.trainable_state_dict().items():
+        assert torch.equal(loaded.trainable_state_dict()[key], value)
+
+
 def test_load_reports_missing_and_unused_keys(tiny_model, tmp_path):
     state = tiny_model.trainable_state_dict()
     state["input_projectors.image.extra"] = torch.zeros(1)

@@ -18,8 +18,10 @@ SMALL_WORLD = {"n_per_modality": 3, "n_heldout_per_modality": 2, "n_mosit": 4}
 FORMATS = {"cc3m": "pairs", "webvid": "pairs", "audiocap": "pairs", "t2m": "instruction", "mosit": "mosit"}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def _one_thread():
+    """Every figure here on one thread (deterministic, and what the benchmark uses); module
+    scope so the module's own fixtures run inside it and the setting never leaks out."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -160,7 +162,6 @@ def small_world(tmp_path_factory):
 def toy(tmp_path_factory):
     from toy_world.build import build_toy
 
-    torch.set_num_threads(1)
     return build_toy(tmp_path_factory.mktemp("toy") / "toy", seed=0, budget="small", log=lambda line: None)
 
 
@@ -168,7 +169,6 @@ def toy(tmp_path_factory):
 def learning(toy, small_world, tmp_path_factory):
     from toy_world.learning import run_learning
 
-    torch.set_num_threads(1)
     return run_learning(toy, small_world, tmp_path_factory.mktemp("stages"), budget="small", log=lambda line: None)
 
 

@@ -415,7 +415,9 @@ class NextGPTModel(nn.Module):
         cls, name_or_path: str | Path, registry: PluginRegistry | None = None, modalities: Sequence[str] | None = None
     ) -> NextGPTModel:
         """Build a model from a preset name (``tiny``, ``nextgpt-7b-v0``), a local folder written by
-        `save_pretrained`, or a hub repository id holding such a folder."""
+        `save_pretrained`, a named model (a folder in `nextgpt.paths.models_dir`, e.g. ``toy``
+        once ``examples/toy_world/build_toy.py`` has built it), or a hub repository id holding
+        such a folder."""
         from nextgpt.presets import PRESETS, preset_config
 
         registry = registry or default_registry()
@@ -480,11 +482,20 @@ def write_pretrained(
 
 
 def _resolve_folder(name_or_path: str | Path) -> Path:
+    """A model folder: ``name_or_path`` itself, a named model under `models_dir`, or a hub
+    repository downloaded to the local cache."""
+    from nextgpt.paths import models_dir
+
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") != 1:
-        raise ConfigError(f"{name_or_path}: not a model folder, a preset or a hub repository id")
+    text = str(name_or_path)
+    if "/" not in text and text and not text.startswith((".", "~")) and (models_dir() / text).is_dir():
+        return models_dir() / text
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise ConfigError(
+            f"{name_or_path}: not a model folder, a preset, a named model in {models_dir()} or a hub repository id"
+        )
     from huggingface_hub import snapshot_download
 
     try:

@@ -11,3 +11,9 @@ def nextgpt_home() -> Path:
     home = Path(os.environ.get("NEXTGPT_HOME", Path.home() / ".cache" / "nextgpt")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def models_dir() -> Path:
+    """Where named local models live: ``from_pretrained("NAME")`` loads ``models_dir() / NAME``
+    (e.g. the ``toy`` model that ``examples/toy_world/build_toy.py`` writes by default)."""
+    return nextgpt_home() / "models"

@@ -43,7 +43,9 @@ def add(parser: argparse.ArgumentParser):
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", default=None, help="a preset: tiny (default) or nextgpt-7b-v0")
-    group.add_argument("--model", default=None, help="a folder written by save_pretrained (or a hub id)")
+    group.add_argument(
+        "--model", default=None, help="a folder written by save_pretrained, a named model in NEXTGPT_HOME/models (e.g. toy) or a hub id"
+    )
 
 
 def installed_modalities() -> list[str]:

@@ -105,9 +105,9 @@ class ToyArchitecture:
 
 def world_texts(captions: dict[str, list[str]], seed: int = 0) -> list[list[tuple[str, str]]]:
     """The LLM's pre-training dialogues, as (human, gpt) turn lists, built from ``captions``
-    (modality -> captions; pass the train split's): captioning questions, requests answered in
-    words, text-only questions, and the MosIT dialogues' text. Media and signal tokens are
-    never part of it: the LLM is a text model."""
+    (modality -> captions; the build passes every caption of the world): captioning questions,
+    requests answered in words, text-only questions, and the MosIT dialogues' text. Media and
+    signal tokens are never part of it: the LLM is a text model."""
     rng = random.Random(f"{seed}-llm-corpus")
     dialogues: list[list[tuple[str, str]]] = []
     for m, caps in captions.items():

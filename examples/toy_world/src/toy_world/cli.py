@@ -45,12 +45,17 @@ def build_main(argv: list[str] | None = None) -> int:
     from toy_world.build import BUDGETS, build_toy
 
     parser = argparse.ArgumentParser(prog="toy-world-build", description=build_main.__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    parser.add_argument("--out", type=Path, help="the model folder to write (default: the named model "
+                        "`toy` in NEXTGPT_HOME/models, which from_pretrained('toy') loads)")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (which captions are held out)")
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="pre-training steps")
     args = parser.parse_args(argv)
     _setup()
-    build_toy(args.out, seed=args.seed, heldout_fraction=args.heldout_fraction, budget=args.budget)
-    print(f"load it with NextGPTModel.from_pretrained({str(args.out)!r})")
+    from nextgpt.paths import models_dir
+
+    out = args.out or models_dir() / "toy"
+    build_toy(out, seed=args.seed, heldout_fraction=args.heldout_fraction, budget=args.budget)
+    name = "toy" if args.out is None else str(out)
+    print(f"load it with NextGPTModel.from_pretrained({name!r}), or `nextgpt chat --model {name}`")
     return 0

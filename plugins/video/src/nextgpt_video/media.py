@@ -131,16 +131,18 @@ def load_video(path: str | Path) -> VideoClip:
     return VideoClip(frames=np.stack(frames), fps=fps)
 
 
-def save_video(clip: VideoClip, path: str | Path, crf: int = 18) -> Path:
+def save_video(clip: VideoClip, path: str | Path, crf: int = 18, threads: int = 1) -> Path:
     """Write a clip as H.264 MP4 (libx264, yuv420p) and return the path written.
 
     yuv420p needs even sizes: odd widths or heights are padded by repeating the last row or
-    column.
+    column. With one encoder thread (the default) the same clip always gives the same bytes;
+    libx264's threaded encoding can differ from run to run on a loaded machine.
 
     Args:
         clip: the frames and their rate.
         path: destination; a missing suffix becomes ``.mp4``; parent folders are created.
         crf: libx264 constant rate factor (0 lossless .. 51 worst; 18 looks lossless).
+        threads: libx264 threads (0: as many as it likes, faster for long clips).
 
     Raises:
         MediaError: when ``path`` has another suffix than ``.mp4``, ``clip`` is not a
@@ -169,7 +171,7 @@ def save_video(clip: VideoClip, path: str | Path, crf: int = 18) -> Path:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf)}
+            stream.options = {"crf": str(crf), "threads": str(threads)}
             for index, array in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
                 frame.pts = index
