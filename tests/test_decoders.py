@@ -444,19 +444,52 @@ def test_plugins_build_the_decoders() -> None:
     assert isinstance(video, TextToVideoDecoder) and video.fps == 12.0
 
 
-def test_denoising_loss_of_image_and_video_decoders_reaches_the_condition():
+def test_denoising_loss_of_every_decoder_reaches_the_condition():
     """The optional training loss: the frozen UNet's noise-prediction error for target media,
     differentiable in the condition (what the output projector produces)."""
-    from nextgpt_image.decoder import StableDiffusionDecoder
+    from nextgpt_audio.examples import example_audio
     from nextgpt_image.examples import example_image
-    from nextgpt_video.decoder import TextToVideoDecoder
     from nextgpt_video.examples import example_video
 
     torch.manual_seed(0)
-    for decoder, media in ((StableDiffusionDecoder("tiny"), example_image()), (TextToVideoDecoder("tiny"), example_video())):
+    cases = (
+        (StableDiffusionDecoder("tiny"), example_image()),
+        (TextToVideoDecoder("tiny"), example_video()),
+        (AudioLDMDecoder("tiny"), example_audio(seconds=0.05, sample_rate=22050)),  # resampled, padded
+    )
+    for decoder, media in cases:
         condition = torch.randn(2, *decoder.condition_shape, requires_grad=True)
         loss = decoder.denoising_loss(condition, [media, media], min_snr_gamma=5.0)
         loss.backward()
-        assert loss.ndim == 0 and torch.isfinite(loss)
-        assert condition.grad is not None and condition.grad.abs().sum() > 0
+        assert loss.ndim == 0 and torch.isfinite(loss), decoder.backend
+        assert condition.grad is not None and condition.grad.abs().sum() > 0, decoder.backend
         assert not any(p.requires_grad for p in decoder.pipeline.unet.parameters())
+
+
+def test_audioldm_log_mel_follows_its_definition():
+    """The mel front end against a plain numpy computation of AudioLDM's definition (peak 0.5,
+    centred reflect-padded |STFT| with a periodic Hann window, Slaney mel bank, log floor 1e-5),
+    and a 1 kHz tone is loudest in the band around 1 kHz."""
+    from nextgpt_audio.mel import MelSettings, log_mel
+    from transformers.audio_utils import mel_filter_bank
+
+    settings = MelSettings(sample_rate=16000, n_mels=64, hop=160)  # AudioLDM-l-full's vocoder
+    seconds, frames = 0.5, 50
+    t = np.arange(int(seconds * settings.sample_rate)) / settings.sample_rate
+    wave = 0.3 * np.sin(2 * np.pi * 1000 * t) + 0.01
+    got = log_mel(torch.from_numpy(wave).float(), settings, frames).numpy()
+    assert got.shape == (frames, 64)
+
+    x = wave - wave.mean()
+    x = 0.5 * x / (np.abs(x).max() + 1e-8)
+    x = np.pad(x[: frames * settings.hop], settings.n_fft // 2, mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(settings.n_fft) / settings.n_fft)
+    spectrum = np.stack([np.abs(np.fft.rfft(window * x[k * settings.hop : k * settings.hop + settings.n_fft])) for k in range(frames)])
+    bank = mel_filter_bank(settings.n_fft // 2 + 1, 64, 0.0, 8000.0, 16000, norm="slaney", mel_scale="slaney")
+    expected = np.log(np.maximum(spectrum @ bank, 1e-5))
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+
+    centres = np.argmax(bank, axis=0) * settings.sample_rate / settings.n_fft
+    assert abs(centres[got.mean(0).argmax()] - 1000) < 150
+    silent = log_mel(torch.zeros(800), settings, frames).numpy()
+    assert np.allclose(silent, np.log(1e-5))

@@ -261,6 +261,11 @@ class DiffusersDecoder(Decoder):
         """``[B, Q, d]`` condition -> the pipeline's ``prompt_embeds`` layout (default: as is)."""
         return condition
 
+    def _denoiser_condition(self, embeds: torch.Tensor) -> dict[str, Any]:
+        """How the pipeline hands its ``prompt_embeds`` to the UNet (default: cross-attention
+        ``encoder_hidden_states``; AudioLDM: ``class_labels``)."""
+        return {"encoder_hidden_states": embeds}
+
     def _noise_prediction_loss(
         self, condition: torch.Tensor, latents: torch.Tensor, min_snr_gamma: float | None
     ) -> torch.Tensor:
@@ -274,13 +279,14 @@ class DiffusersDecoder(Decoder):
         embeds = self._pipeline_embeds(condition).to(device=weight.device, dtype=weight.dtype)
 
         def denoise(noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            return unet(noisy.to(weight.dtype), timesteps, encoder_hidden_states=embeds).sample
+            return unet(noisy.to(weight.dtype), timesteps, **self._denoiser_condition(embeds)).sample
 
         return noise_prediction_loss(denoise, self.pipeline.scheduler, latents.to(weight.device), min_snr_gamma)
 
     @torch.no_grad()
     def _vae_latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` pixels in [-1, 1] -> scaled VAE latents ``[N, c, h, w]``."""
+        """``[N, C, H, W]`` VAE inputs (pixels in [-1, 1]; AudioLDM: log-mel ``[N, 1, T, mels]``)
+        -> scaled VAE latents ``[N, c, h, w]``."""
         vae = self.pipeline.vae
         weight = next(vae.parameters())
         latents = vae.encode(pixels.to(weight.device, weight.dtype)).latent_dist.mode()

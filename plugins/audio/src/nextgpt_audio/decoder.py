@@ -7,6 +7,7 @@ AudioLDM is conditioned on one vector per prompt: the CLAP text embedding, L2-no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +16,7 @@ from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
 from nextgpt.licences import CC_BY_NC_SA_4
 
 from nextgpt_audio.media import AudioClip
+from nextgpt_audio.mel import MelSettings, log_mel, to_mono
 
 
 class AudioLDMDecoder(DiffusersDecoder):
@@ -27,6 +29,8 @@ class AudioLDMDecoder(DiffusersDecoder):
 
     ``generate`` uses ``seconds`` (``audio_length_in_s``), ``steps``, ``guidance`` and ``seed``
     and returns mono `AudioClip` objects at the vocoder's sampling rate (16 kHz).
+    ``denoising_loss`` (the optional training loss) turns target sounds into AudioLDM's log-mel
+    spectrograms (`nextgpt_audio.mel`) and VAE latents.
     """
 
     backend: ClassVar[str] = "audioldm"
@@ -145,3 +149,38 @@ class AudioLDMDecoder(DiffusersDecoder):
             AudioClip(waveform=audio[None, :].astype("float32"), sample_rate=rate)
             for audio in output.audios
         ]
+
+    def _denoiser_condition(self, embeds: torch.Tensor) -> dict[str, Any]:
+        # AudioLDM's UNet reads the CLAP embedding as a class embedding, no cross-attention input.
+        return {"encoder_hidden_states": None, "class_labels": embeds}
+
+    def mel_settings(self) -> MelSettings:
+        """The log-mel front end matching this pipeline's vocoder."""
+        return MelSettings.from_vocoder(self.pipeline.vocoder.config)
+
+    def target_frames(self) -> int:
+        """Mel frames of a training target: ``defaults.seconds`` when set, otherwise the UNet's
+        native length (as ``generate`` without ``seconds``), rounded up to what the VAE's
+        downsampling divides."""
+        settings = self.mel_settings()
+        scale = self.pipeline.vae_scale_factor
+        if self.defaults.seconds:
+            frames = round(self.defaults.seconds * settings.sample_rate / settings.hop)
+        else:
+            frames = int(self.pipeline.unet.config.sample_size) * scale
+        return -(-frames // scale) * scale
+
+    def denoising_loss(
+        self, condition: torch.Tensor, media: Sequence[AudioClip], min_snr_gamma: float | None = None
+    ) -> torch.Tensor:
+        """The noise-prediction loss of the frozen UNet for target sounds (training option):
+        each sound mono at the vocoder's rate, cut or padded to `target_frames`, as AudioLDM's
+        log-mel spectrogram ``[1, T, mels]``, encoded with the VAE."""
+        settings = self.mel_settings()
+        frames = self.target_frames()
+        mels = [
+            log_mel(to_mono(torch.from_numpy(clip.waveform), clip.sample_rate, settings.sample_rate), settings, frames)
+            for clip in media
+        ]
+        latents = self._vae_latents(torch.stack(mels)[:, None])
+        return self._noise_prediction_loss(condition, latents, min_snr_gamma)
