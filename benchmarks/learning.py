@@ -5,7 +5,7 @@ Generates the toy world (``toy_world.generate``), builds the `toy` model on it
 ``nextgpt.training`` and prints, for every metric on the held-out split (captions the trained
 parts never saw), the trained value beside the untrained one (the model before that stage
 trained) and a trivial one (the most common train caption / decision, the mean train caption
-embedding), with the issue's target. See ``toy_world.learning`` for the metrics and
+embedding), with its target. See ``toy_world.stage_metrics`` for the measurements and
 ``toy_world.metrics`` for how retrieval keeps padding positions from making it easy.
 
     python benchmarks/learning.py                     # full budget (target: < 15 min on 2 cores)
@@ -65,7 +65,7 @@ def _quiet() -> None:
 
 def rows(results: dict[str, Any]) -> list[tuple[str, str, str, float, float, float, float | None]]:
     """(stage, metric, modality, trained, untrained, trivial, target) for the table."""
-    from toy_world.learning import overall
+    from toy_world.stage_metrics import overall
 
     out = []
     for stage, metrics in (("stage1", ("token_accuracy", "exact_match")), ("stage2", ("retrieval", "distance", "cosine"))):

@@ -1,0 +1,54 @@
+"""The toy model's fixed choices: which plugins and decoders it uses, the stage-1 request, and
+the sizes and pre-training budgets of its parts (`toy_world.build` and the learning benchmark
+share them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLUGINS = ["image", "audio", "video"]
+DECODER_BACKENDS = {"image": "stable-diffusion", "audio": "audioldm", "video": "zeroscope"}
+STAGE1_PROMPT = "Generate a caption."
+"""The stage-1 request (`nextgpt.data.DatasetSource.prompt`'s default)."""
+
+
+@dataclass
+class BuildBudget:
+    """Steps and sizes of the build's pre-training runs."""
+
+    llm_steps: int = 1000
+    llm_batch: int = 32
+    llm_lr: float = 3e-3
+    encoder_steps: int = 800
+    encoder_batch: int = 32
+    encoder_items: int = 320
+    """Items per modality in the encoder's pre-training pools."""
+    encoder_refresh: int = 32
+    """Image and video items replaced by freshly rendered ones at each step (sounds are fixed:
+    their filterbanks are slow to compute)."""
+    clap_steps: int = 400
+
+
+BUDGETS = {
+    "full": BuildBudget(),
+    "small": BuildBudget(llm_steps=300, encoder_steps=300, encoder_batch=16, encoder_items=128, encoder_refresh=16,
+                         clap_steps=200),
+}
+
+
+@dataclass
+class ToyArchitecture:
+    """Sizes of the toy model's parts."""
+
+    vocab_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    lora_r: int = 8
+    lora_alpha: int = 16
+    input_projector: str = "mlp"
+    input_tokens: int = 8
+    projector_d_model: int = 64
+    projector_layers: int = 2
+    projector_ffn: int = 128
