@@ -217,3 +217,43 @@ def test_small_budget_stages_beat_their_baselines(learning):
     assert decision > max(s3[k]["decision"]["all"]["accuracy"] for k in ("untrained", "trivial")) + 0.1
     assert overall(s3["trained"]["retrieval"], "retrieval") > overall(s3["trivial"]["retrieval"], "retrieval")
     assert all(not math.isnan(v) for v in results["seconds"].values())
+
+
+@pytest.mark.slow
+def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(toy, small_world, nextgpt_home, tmp_path, monkeypatch):
+    """examples/toy_world/configs as the README runs them: the named model `toy`, the world under
+    outputs/toy_world, each stage exported and loaded by the next (a couple of steps each)."""
+    import argparse
+
+    from nextgpt.cli import export_cmd, fit_cmd
+    from nextgpt.model import NextGPTModel
+    from nextgpt.paths import models_dir
+
+    parser = argparse.ArgumentParser(prog="nextgpt")
+    sub = parser.add_subparsers(dest="command")
+    handlers = {"fit": fit_cmd.add(sub.add_parser("fit")), "export": export_cmd.add(sub.add_parser("export"))}
+    configs = Path(__file__).parents[1] / "examples" / "toy_world" / "configs"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "toy_world").symlink_to(small_world)
+    named = models_dir() / "toy"
+    assert not named.exists() or named.is_symlink(), f"{named} is a real model folder; the test would replace it"
+    named.unlink(missing_ok=True)
+    named.parent.mkdir(parents=True, exist_ok=True)
+    named.symlink_to(toy)
+    try:
+        for stage in (1, 2, 3):
+            args = parser.parse_args(["fit", "--config", str(configs / f"stage{stage}.yaml"), "--trainer.max_steps=2",
+                                      "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.log_every_n_steps=1",
+                                      "--trainer.enable_progress_bar=false"])
+            assert handlers["fit"](args) == 0
+            folder = tmp_path / "outputs" / f"toy_stage{stage}"
+            metrics = (folder / "logs" / "version_0" / "metrics.csv").read_text()
+            assert "train/lm_loss" in metrics and "val/loss" in metrics
+            args = parser.parse_args(["export", str(folder / "checkpoints" / "last.ckpt"), str(folder / "model")])
+            assert handlers["export"](args) == 0
+    finally:
+        named.unlink()
+    model = NextGPTModel.from_pretrained(tmp_path / "outputs" / "toy_stage3" / "model")
+    assert model.config.llm.source == str((toy / "llm").resolve())
+    assert any((tmp_path / "outputs" / "toy_cache").rglob("*.safetensors"))  # encoder features cached
