@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip
 PACKAGES := core/pyproject.toml plugins/image/pyproject.toml plugins/audio/pyproject.toml plugins/video/pyproject.toml \
 	examples/nextgpt-3d/pyproject.toml examples/toy_world/pyproject.toml
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

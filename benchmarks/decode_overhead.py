@@ -119,13 +119,9 @@ def measure(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20, help="timed calls per path and backend")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads (tiny models)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny models)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

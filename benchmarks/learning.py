@@ -68,22 +68,35 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, float, float, flo
     from toy_world.stage_metrics import overall
 
     out = []
-    for stage, metrics in (("stage1", ("token_accuracy", "exact_match")), ("stage2", ("retrieval", "distance", "cosine"))):
+    for stage, metrics in (
+        ("stage1", ("token_accuracy", "exact_match")),
+        ("stage2", ("retrieval", "distance", "cosine")),
+    ):
         per = results[stage]
         for metric in metrics:
             for modality in [*per["trained"], "all"]:
-                values = [overall(per[k], metric) if modality == "all" else per[k][modality][metric]
-                          for k in ("trained", "untrained", "trivial")]
+                values = [
+                    overall(per[k], metric) if modality == "all" else per[k][modality][metric]
+                    for k in ("trained", "untrained", "trivial")
+                ]
                 target = TARGETS.get((stage, metric)) if modality == "all" else None
                 out.append((stage, metric, modality, *values, target))
     per = results["stage3"]
     for decision in per["trained"]["decision"]:
-        values = [per[k]["decision"].get(decision, {}).get("accuracy", math.nan) for k in ("trained", "untrained", "trivial")]
-        out.append(("stage3", "decision", decision, *values, TARGETS[("stage3", "decision")] if decision == "all" else None))
+        values = [
+            per[k]["decision"].get(decision, {}).get("accuracy", math.nan) for k in ("trained", "untrained", "trivial")
+        ]
+        out.append(
+            ("stage3", "decision", decision, *values, TARGETS[("stage3", "decision")] if decision == "all" else None)
+        )
     for metric in ("retrieval", "distance", "cosine"):
         for modality in [*per["trained"]["retrieval"], "all"]:
-            values = [overall(per[k]["retrieval"], metric) if modality == "all"
-                      else per[k]["retrieval"].get(modality, {}).get(metric, math.nan) for k in ("trained", "untrained", "trivial")]
+            values = [
+                overall(per[k]["retrieval"], metric)
+                if modality == "all"
+                else per[k]["retrieval"].get(modality, {}).get(metric, math.nan)
+                for k in ("trained", "untrained", "trivial")
+            ]
             target = TARGETS.get(("stage3", metric)) if modality == "all" else None
             out.append(("stage3", metric, modality, *values, target))
     return out
@@ -107,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=("full", "small"), default="full")
     parser.add_argument("--json", type=Path, help="write every figure and wall time to this file")
-    parser.add_argument("--toy", help="an existing toy model: a folder, or a named model such as toy (default: build one)")
-    parser.add_argument("--workdir", type=Path, help="where the world, the toy and the stages go (default: a temporary folder)")
+    parser.add_argument(
+        "--toy", help="an existing toy model: a folder, or a named model such as toy (default: build one)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="where the world, the toy and the stages go (default: a temporary folder)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
     args = parser.parse_args(argv)
     _quiet()
@@ -134,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             toy = build_toy(workdir / "toy", seed=args.seed, budget=args.budget, log=lambda line: None)
             seconds["build_toy"] = round(time.time() - t0, 1)
             print(f"toy model: {toy} ({seconds['build_toy']}s)", flush=True)
-        results = run_learning(toy, workdir / "world", workdir / "stages", budget=args.budget,
-                               log=lambda line: print(line, flush=True))
+        results = run_learning(
+            toy, workdir / "world", workdir / "stages", budget=args.budget, log=lambda line: print(line, flush=True)
+        )
         seconds.update(results["seconds"])
         seconds["total"] = round(time.time() - started, 1)
         results["seconds"] = seconds

@@ -76,8 +76,15 @@ def main() -> None:
 
     clock = Interleave()
     trainer = Trainer(
-        max_steps=args.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0, callbacks=[clock],
+        max_steps=args.steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        callbacks=[clock],
     )
     loader = DataLoader(samples, batch_size=args.batch_size, shuffle=False, collate_fn=collate_samples)
     trainer.fit(build(), loader)
@@ -86,12 +93,17 @@ def main() -> None:
     lightning = [span - p for span, p in zip(spans, clock.plain, strict=True)][args.warmup :]
     plain_times = clock.plain[args.warmup :]
     ratios = [p / light for p, light in zip(plain_times, lightning, strict=True)]
-    print(f"stage {args.stage}, batch {args.batch_size}, {len(lightning)} timed steps of each after {args.warmup} "
-          f"warm-up, interleaved, CPU threads {torch.get_num_threads()}")
-    print(f"lightning: {len(lightning) / sum(lightning):.2f} steps/s (median step {1000 * statistics.median(lightning):.1f} ms)")
-    print(f"plain:     {len(plain_times) / sum(plain_times):.2f} steps/s (median step {1000 * statistics.median(plain_times):.1f} ms)")
-    print(f"ratio (lightning / plain steps/s): total {sum(plain_times) / sum(lightning):.3f}, "
-          f"median of per-step ratios {statistics.median(ratios):.3f}")
+    print(
+        f"stage {args.stage}, batch {args.batch_size}, {len(lightning)} timed steps of each after {args.warmup} "
+        f"warm-up, interleaved, CPU threads {torch.get_num_threads()}"
+    )
+    for name, times in (("lightning", lightning), ("plain", plain_times)):
+        median_ms = 1000 * statistics.median(times)
+        print(f"{name + ':':<10} {len(times) / sum(times):.2f} steps/s (median step {median_ms:.1f} ms)")
+    print(
+        f"ratio (lightning / plain steps/s): total {sum(plain_times) / sum(lightning):.3f}, "
+        f"median of per-step ratios {statistics.median(ratios):.3f}"
+    )
 
 
 class PlainLoop:
@@ -119,8 +131,12 @@ class PlainLoop:
                 embeds[i].append(e)
         packed = [model.pack(module.output_turns(s.turns), embeds[i], False) for i, s in enumerate(batch.samples)]
         padded = pad_packed(packed, model.tokenizer.pad_token_id, 512)
-        result = model.llm(inputs_embeds=padded.embeds, attention_mask=padded.attention_mask,
-                           output_hidden_states=True, use_cache=False)
+        result = model.llm(
+            inputs_embeds=padded.embeds,
+            attention_mask=padded.attention_mask,
+            output_hidden_states=True,
+            use_cache=False,
+        )
         loss = lm_loss(result.logits, padded.labels)
         if module.align_enabled:
             for modality, decoder in model.decoders.items():

@@ -65,9 +65,7 @@ def sine_tone(seconds: float = 1.0, sample_rate: int = TEST_SAMPLE_RATE) -> np.n
     return (0.5 * np.sin(2 * np.pi * TEST_TONE_HZ * t)).astype(np.float32)
 
 
-def write_test_audio(
-    path: str | Path, seconds: float = 1.0, sample_rate: int = TEST_SAMPLE_RATE
-) -> Path:
+def write_test_audio(path: str | Path, seconds: float = 1.0, sample_rate: int = TEST_SAMPLE_RATE) -> Path:
     """Write `sine_tone` as 16-bit WAV, 16-bit FLAC or Ogg Vorbis (by suffix); return the path."""
     import soundfile as sf
 
@@ -78,9 +76,7 @@ def write_test_audio(
     if suffix not in formats:
         raise ValueError(f"write_test_audio: no writer for suffix {suffix!r}")
     container, subtype = formats[suffix]
-    sf.write(
-        str(path), sine_tone(seconds, sample_rate), sample_rate, format=container, subtype=subtype
-    )
+    sf.write(str(path), sine_tone(seconds, sample_rate), sample_rate, format=container, subtype=subtype)
     return path
 
 

@@ -176,9 +176,7 @@ def test_condition_shape_without_loading(case: Case) -> None:
     assert decoder.identity == f"{case.cls.backend}:tiny-v1"
 
 
-def test_condition_from_text_is_what_the_pipeline_feeds_its_denoiser(
-    case: Case, loaded: DiffusersDecoder
-) -> None:
+def test_condition_from_text_is_what_the_pipeline_feeds_its_denoiser(case: Case, loaded: DiffusersDecoder) -> None:
     condition = loaded.condition_from_text(CAPTIONS)
     q, d = case.shape
     assert condition.shape == (2, q, d)
@@ -258,11 +256,7 @@ def test_generate_media(case: Case, loaded: DiffusersDecoder) -> None:
         assert item.sample_rate == 16000 and item.waveform.shape == (1, 512)
         assert item.waveform.dtype == np.float32
     else:
-        assert (
-            item.frames.shape == (3, 24, 40, 3)
-            and item.frames.dtype == np.uint8
-            and item.fps == 8.0
-        )
+        assert item.frames.shape == (3, 24, 40, 3) and item.frames.dtype == np.uint8 and item.fps == 8.0
 
 
 def test_generate_is_seeded(case: Case, loaded: DiffusersDecoder) -> None:
@@ -349,17 +343,11 @@ def test_tiny_folder_built_once_and_loads_as_local_folder(
     local = case.cls(str(folder))
     assert local.identity == f"{case.cls.backend}:{folder}"
     condition = torch.randn(2, *case.shape)
-    assert same_media(
-        first.generate(condition, case.options), local.generate(condition, case.options)
-    )
-    torch.testing.assert_close(
-        local.condition_from_text(CAPTIONS), first.condition_from_text(CAPTIONS)
-    )
+    assert same_media(first.generate(condition, case.options), local.generate(condition, case.options))
+    torch.testing.assert_close(local.condition_from_text(CAPTIONS), first.condition_from_text(CAPTIONS))
 
 
-def test_tiny_weights_are_deterministic(
-    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tiny_weights_are_deterministic(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"{case.cls.backend}-v1"
     shared = materialise_tiny(name, case.cls.build_tiny_pipeline)
     monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path))
@@ -484,7 +472,9 @@ def test_audioldm_log_mel_follows_its_definition():
     x = 0.5 * x / (np.abs(x).max() + 1e-8)
     x = np.pad(x[: frames * settings.hop], settings.n_fft // 2, mode="reflect")
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(settings.n_fft) / settings.n_fft)
-    spectrum = np.stack([np.abs(np.fft.rfft(window * x[k * settings.hop : k * settings.hop + settings.n_fft])) for k in range(frames)])
+    spectrum = np.stack(
+        [np.abs(np.fft.rfft(window * x[k * settings.hop : k * settings.hop + settings.n_fft])) for k in range(frames)]
+    )
     bank = mel_filter_bank(settings.n_fft // 2 + 1, 64, 0.0, 8000.0, 16000, norm="slaney", mel_scale="slaney")
     expected = np.log(np.maximum(spectrum @ bank, 1e-5))
     np.testing.assert_allclose(got, expected, atol=2e-3)

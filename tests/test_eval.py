@@ -231,9 +231,7 @@ def run_eval(*argv: str) -> int:
 def _assert_finite_metrics(data: dict, names: set[str]) -> None:
     assert set(data["metrics"]) == names
     for name in names:
-        assert isinstance(data["metrics"][name], float) and math.isfinite(data["metrics"][name]), (
-            name
-        )
+        assert isinstance(data["metrics"][name], float) and math.isfinite(data["metrics"][name]), name
 
 
 def test_eval_caption_end_to_end(dataset, tmp_path, capsys):
@@ -269,9 +267,7 @@ def test_eval_caption_end_to_end(dataset, tmp_path, capsys):
 def test_eval_caption_reads_audiocap_format(dataset, tiny_model):
     from nextgpt.evaluation import evaluate_captioning
 
-    report = evaluate_captioning(
-        tiny_model, dataset / "audiocap.json", "audio", max_new_tokens=4, progress=False
-    )
+    report = evaluate_captioning(tiny_model, dataset / "audiocap.json", "audio", max_new_tokens=4, progress=False)
     assert report.n_items == 2 and [i["references"] for i in report.items] == [
         ["a beep"],
         ["a high tone"],

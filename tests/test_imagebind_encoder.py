@@ -58,9 +58,7 @@ def shared() -> SharedModels:
 def encoders(shared: SharedModels) -> dict[str, ImageBindEncoder]:
     """The three encoders the image, audio and video plugins build, on one SharedModels."""
     return {
-        "image": ImageBindEncoder.from_shared(
-            "tiny", shared, tower="vision", preprocess=image_to_imagebind
-        ),
+        "image": ImageBindEncoder.from_shared("tiny", shared, tower="vision", preprocess=image_to_imagebind),
         "audio": ImageBindEncoder.from_shared(
             "tiny", shared, tower="audio", preprocess=lambda clip: audio_to_imagebind(*clip)
         ),
@@ -79,9 +77,7 @@ def test_tiny_model_is_deterministic_frozen_and_leaves_global_rng(encoders) -> N
     assert torch.equal(before, torch.random.get_rng_state())
     reference = encoders["image"].backbone
     assert again is not reference
-    for (name, a), (_, b) in zip(
-        again.state_dict().items(), reference.state_dict().items(), strict=True
-    ):
+    for (name, a), (_, b) in zip(again.state_dict().items(), reference.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert not again.training and not any(p.requires_grad for p in again.parameters())
     assert encoders["image"].dim == 32 and encoders["image"].identity == "imagebind:tiny"
@@ -108,9 +104,7 @@ def test_backbone_is_not_registered_in_parents(encoders) -> None:
 
 def test_parent_to_moves_the_shared_backbone() -> None:
     local = SharedModels()
-    encoder = ImageBindEncoder.from_shared(
-        "tiny", local, tower="vision", preprocess=image_to_imagebind
-    )
+    encoder = ImageBindEncoder.from_shared("tiny", local, tower="vision", preprocess=image_to_imagebind)
     nn.ModuleList([encoder]).to(torch.float64)
     assert all(p.dtype == torch.float64 for p in encoder.backbone.parameters())
     features = encoder(torch.zeros(1, 3, 224, 224))  # float32 input is cast to the backbone's dtype
@@ -158,15 +152,11 @@ def test_audio_logit_scale_false_divides_by_20(shared: SharedModels, encoders) -
     )
     assert unscaled.backbone is encoders["audio"].backbone and len(shared) == 1
     assert unscaled.identity == "imagebind:tiny:unscaled"
-    batch = torch.stack(
-        [audio_to_imagebind(sine_tone(2.5), 16000), audio_to_imagebind(-sine_tone(0.3), 16000)]
-    )
+    batch = torch.stack([audio_to_imagebind(sine_tone(2.5), 16000), audio_to_imagebind(-sine_tone(0.3), 16000)])
     scaled, plain = encoders["audio"](batch), unscaled(batch)
     torch.testing.assert_close(scaled, 20.0 * plain, rtol=1e-5, atol=1e-6)
     assert float(plain[1].norm()) == pytest.approx(1.0, rel=1e-5)
-    vision = ImageBindEncoder.from_shared(
-        "tiny", shared, "vision", image_to_imagebind, logit_scale=False
-    )
+    vision = ImageBindEncoder.from_shared("tiny", shared, "vision", image_to_imagebind, logit_scale=False)
     assert vision.identity == "imagebind:tiny"  # the vision tower has no scaling to drop
 
 
@@ -189,20 +179,14 @@ def test_state_dict_round_trip_by_path(encoders, tmp_path: Path) -> None:
     torch.save(encoders["image"].backbone.state_dict(), path)
     before = torch.random.get_rng_state()
     local = SharedModels()
-    loaded = ImageBindEncoder.from_shared(
-        str(path), local, "audio", encoders["audio"].preprocess, variant="tiny"
-    )
+    loaded = ImageBindEncoder.from_shared(str(path), local, "audio", encoders["audio"].preprocess, variant="tiny")
     assert torch.equal(before, torch.random.get_rng_state())
     assert loaded.identity == f"imagebind:tiny:{path.resolve()}" and loaded.dim == 32
-    assert not loaded.backbone.training and not any(
-        p.requires_grad for p in loaded.backbone.parameters()
-    )
+    assert not loaded.backbone.training and not any(p.requires_grad for p in loaded.backbone.parameters())
     mel = audio_to_imagebind(sine_tone(1.0), 16000).unsqueeze(0)
     assert torch.equal(loaded(mel), encoders["audio"](mel))
     image = image_to_imagebind(Image.fromarray(image_array())).unsqueeze(0)
-    vision = ImageBindEncoder.from_shared(
-        str(path), local, "vision", image_to_imagebind, variant="tiny"
-    )
+    vision = ImageBindEncoder.from_shared(str(path), local, "vision", image_to_imagebind, variant="tiny")
     assert torch.equal(vision(image), encoders["image"](image)) and len(local) == 1
 
 
@@ -214,9 +198,7 @@ def test_wrong_architecture_is_a_clear_error(encoders, tmp_path: Path) -> None:
     state = encoders["image"].backbone.state_dict()
     state.pop("modality_trunks.audio.blocks.0.attn.in_proj_weight")
     torch.save(state, path)
-    with pytest.raises(
-        ConfigError, match=r"1 missing keys \(e\.g\. modality_trunks\.audio\.blocks\.0"
-    ):
+    with pytest.raises(ConfigError, match=r"1 missing keys \(e\.g\. modality_trunks\.audio\.blocks\.0"):
         load_imagebind(str(path), variant="tiny")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="junk.pth: not a readable PyTorch checkpoint"):
@@ -234,9 +216,7 @@ def test_missing_checkpoint_names_the_file(tmp_path: Path) -> None:
     assert isinstance(info.value, NextGPTError) and isinstance(info.value, FileNotFoundError)
 
 
-def test_huge_offline_says_where_to_put_the_weights(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_huge_offline_says_where_to_put_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path))
     calls = []
 
@@ -258,9 +238,7 @@ def test_missing_package_error_says_how_to_install(monkeypatch: pytest.MonkeyPat
     for name in [n for n in sys.modules if n == "imagebind" or n.startswith("imagebind.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
-    with pytest.raises(
-        ImageBindNotInstalledError, match=r"pip install --no-deps imagebind-unofficial==0\.1\.1"
-    ):
+    with pytest.raises(ImageBindNotInstalledError, match=r"pip install --no-deps imagebind-unofficial==0\.1\.1"):
         load_imagebind("tiny")
 
 
@@ -274,9 +252,7 @@ def _upstream_data(**shims: object) -> dict[str, object]:
     source = Path(importlib.util.find_spec("imagebind").submodule_search_locations[0]) / "data.py"
     tree = ast.parse(source.read_text())
     wanted = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef | ast.Assign)]
-    namespace: dict[str, object] = dict(
-        torch=torch, nn=nn, math=math, logging=logging, transforms=transforms
-    )
+    namespace: dict[str, object] = dict(torch=torch, nn=nn, math=math, logging=logging, transforms=transforms)
     namespace.update(shims)
     exec(compile(ast.Module(body=wanted, type_ignores=[]), str(source), "exec"), namespace)
     return namespace
@@ -324,12 +300,8 @@ def test_audio_preprocessing_matches_imagebind(tmp_path: Path, seconds: float, r
         data, sample_rate = sf.read(file, dtype="float32", always_2d=True)
         return torch.from_numpy(data.T.copy()), sample_rate
 
-    audio_shim = types.SimpleNamespace(
-        load=load, functional=torchaudio.functional, compliance=torchaudio.compliance
-    )
-    upstream = _upstream_data(
-        torchaudio=audio_shim, ConstantClipsPerVideoSampler=_ConstantClipsPerVideoSampler
-    )
+    audio_shim = types.SimpleNamespace(load=load, functional=torchaudio.functional, compliance=torchaudio.compliance)
+    upstream = _upstream_data(torchaudio=audio_shim, ConstantClipsPerVideoSampler=_ConstantClipsPerVideoSampler)
     expected = upstream["load_and_transform_audio_data"]([str(path)], "cpu")[0]
     waveform, _ = sf.read(str(path), dtype="float32", always_2d=True)
     torch.testing.assert_close(audio_to_imagebind(waveform.T, rate), expected)
@@ -339,26 +311,20 @@ def test_audio_preprocessing_matches_imagebind(tmp_path: Path, seconds: float, r
     "num_frames, clip_frames",
     [(16, [(0, 15)] * 5), (40, [(0, 15), (5, 20), (10, 25), (15, 30), (20, 35)])],
 )
-def test_video_preprocessing_matches_imagebind(
-    num_frames: int, clip_frames: list[tuple[int, int]]
-) -> None:
+def test_video_preprocessing_matches_imagebind(num_frames: int, clip_frames: list[tuple[int, int]]) -> None:
     """At 8 fps, decord's frames for clip [s, s + 2) are ceil(8s) .. ceil(8s + 16) - 1.
 
     ImageBind keeps the first and last, scales the short side to 224 (bilinear), normalises and
     crops 3 ways.
     """
-    frames = np.stack(
-        [np.roll(moving_square_frames(1)[0], 3 * t, axis=1) for t in range(num_frames)]
-    )
+    frames = np.stack([np.roll(moving_square_frames(1)[0], 3 * t, axis=1) for t in range(num_frames)])
     frames[..., 2] = np.arange(num_frames, dtype=np.uint8)[:, None, None] * 5
     upstream = _upstream_data()
     normalize = upstream["NormalizeVideo"](mean=ib.CLIP_MEAN, std=ib.CLIP_STD)
     expected = []
     for first, last in clip_frames:
         clip = torch.from_numpy(frames[[first, last]]).permute(3, 0, 1, 2).float() / 255.0
-        clip = nn.functional.interpolate(
-            clip, size=(224, 298), mode="bilinear", align_corners=False
-        )
+        clip = nn.functional.interpolate(clip, size=(224, 298), mode="bilinear", align_corners=False)
         expected.append(normalize(clip))
     expected = torch.stack(upstream["SpatialCrop"](224, num_crops=3)(expected))
     torch.testing.assert_close(video_to_imagebind(frames, 8.0), expected)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from torch.nn import functional as F
-
 from nextgpt.config import OutputProjectorConfig
 from nextgpt.errors import ConfigError
 from nextgpt.legacy.checkpoint import RELEASED_PROJECTORS, legacy_manifest, released_shape
@@ -14,9 +11,13 @@ from nextgpt.legacy.convert import convert_legacy
 from nextgpt.model import NextGPTModel
 from nextgpt.projectors import QueryTransformerProjector
 from nextgpt.templates import Turn
+from safetensors.torch import load_file
+from torch.nn import functional as F
 
 HIDDEN, LAYERS, RANK = 64, 2, 4
-TINY_PROJECTOR = OutputProjectorConfig(d_model=32, num_heads=4, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64)
+TINY_PROJECTOR = OutputProjectorConfig(
+    d_model=32, num_heads=4, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=64
+)
 
 
 def test_full_size_manifest_matches_the_release():
@@ -43,16 +44,23 @@ def test_full_size_manifest_matches_the_release():
 @pytest.fixture(scope="module")
 def vicuna_like(tmp_path_factory):
     """A tiny LLaMA-1-shaped model (no grouped-query attention) with a 300-entry tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from nextgpt.tiny.llm import build_tiny_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = tmp_path_factory.mktemp("vicuna")
     tokenizer = build_tiny_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256, tie_word_embeddings=False,
-        bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
     )
     torch.manual_seed(1)
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -79,7 +87,11 @@ def release_state(vicuna_like, registry):
             state[f"{base_key}.lora_A.default.weight"] = rnd(RANK, HIDDEN)
             state[f"{base_key}.lora_B.default.weight"] = rnd(HIDDEN, RANK)
     for p in RELEASED_PROJECTORS:
-        shape = registry.decoder_backend(p.modality, registry.modality(p.modality).config_model().decoder.backend).build("tiny").condition_shape
+        shape = (
+            registry.decoder_backend(p.modality, registry.modality(p.modality).config_model().decoder.backend)
+            .build("tiny")
+            .condition_shape
+        )
         module = QueryTransformerProjector(HIDDEN, shape, TINY_PROJECTOR)
         for key, value in module.state_dict().items():
             state[f"{p.prefix}.{key}"] = rnd(*value.shape)
@@ -98,7 +110,9 @@ def test_conversion_keeps_fp16_and_maps_every_key(tmp_path, release_state, vicun
     out = convert(tmp_path, release_state, vicuna_like[0], registry)
     tensors = load_file(str(out / "model.safetensors"))
     assert all(t.dtype == torch.float16 for t in tensors.values())
-    assert torch.equal(tensors["output_projectors.video.query_embs"], release_state["gen_text_hidden_fcs_video.0.query_embs"])
+    assert torch.equal(
+        tensors["output_projectors.video.query_embs"], release_state["gen_text_hidden_fcs_video.0.query_embs"]
+    )
     assert torch.equal(tensors["input_projectors.audio.proj.weight"], release_state["llama_proj.weight"])
 
 
@@ -128,7 +142,9 @@ def test_converted_model_reproduces_the_release(tmp_path, release_state, vicuna_
             if key in state:
                 param += state[key.replace("lora_A", "lora_B")] @ state[key]
         ids = torch.tensor([[1, 40, 41, base, base + 2, base + 3, base + 37, 7]])
-        torch.testing.assert_close(model.llm(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            model.llm(input_ids=ids).logits, reference(input_ids=ids).logits, rtol=1e-4, atol=1e-4
+        )
 
         # projector outputs: fc -> nn.Transformer(src=x, tgt=queries) -> model, with x = hidden + emb(signal)
         for p in RELEASED_PROJECTORS:
@@ -136,8 +152,16 @@ def test_converted_model_reproduces_the_release(tmp_path, release_state, vicuna_
             hidden = torch.randn(2, n, HIDDEN, generator=torch.Generator().manual_seed(5))
             x = hidden + state["llama_model.base_model.model.model.embed_tokens.weight"][model.signal_ids[p.modality]]
             sub = {k[len(p.prefix) + 1 :]: v for k, v in state.items() if k.startswith(p.prefix + ".")}
-            tfm = torch.nn.Transformer(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
-                                       dim_feedforward=64, dropout=0.0, batch_first=True, norm_first=True)
+            tfm = torch.nn.Transformer(
+                d_model=32,
+                nhead=4,
+                num_encoder_layers=1,
+                num_decoder_layers=1,
+                dim_feedforward=64,
+                dropout=0.0,
+                batch_first=True,
+                norm_first=True,
+            )
             tfm.load_state_dict({k[4:]: v for k, v in sub.items() if k.startswith("tfm.")})
             y = tfm(F.linear(x, sub["fc.weight"], sub["fc.bias"]), sub["query_embs"].expand(2, -1, -1))
             expected = F.linear(y, sub["model.weight"], sub["model.bias"])
@@ -176,7 +200,10 @@ def test_wrong_and_missing_keys_are_reported_by_name(tmp_path, release_state, vi
 
 def test_wrong_tokenizer_size_is_explained(tmp_path, release_state, vicuna_like, registry):
     state = dict(release_state)
-    for key in ("llama_model.base_model.model.model.embed_tokens.weight", "llama_model.base_model.model.lm_head.weight"):
+    for key in (
+        "llama_model.base_model.model.model.embed_tokens.weight",
+        "llama_model.base_model.model.lm_head.weight",
+    ):
         state[key] = state[key][:-1]
     with pytest.raises(ConfigError, match="32000-entry tokenizer"):
         convert(tmp_path, state, vicuna_like[0], registry)
@@ -192,4 +219,6 @@ def test_merge_lora_writes_a_merged_llm(tmp_path, release_state, vicuna_like, re
     ).eval()
     ids = torch.tensor([[1, 40, 41, 7]])
     with torch.no_grad():
-        torch.testing.assert_close(merged.llm(input_ids=ids).logits, separate.llm(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            merged.llm(input_ids=ids).logits, separate.llm(input_ids=ids).logits, rtol=1e-4, atol=1e-4
+        )

@@ -61,9 +61,7 @@ def _square_left(frame: np.ndarray) -> int:
 # ---------------------------------------------------------------------------------- images
 
 
-@pytest.mark.parametrize(
-    "suffix, tolerance", [(".png", 0), (".webp", 0), (".jpg", 6), (".jpeg", 6)]
-)
+@pytest.mark.parametrize("suffix, tolerance", [(".png", 0), (".webp", 0), (".jpg", 6), (".jpeg", 6)])
 def test_image_formats_load(tmp_path: Path, suffix: str, tolerance: float) -> None:
     image = load_image(write_test_image(tmp_path / f"picture{suffix}"))
     assert image.mode == "RGB" and image.size == (64, 48)
@@ -100,13 +98,9 @@ def test_image_bad_inputs_name_the_file(tmp_path: Path) -> None:
     _assert_media_error(load_image, tmp_path / "empty.png", "empty")
     _assert_media_error(load_image, _truncate(png, tmp_path / "half.png"), "truncated")
     wav = write_test_audio(tmp_path / "sound.wav")
-    _assert_media_error(
-        load_image, Path(shutil.copy(wav, tmp_path / "sound.png")), "not a readable image"
-    )
+    _assert_media_error(load_image, Path(shutil.copy(wav, tmp_path / "sound.png")), "not a readable image")
     jpg = write_test_image(tmp_path / "photo.jpg")
-    _assert_media_error(
-        load_image, Path(shutil.copy(jpg, tmp_path / "photo.png")), "jpeg", "suffix"
-    )
+    _assert_media_error(load_image, Path(shutil.copy(jpg, tmp_path / "photo.png")), "jpeg", "suffix")
     _assert_media_error(load_image, Path(shutil.copy(png, tmp_path / "picture.bmp")), "unsupported")
     assert ".png" in IMAGE_EXTENSIONS and ".webp" in IMAGE_EXTENSIONS
 
@@ -139,9 +133,7 @@ def test_audio_round_trip_16_bit_wav(tmp_path: Path) -> None:
 
 
 def test_audio_save_accepts_1d_and_clips_range(tmp_path: Path) -> None:
-    path = save_audio(
-        AudioClip(np.array([0.0, 2.0, -2.0, 0.25], dtype=np.float64), 8000), tmp_path / "mono"
-    )
+    path = save_audio(AudioClip(np.array([0.0, 2.0, -2.0, 0.25], dtype=np.float64), 8000), tmp_path / "mono")
     assert path.suffix == ".wav"
     clip = load_audio(path)
     assert clip.waveform.shape == (1, 4) and clip.waveform.dtype == np.float32
@@ -162,13 +154,9 @@ def test_audio_bad_inputs_name_the_file(tmp_path: Path) -> None:
     _assert_media_error(load_audio, _truncate(wav, tmp_path / "half.wav"), "truncated")
     _assert_media_error(load_audio, _truncate(flac, tmp_path / "half.flac"), "truncated")
     _assert_media_error(load_audio, _truncate(ogg, tmp_path / "half.ogg"), "truncated")
-    _assert_media_error(
-        load_audio, Path(shutil.copy(flac, tmp_path / "flac.wav")), "flac", "suffix"
-    )
+    _assert_media_error(load_audio, Path(shutil.copy(flac, tmp_path / "flac.wav")), "flac", "suffix")
     png = write_test_image(tmp_path / "picture.png")
-    _assert_media_error(
-        load_audio, Path(shutil.copy(png, tmp_path / "picture.wav")), "not a readable"
-    )
+    _assert_media_error(load_audio, Path(shutil.copy(png, tmp_path / "picture.wav")), "not a readable")
     _assert_media_error(load_audio, Path(shutil.copy(wav, tmp_path / "sound.mp3")), "unsupported")
     header_only = tmp_path / "header.wav"
     sf.write(str(header_only), np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
@@ -216,14 +204,10 @@ def test_video_bad_inputs_name_the_file(tmp_path: Path) -> None:
     _assert_media_error(load_video, tmp_path / "missing.mp4", "not found")
     (tmp_path / "empty.mov").touch()
     _assert_media_error(load_video, tmp_path / "empty.mov", "empty")
-    _assert_media_error(
-        load_video, _truncate(mp4, tmp_path / "half.mp4"), "truncated"
-    )  # no moov atom
+    _assert_media_error(load_video, _truncate(mp4, tmp_path / "half.mp4"), "truncated")  # no moov atom
     _assert_media_error(load_video, _truncate(saved, tmp_path / "half_faststart.mp4"), "truncated")
     _assert_media_error(load_video, _truncate(webm, tmp_path / "part.webm", 0.7), "truncated")
-    _assert_media_error(
-        load_video, Path(shutil.copy(webm, tmp_path / "webm.mp4")), "webm", "suffix"
-    )
+    _assert_media_error(load_video, Path(shutil.copy(webm, tmp_path / "webm.mp4")), "webm", "suffix")
     _assert_media_error(load_video, Path(shutil.copy(mp4, tmp_path / "mp4.webm")), "mp4", "suffix")
     png = write_test_image(tmp_path / "picture.png")
     _assert_media_error(load_video, Path(shutil.copy(png, tmp_path / "picture.mp4")), "suffix")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from nextgpt.errors import ConfigError, MediaError, UnknownModalityError
 from nextgpt.model import NextGPTModel
 from nextgpt.signals import complete_signal_runs, find_signal_runs, gather_signal_states
@@ -179,7 +178,10 @@ def test_load_reports_missing_and_unused_keys(tiny_model, tmp_path):
     state = tiny_model.trainable_state_dict()
     state["input_projectors.image.extra"] = torch.zeros(1)
     del state["output_projectors.audio.model.bias"]
-    with pytest.raises(ConfigError, match=r"missing keys \['output_projectors.audio.model.bias'\].*unused keys \['input_projectors.image.extra'\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"missing keys \['output_projectors.audio.model.bias'\].*unused keys \['input_projectors.image.extra'\]",
+    ):
         tiny_model.load_trainable_state_dict(state)
 
 

@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import types
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 import nextgpt
+import pytest
 from nextgpt.config import ModalityConfig
 from nextgpt.errors import ConfigError, PluginConflictError
 from nextgpt.interfaces import DecoderBackend, ModalitySpec, SignalTokenSpec
@@ -103,7 +101,9 @@ def test_duplicate_signal_token_conflicts():
 
 def test_duplicate_placeholder_conflicts():
     with pytest.raises(PluginConflictError, match="placeholder '<audio>'"):
-        load_plugins(allow=["audio", "echo"], extra_plugins={"echo": make_plugin("sound", "SND", placeholder="<audio>")})
+        load_plugins(
+            allow=["audio", "echo"], extra_plugins={"echo": make_plugin("sound", "SND", placeholder="<audio>")}
+        )
 
 
 def test_duplicate_backend_name_conflicts():
@@ -168,9 +168,8 @@ def test_config_validation_errors_name_field_value_and_reason(registry):
 
 
 def test_signal_token_spec_resolves_ids():
-    from transformers import AutoTokenizer
-
     from nextgpt.tiny.llm import tiny_llm_path
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llm_path())
     spec = SignalTokenSpec(modality="image", prefix="IMG", count=2, placeholder="<image>")
@@ -184,7 +183,9 @@ def test_signal_token_spec_resolves_ids():
 
 def test_plugins_command_json_and_table():
     env = {**os.environ, "NEXTGPT_PLUGINS": "image,audio,video"}
-    out = subprocess.run([str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True
+    )
     data = json.loads(out.stdout)
     counts = {m["name"]: len(m["signal_tokens"]) for p in data["plugins"] for m in p["modalities"]}
     assert counts == {"image": 4, "audio": 8, "video": 24}
@@ -192,7 +193,9 @@ def test_plugins_command_json_and_table():
     assert dists == {"nextgpt-image", "nextgpt-audio", "nextgpt-video"}
     zeroscope = [b for p in data["plugins"] for b in p["backends"] if b["name"] == "zeroscope"][0]
     assert zeroscope["commercial_use"] is False
-    table = subprocess.run([str(BIN / "nextgpt"), "plugins"], capture_output=True, text=True, env=env, check=True).stdout
+    table = subprocess.run(
+        [str(BIN / "nextgpt"), "plugins"], capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert "nextgpt-video" in table and "24 [VID0]..[VID23]" in table and "(non-commercial)" in table
 
 
@@ -210,7 +213,7 @@ dependencies = []
 toy{tag} = "nextgpt_toy_{tag}"
 """
 
-TOY_MODULE = '''
+TOY_MODULE = """
 import nextgpt
 from nextgpt.config import EncoderSettings, ModalityConfig
 from nextgpt.interfaces import ModalitySpec, SignalTokenSpec
@@ -228,7 +231,7 @@ def register_modalities(register):
         config_model=ToyConfig, extensions=(".toy",), output_extension=".toy",
         load=lambda path: path.read_text(), save=lambda media, path: path,
     ))
-'''
+"""
 
 
 @pytest.mark.slow
@@ -243,7 +246,9 @@ def test_pip_installed_distribution_is_discovered(tmp_path):
     subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(root)], check=True)
     try:
         env = {**os.environ, "NEXTGPT_PLUGINS": f"toy{tag},image"}
-        out = subprocess.run([str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True)
+        out = subprocess.run(
+            [str(BIN / "nextgpt"), "plugins", "--json"], capture_output=True, text=True, env=env, check=True
+        )
         data = json.loads(out.stdout)
         toy = [p for p in data["plugins"] if p["plugin"] == f"toy{tag}"][0]
         assert toy["distribution"] == f"nextgpt-toy-{tag}" and toy["version"] == "0.0.1"

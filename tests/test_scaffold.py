@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from nextgpt.errors import ConfigError
 from nextgpt.scaffold import scaffold_plugin
 
@@ -41,7 +40,10 @@ def test_scaffolded_plugin_installs_is_listed_and_passes_the_kit(tmp_path):
         assert plugin["modalities"][0]["signal_tokens"][0] == f"[{name.upper()}0]"
         kit = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-            cwd=root, env=env, capture_output=True, text=True,
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         assert kit.returncode == 0, kit.stdout[-3000:]
         assert "7 passed" in kit.stdout

@@ -29,7 +29,11 @@ def _one_thread():
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,10 @@ def test_same_seed_same_bytes_other_seed_differs(world, tmp_path):
     first, second = tree_digest(world), tree_digest(other)
     assert first != second
     assert first["train/images/0000.png"] != second["train/images/0000.png"]
-    assert json.loads((world / "world.json").read_text())["captions"] != json.loads((other / "world.json").read_text())["captions"]
+    assert (
+        json.loads((world / "world.json").read_text())["captions"]
+        != json.loads((other / "world.json").read_text())["captions"]
+    )
 
 
 def test_heldout_captions_never_in_train(world):
@@ -70,7 +77,9 @@ def test_heldout_captions_never_in_train(world):
         # every word of a held-out caption occurs in training: held out are new combinations
         words = {w for c in train for w in c.split()}
         assert all(set(c.split()) <= words for c in heldout)
-    train_text = "".join((world / "train" / f).read_text() for f in ("cc3m.json", "webvid.json", "audiocap.json", "t2m.json"))
+    train_text = "".join(
+        (world / "train" / f).read_text() for f in ("cc3m.json", "webvid.json", "audiocap.json", "t2m.json")
+    )
     for captions in meta["captions"]["heldout"].values():
         assert not any(f'"{c}"' in train_text for c in captions)
 
@@ -201,10 +210,17 @@ def test_small_budget_stages_beat_their_baselines(learning):
     from toy_world.stage_metrics import overall
 
     results = learning
-    print(json.dumps({s: {k: results[s][k] for k in ("trained", "untrained", "trivial")} for s in ("stage1", "stage2", "stage3")}))
+    print(
+        json.dumps(
+            {s: {k: results[s][k] for k in ("trained", "untrained", "trivial")} for s in ("stage1", "stage2", "stage3")}
+        )
+    )
 
     s1 = results["stage1"]
-    assert overall(s1["trained"], "token_accuracy") > max(overall(s1[k], "token_accuracy") for k in ("untrained", "trivial")) + 0.1
+    assert (
+        overall(s1["trained"], "token_accuracy")
+        > max(overall(s1[k], "token_accuracy") for k in ("untrained", "trivial")) + 0.1
+    )
     # some held-out captions come out exactly right (about 1 in 8 at this budget); never the trivial one's
     assert overall(s1["trained"], "exact_match") > overall(s1["trivial"], "exact_match") == 0
 
@@ -222,7 +238,9 @@ def test_small_budget_stages_beat_their_baselines(learning):
 
 
 @pytest.mark.slow
-def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(toy, small_world, nextgpt_home, tmp_path, monkeypatch):
+def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(
+    toy, small_world, nextgpt_home, tmp_path, monkeypatch
+):
     """examples/toy_world/configs as the README runs them: the named model `toy`, the world under
     outputs/toy_world, each stage exported and loaded by the next (a couple of steps each)."""
     import argparse
@@ -245,9 +263,18 @@ def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(toy, small
     named.symlink_to(toy)
     try:
         for stage in (1, 2, 3):
-            args = parser.parse_args(["fit", "--config", str(configs / f"stage{stage}.yaml"), "--trainer.max_steps=2",
-                                      "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1", "--trainer.log_every_n_steps=1",
-                                      "--trainer.enable_progress_bar=false"])
+            args = parser.parse_args(
+                [
+                    "fit",
+                    "--config",
+                    str(configs / f"stage{stage}.yaml"),
+                    "--trainer.max_steps=2",
+                    "--trainer.val_check_interval=2",
+                    "--trainer.limit_val_batches=1",
+                    "--trainer.log_every_n_steps=1",
+                    "--trainer.enable_progress_bar=false",
+                ]
+            )
             assert handlers["fit"](args) == 0
             folder = tmp_path / "outputs" / f"toy_stage{stage}"
             metrics = (folder / "logs" / "version_0" / "metrics.csv").read_text()
@@ -273,8 +300,9 @@ def test_eval_captions_the_held_out_world_better_after_stage_1(learning, toy, sm
     scores = {}
     for name, folder in (("untrained", toy), ("stage1", learning["stages"] / "stage1")):
         model = NextGPTModel.from_pretrained(folder, registry=registry)
-        report = evaluate_captioning(model, small_world / "heldout" / "cc3m.json", "image", limit=8,
-                                     prompt=STAGE1_PROMPT, progress=False)
+        report = evaluate_captioning(
+            model, small_world / "heldout" / "cc3m.json", "image", limit=8, prompt=STAGE1_PROMPT, progress=False
+        )
         assert report.n_items == 8 and not report.skipped
         scores[name] = report.values()
     print(scores)

@@ -29,7 +29,6 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-
 @pytest.fixture(scope="module")
 def specs(registry):
     return {name: registry.modality(name) for name in sorted(registry.modalities)}
@@ -58,7 +57,9 @@ def make_data(path, fmt="pairs", task="caption", batch_size=6, **kwargs):
     from nextgpt.training.datamodule import NextGPTDataModule
 
     kwargs.setdefault("shuffle", False)
-    return NextGPTDataModule([{"path": str(path), "format": fmt, "task": task}], batch_size=batch_size, plugins=PLUGINS, **kwargs)
+    return NextGPTDataModule(
+        [{"path": str(path), "format": fmt, "task": task}], batch_size=batch_size, plugins=PLUGINS, **kwargs
+    )
 
 
 class LossRecorder:
@@ -84,8 +85,15 @@ def make_trainer(tmp_path, max_steps, callbacks=(), **kwargs):
 
     kwargs.setdefault("enable_checkpointing", False)
     return Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=list(callbacks), deterministic=True,
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=list(callbacks),
+        deterministic=True,
         **kwargs,
     )
 
@@ -183,7 +191,9 @@ def test_bad_records_are_reported_with_file_and_index(tmp_path, specs, caplog):
     ]
     (tmp_path / "root" / "dialogues.json").write_text(json.dumps(dialogues))
     with pytest.warns(UserWarning, match="skipped 2"):
-        _, bad = read_records(DatasetSource(path=str(tmp_path / "root" / "dialogues.json"), format="instruction"), specs)
+        _, bad = read_records(
+            DatasetSource(path=str(tmp_path / "root" / "dialogues.json"), format="instruction"), specs
+        )
     assert [b.index for b in bad] == [0, 1]
     assert "human" in bad[0].reason and "has no listed image file" in bad[1].reason
 
@@ -199,7 +209,7 @@ def test_instruction_and_mosit_records(data, specs):
     for dataset in (instruction, mosit):
         modalities = set()
         for sample in (dataset[i] for i in range(len(dataset))):
-            (modality, _item), = sample.media
+            ((modality, _item),) = sample.media
             modalities.add(modality)
             placeholder = specs[modality].signal_tokens.placeholder
             assert placeholder in sample.turns[0].text
@@ -262,7 +272,7 @@ def test_mixed_modality_batch(data):
     padded = module.prepare(batch)
     assert padded.embeds.shape[0] == 3
     for row, sample in enumerate(batch.samples):  # each row holds its own modality's signal run
-        (modality, _), = sample.media
+        ((modality, _),) = sample.media
         run = torch.tensor(module.model.signal_ids[modality])
         ids = padded.input_ids[row]
         assert any(torch.equal(ids[i : i + len(run)], run) for i in range(len(ids) - len(run) + 1))
@@ -283,7 +293,9 @@ STAGES = [
 ]
 
 
-@pytest.mark.parametrize(("stage", "overrides", "fmt", "task"), STAGES, ids=["stage1", "stage2", "stage3", "stage2-overridden"])
+@pytest.mark.parametrize(
+    ("stage", "overrides", "fmt", "task"), STAGES, ids=["stage1", "stage2", "stage3", "stage2-overridden"]
+)
 def test_stage_trains_only_its_parameters_and_loss_falls(tmp_path, data, stage, overrides, fmt, task):
     module = make_module(stage, **overrides)
     model = module.model
@@ -324,7 +336,9 @@ def test_stage_trains_only_its_parameters_and_loss_falls(tmp_path, data, stage, 
         # only the media token's embedding trains: a random tiny LLM barely listens to it
         assert losses[-1] < losses[0] - 0.005 and losses[-1] <= min(losses[:-1]), losses
     if stage >= 2:
-        assert {"train/align_image", "train/align_audio", "train/align_video", "train/lm_loss"} <= set(recorder.steps[-1])
+        assert {"train/align_image", "train/align_audio", "train/align_video", "train/lm_loss"} <= set(
+            recorder.steps[-1]
+        )
 
 
 def test_mixed_precision_gradient_checkpointing_and_validation(tmp_path, data):
@@ -333,7 +347,9 @@ def test_mixed_precision_gradient_checkpointing_and_validation(tmp_path, data):
     module = make_module(3, gradient_checkpointing=True)
     datamodule = NextGPTDataModule(
         [{"path": str(data["instruction"]), "format": "instruction"}],
-        val=[{"path": str(data["mosit"]), "format": "mosit"}], batch_size=3, plugins=PLUGINS,
+        val=[{"path": str(data["mosit"]), "format": "mosit"}],
+        batch_size=3,
+        plugins=PLUGINS,
     )
     recorder = LossRecorder()
     trainer = make_trainer(tmp_path, 2, [recorder], precision="bf16-mixed", val_check_interval=2, limit_val_batches=1)
@@ -465,15 +481,26 @@ def test_fit_and_export_commands_run_a_tiny_config(tmp_path, monkeypatch, regist
     assert write_data(["outputs/tiny_data", "1"]) == 0
     config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage2.yaml"
     parser, handlers = build_cli()
-    args = parser.parse_args(["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.enable_progress_bar=false"])
+    args = parser.parse_args(
+        ["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.enable_progress_bar=false"]
+    )
     assert handlers["fit"](args) == 0
     last = tmp_path / "outputs" / "tiny_stage2" / "checkpoints" / "last.ckpt"
     assert last.exists()
     metrics = (tmp_path / "outputs" / "tiny_stage2" / "logs" / "version_0" / "metrics.csv").read_text()
     assert "train/lm_loss" in metrics and "train/align_video" in metrics and "train/loss" in metrics
     # resume from the last checkpoint and go on to step 3
-    args = parser.parse_args(["fit", "--config", str(config), "--trainer.max_steps=3", "--trainer.enable_progress_bar=false",
-                              "--ckpt_path", "last"])
+    args = parser.parse_args(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.max_steps=3",
+            "--trainer.enable_progress_bar=false",
+            "--ckpt_path",
+            "last",
+        ]
+    )
     assert handlers["fit"](args) == 0
     assert torch.load(last, weights_only=False)["global_step"] == 3
     args = parser.parse_args(["export", str(last), "exported"])
@@ -492,12 +519,20 @@ def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
     from nextgpt.plugins import load_plugins
 
     registry = load_plugins(allow=PLUGINS)
-    write_synthetic_dataset(tmp_path / "outputs" / "tiny_data", {n: registry.modality(n) for n in PLUGINS}, per_modality=2)
+    write_synthetic_dataset(
+        tmp_path / "outputs" / "tiny_data", {n: registry.modality(n) for n in PLUGINS}, per_modality=2
+    )
     config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage1.yaml"
     env = {**os.environ, "NEXTGPT_PLUGINS": ",".join(PLUGINS), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "nextgpt.cli.fit_cmd", "--config", str(config),
-        "--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.devices=2", "--trainer.max_steps=2",
+        sys.executable,
+        "-m",
+        "nextgpt.cli.fit_cmd",
+        "--config",
+        str(config),
+        "--trainer.strategy=ddp_find_unused_parameters_true",
+        "--trainer.devices=2",
+        "--trainer.max_steps=2",
         "--trainer.enable_progress_bar=false",
     ]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -506,7 +541,13 @@ def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
     assert "All distributed processes registered" in result.stdout + result.stderr
     checkpoint = torch.load(tmp_path / "outputs" / "tiny_stage1" / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 2
-    trainable = ("input_projectors.", "output_projectors.", "llm.lora.", "llm.embed_tokens.signal_rows", "llm.lm_head.signal_rows")
+    trainable = (
+        "input_projectors.",
+        "output_projectors.",
+        "llm.lora.",
+        "llm.embed_tokens.signal_rows",
+        "llm.lm_head.signal_rows",
+    )
     assert checkpoint["state_dict"] and all(k.startswith(trainable) for k in checkpoint["state_dict"])
 
 
@@ -547,8 +588,11 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     monkeypatch.setenv("NEXTGPT_PLUGINS", ",".join(PLUGINS))
     config = tmp_path / "stage3.yaml"
     text = (Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage3.yaml").read_text()
-    config.write_text(text.replace("outputs/tiny_data/instruction.json", str(data["instruction"]))
-                      .replace("outputs/tiny_data/mosit.json", str(data["mosit"])))
+    config.write_text(
+        text.replace("outputs/tiny_data/instruction.json", str(data["instruction"])).replace(
+            "outputs/tiny_data/mosit.json", str(data["mosit"])
+        )
+    )
     parser = __import__("argparse").ArgumentParser()
     handler = cache_cmd.add(parser)
     assert handler(parser.parse_args(["--config", str(config), "--cache-dir", str(tmp_path / "cache")])) == 0
@@ -562,9 +606,15 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     plain = make_module(3)
     for name in PLUGINS:
         monkeypatch.setattr(module.model.encoders[name], "forward", lambda *a, **k: pytest.fail("encoder ran"))
-        monkeypatch.setattr(module.model.decoders[name], "condition_from_text", lambda *a, **k: pytest.fail("decoder ran"))
-    dataset = NextGPTDataset([DatasetSource(path=str(data["instruction"]), format="instruction")], module.model.specs,
-                             load_media=False, content_keys=True)
+        monkeypatch.setattr(
+            module.model.decoders[name], "condition_from_text", lambda *a, **k: pytest.fail("decoder ran")
+        )
+    dataset = NextGPTDataset(
+        [DatasetSource(path=str(data["instruction"]), format="instruction")],
+        module.model.specs,
+        load_media=False,
+        content_keys=True,
+    )
     batch = collate_samples([dataset[i] for i in range(len(dataset))])
     assert all(item is None for s in batch.samples for _, item in s.media)
     cached = module.compute_losses(batch)
@@ -629,6 +679,7 @@ def test_noise_prediction_target_follows_the_scheduler(kind):
             s = (1 - ab[t]).view(-1, 1, 1, 1).sqrt()
             noise = (noisy - a * latents) / s
             return {"epsilon": noise, "v_prediction": a * noise - s * latents, "sample": latents}[predicts]
+
         return denoise
 
     for predicts in ("epsilon", "v_prediction", "sample"):
@@ -637,11 +688,19 @@ def test_noise_prediction_target_follows_the_scheduler(kind):
     t = torch.tensor([0, 25, 49])
     weights = min_snr_weights(scheduler, t, 5.0)
     ratio = snr(scheduler, t)
-    expected = {"epsilon": ratio.clamp(max=5) / ratio, "v_prediction": ratio.clamp(max=5) / (ratio + 1),
-                "sample": ratio.clamp(max=5)}[kind]
+    expected = {
+        "epsilon": ratio.clamp(max=5) / ratio,
+        "v_prediction": ratio.clamp(max=5) / (ratio + 1),
+        "sample": ratio.clamp(max=5),
+    }[kind]
     assert torch.allclose(weights, expected)
-    weighted = noise_prediction_loss(lambda x, t: torch.zeros_like(x), scheduler, latents, min_snr_gamma=5.0,
-                                     generator=torch.Generator().manual_seed(0))
+    weighted = noise_prediction_loss(
+        lambda x, t: torch.zeros_like(x),
+        scheduler,
+        latents,
+        min_snr_gamma=5.0,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert math.isfinite(weighted.item())
 
 

@@ -205,7 +205,9 @@ class NextGPTModel(nn.Module):
         return PackedInput(torch.cat(embeds), torch.cat(ids), torch.cat(labels))
 
     # -- outputs --------------------------------------------------------------------------------
-    def signal_conditions(self, last_hidden: torch.Tensor, input_ids: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def signal_conditions(
+        self, last_hidden: torch.Tensor, input_ids: torch.Tensor, modality: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder conditions for every row of ``input_ids`` ``[B, T]`` that holds a complete run of
         ``modality``'s signal tokens, read from the last-layer states ``[B, T, d]`` at the
         positions where those tokens are the inputs. Returns ``(conditions [R, Q, d], rows [R])``."""
@@ -274,7 +276,9 @@ class NextGPTModel(nn.Module):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed if seed is None else seed)
             out = self.llm.generate(
-                inputs_embeds=prompt, attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device), **gen_kwargs
+                inputs_embeds=prompt,
+                attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device),
+                **gen_kwargs,
             )
         new_ids = self._strip_stop(out[0].tolist())
         runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
@@ -301,7 +305,9 @@ class NextGPTModel(nn.Module):
             result.media.append(GeneratedMedia(name, item, path))
         return result
 
-    def _decode_options(self, name: str, given: DecodeOptions | dict[str, Any] | None, seed: int | None) -> DecodeOptions:
+    def _decode_options(
+        self, name: str, given: DecodeOptions | dict[str, Any] | None, seed: int | None
+    ) -> DecodeOptions:
         defaults = self.modality_configs[name].decode
         if seed is not None:
             defaults = defaults.model_copy(update={"seed": seed})
@@ -356,7 +362,10 @@ class NextGPTModel(nn.Module):
         """Everything that is not frozen: projectors, signal-token rows (or the whole embedding
         and lm_head with ``train_embeddings="full"``), and LoRA."""
         state: dict[str, torch.Tensor] = {}
-        for prefix, module in (("input_projectors", self.input_projectors), ("output_projectors", self.output_projectors)):
+        for prefix, module in (
+            ("input_projectors", self.input_projectors),
+            ("output_projectors", self.output_projectors),
+        ):
             for key, value in module.state_dict().items():
                 state[f"{prefix}.{key}"] = value
         rows = torch.tensor(self.new_token_ids, dtype=torch.long)
@@ -381,9 +390,14 @@ class NextGPTModel(nn.Module):
             raise ConfigError(f"{source}: missing keys {missing[:10]}, unused keys {unused[:10]}")
         for key, value in state.items():
             if value.shape != expected[key].shape:
-                raise ConfigError(f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+                raise ConfigError(
+                    f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+                )
         with torch.no_grad():
-            for prefix, module in (("input_projectors", self.input_projectors), ("output_projectors", self.output_projectors)):
+            for prefix, module in (
+                ("input_projectors", self.input_projectors),
+                ("output_projectors", self.output_projectors),
+            ):
                 sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
                 module.load_state_dict(sub, strict=True)
             rows = torch.tensor(self.new_token_ids, dtype=torch.long)
@@ -433,7 +447,9 @@ class NextGPTModel(nn.Module):
         model = cls(config, registry)
         saved_ids = meta.get("signal_token_ids", {})
         if saved_ids and saved_ids != model.signal_ids:
-            raise ConfigError(f"{config_path}: signal token ids {saved_ids} differ from the rebuilt tokenizer's {model.signal_ids}")
+            raise ConfigError(
+                f"{config_path}: signal token ids {saved_ids} differ from the rebuilt tokenizer's {model.signal_ids}"
+            )
         weights = directory / WEIGHTS_NAME
         if not weights.exists():
             raise ConfigError(f"{weights}: missing weights file")

@@ -119,7 +119,9 @@ class ModalityPluginTests:
 
     def test_tiny_generate(self, spec: ModalitySpec, tiny_system, tmp_path: Path) -> None:
         source = spec.save(self.make_example(spec), tmp_path / f"input{spec.output_extension}")
-        messages = [{"role": "user", "content": [{"type": spec.name, "path": str(source)}, {"type": "text", "text": "again"}]}]
+        messages = [
+            {"role": "user", "content": [{"type": spec.name, "path": str(source)}, {"type": "text", "text": "again"}]}
+        ]
         wanted = [spec.name] if spec.name in tiny_system.decoders else []
         out = tiny_system.generate(messages, output_dir=tmp_path / "out", request=wanted, max_new_tokens=4)
         assert [m.modality for m in out.media] == wanted

@@ -10,9 +10,7 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    base = Path(
-        os.environ.get("NEXTGPT_TEST_HOME", config.rootpath / ".pytest_cache" / "nextgpt_home")
-    )
+    base = Path(os.environ.get("NEXTGPT_TEST_HOME", config.rootpath / ".pytest_cache" / "nextgpt_home"))
     base.mkdir(parents=True, exist_ok=True)
     os.environ["NEXTGPT_HOME"] = str(base)
     os.environ.pop("NEXTGPT_PLUGINS", None)

@@ -53,9 +53,7 @@ def ply_binary(points: np.ndarray, order: str = "<", faces_first: bool = False) 
     if faces_first:
         header += ["element face 2", "property list uchar int vertex_indices"]
         for tri in ((0, 1, 2), (1, 2, 3)):
-            face_body += (
-                np.array([3], dtype="u1").tobytes() + np.array(tri, dtype=order + "i4").tobytes()
-            )
+            face_body += np.array([3], dtype="u1").tobytes() + np.array(tri, dtype=order + "i4").tobytes()
     header += [
         f"element vertex {len(points)}",
         "property double x",
@@ -64,9 +62,7 @@ def ply_binary(points: np.ndarray, order: str = "<", faces_first: bool = False) 
         "property double z",
     ]
     header += [] if faces_first else ["element face 0", "property list uchar int vertex_indices"]
-    dtype = np.dtype(
-        [("x", order + "f8"), ("nx", order + "f4"), ("y", order + "f8"), ("z", order + "f8")]
-    )
+    dtype = np.dtype([("x", order + "f8"), ("nx", order + "f4"), ("y", order + "f8"), ("z", order + "f8")])
     rows = np.zeros(len(points), dtype=dtype)
     rows["x"], rows["y"], rows["z"] = points[:, 0], points[:, 1], points[:, 2]
     return ("\n".join(header) + "\nend_header\n").encode() + face_body + rows.tobytes()
@@ -129,12 +125,8 @@ def test_load_formats_centred_and_scaled(tmp_path, name, make):
 
 def test_normalise_points_keeps_shape_and_handles_a_single_point():
     points = normalise_points(RAW)
-    np.testing.assert_allclose(
-        points * np.linalg.norm(RAW - RAW.mean(0), axis=1).max() + RAW.mean(0), RAW, atol=1e-5
-    )
-    np.testing.assert_array_equal(
-        normalise_points(np.array([[5.0, 5.0, 5.0]] * 3)), np.zeros((3, 3))
-    )
+    np.testing.assert_allclose(points * np.linalg.norm(RAW - RAW.mean(0), axis=1).max() + RAW.mean(0), RAW, atol=1e-5)
+    np.testing.assert_array_equal(normalise_points(np.array([[5.0, 5.0, 5.0]] * 3)), np.zeros((3, 3)))
 
 
 def _bad_cases():
@@ -259,23 +251,15 @@ def test_marching_cubes_table_gives_a_closed_outward_mesh():
     sphere = radius - (x**2 + y**2 + z**2).sqrt()
     noise = torch.randn(10, 10, 10, generator=torch.Generator().manual_seed(0))
     for is_sphere, field in ((True, sphere), (False, noise)):
-        field = torch.nn.functional.pad(
-            field[1:-1, 1:-1, 1:-1], (1,) * 6, value=-1.0
-        )  # closed border
+        field = torch.nn.functional.pad(field[1:-1, 1:-1, 1:-1], (1,) * 6, value=-1.0)  # closed border
         mesh = decoder(field, torch.tensor([-1.0] * 3), torch.tensor([2.0] * 3))
-        edges = Counter(
-            (a, b)
-            for f in mesh.faces.tolist()
-            for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0]))
-        )
+        edges = Counter((a, b) for f in mesh.faces.tolist() for a, b in ((f[0], f[1]), (f[1], f[2]), (f[2], f[0])))
         # closed and consistently oriented: every directed edge once, its reverse once
         assert edges and all(n == 1 and edges[(b, a)] == 1 for (a, b), n in edges.items())
         if is_sphere:
             v = mesh.verts[mesh.faces]
             volume = float((v[:, 0] * torch.cross(v[:, 1], v[:, 2], dim=1)).sum() / 6)
-            assert volume == pytest.approx(
-                4 / 3 * math.pi * radius**3, rel=0.05
-            )  # > 0: normals point out
+            assert volume == pytest.approx(4 / 3 * math.pi * radius**3, rel=0.05)  # > 0: normals point out
 
 
 # ----- encoder -----------------------------------------------------------------------------------
@@ -317,12 +301,8 @@ def test_encoder_save_and_load_through_a_folder(tmp_path, tiny_encoder):
     batch = torch.stack([tiny_encoder.preprocess(example_point_cloud())])
     torch.testing.assert_close(loaded(batch), tiny_encoder(batch))
     weights = next(folder.glob("*.safetensors"))
-    torch.testing.assert_close(
-        PointNetEncoder.from_source(str(weights))(batch), tiny_encoder(batch)
-    )
-    assert PointNetEncoder.from_source(str(folder), num_points=64).preprocess(
-        example_point_cloud()
-    ).shape == (64, 3)
+    torch.testing.assert_close(PointNetEncoder.from_source(str(weights))(batch), tiny_encoder(batch))
+    assert PointNetEncoder.from_source(str(folder), num_points=64).preprocess(example_point_cloud()).shape == (64, 3)
 
 
 def test_encoder_bad_sources(tmp_path):
@@ -398,17 +378,13 @@ def test_generate_returns_a_mesh_deterministic_per_seed(tiny_decoder, tmp_path):
     first = tiny_decoder.generate(condition, DecodeOptions(seed=3))
     assert len(first) == 2 and all(isinstance(m, Mesh) for m in first)
     mesh = first[0]
-    assert (
-        len(mesh.vertices) > 0 and len(mesh.faces) > 0 and mesh.colors.shape == mesh.vertices.shape
-    )
+    assert len(mesh.vertices) > 0 and len(mesh.faces) > 0 and mesh.colors.shape == mesh.vertices.shape
     assert np.abs(mesh.vertices).max() <= 1.0 + 1e-5  # inside Shap-E's [-1, 1] box
     again = tiny_decoder.generate(condition, DecodeOptions(seed=3))
     np.testing.assert_array_equal(again[0].vertices, mesh.vertices)
     np.testing.assert_array_equal(again[0].faces, mesh.faces)
     other = tiny_decoder.generate(condition[:1], DecodeOptions(seed=4))[0]
-    assert other.vertices.shape != mesh.vertices.shape or not np.array_equal(
-        other.vertices, mesh.vertices
-    )
+    assert other.vertices.shape != mesh.vertices.shape or not np.array_equal(other.vertices, mesh.vertices)
     path = save_3d(mesh, tmp_path / "chair.ply")
     assert len(read_ply_faces(path)) == len(mesh.faces)
     assert len(load_3d(path)) == len(mesh.vertices)
@@ -447,9 +423,7 @@ def test_tiny_pipeline_is_deterministic():
             return ShapEDecoder.build_tiny_pipeline()
 
     first, second = build(), build()
-    for a, b in zip(
-        first.prior.state_dict().values(), second.prior.state_dict().values(), strict=True
-    ):
+    for a, b in zip(first.prior.state_dict().values(), second.prior.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b)
     assert first.shap_e_renderer.mesh_decoder.masks.any()
 
@@ -465,10 +439,7 @@ def test_registered_through_the_entry_point():
     info = registry.plugins["3d"]
     assert info.distribution == "nextgpt-3d" and info.version == "0.1.0"
     spec = registry.modality("3d")
-    assert (
-        spec.signal_tokens.tokens == [f"[3D{i}]" for i in range(8)]
-        and spec.signal_tokens.placeholder == "<3d>"
-    )
+    assert spec.signal_tokens.tokens == [f"[3D{i}]" for i in range(8)] and spec.signal_tokens.placeholder == "<3d>"
     assert spec.extensions == (".ply", ".obj", ".npy") and spec.output_extension == ".ply"
     assert info.encoders == ["3d:pointnet"] and info.decoders == ["3d:shap-e"]
     assert registry.decoder_backend("3d", "shap-e").licence.name == "MIT"
@@ -489,9 +460,7 @@ def model_3d():
     from nextgpt.model import NextGPTModel
     from nextgpt.plugins import load_plugins
 
-    return NextGPTModel.from_pretrained(
-        "tiny", registry=load_plugins(allow=["image", "3d"]), modalities=["3d"]
-    )
+    return NextGPTModel.from_pretrained("tiny", registry=load_plugins(allow=["image", "3d"]), modalities=["3d"])
 
 
 def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
@@ -525,9 +494,7 @@ def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
 def test_chat_turn_names_a_bad_3d_file(model_3d, tmp_path):
     bad = write(tmp_path, "broken.ply", b"ply\nformat ascii 1.0\nelement vertex 3\n")
     with pytest.raises(MediaError, match=re.escape(str(bad))):
-        model_3d.generate(
-            [{"role": "user", "content": [{"type": "3d", "path": str(bad)}]}], request=["3d"]
-        )
+        model_3d.generate([{"role": "user", "content": [{"type": "3d", "path": str(bad)}]}], request=["3d"])
 
 
 # ----- metrics -----------------------------------------------------------------------------------
@@ -556,10 +523,7 @@ def test_metrics_registered_and_scored():
     assert score("mmd_cd", [sphere, flat], [sphere]) == pytest.approx(0.0, abs=1e-6)
     assert score("mmd_cd", [flat, tetra], [sphere]) > 0.01
     assert score("cov_cd", [sphere, sphere], [sphere, flat]) == 0.5
-    assert (
-        score("cov_cd", [flat, sphere, Mesh(np.zeros((0, 3)), np.zeros((0, 3)))], [sphere, flat])
-        == 1.0
-    )
+    assert score("cov_cd", [flat, sphere, Mesh(np.zeros((0, 3)), np.zeros((0, 3)))], [sphere, flat]) == 1.0
     with pytest.raises(ValueError, match="needs generated and reference"):
         score("mmd_cd", [sphere], [])
 

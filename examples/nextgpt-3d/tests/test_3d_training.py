@@ -20,10 +20,13 @@ def pairs(tmp_path_factory):
     return write_synthetic_dataset(root, {"3d": registry.modality("3d")}, per_modality=3)["pairs"]
 
 
-@pytest.mark.parametrize(("stage", "task", "trained", "frozen"), [
-    (1, "caption", "input_projectors.3d.", "output_projectors.3d."),
-    (2, "generate", "output_projectors.3d.", "input_projectors.3d."),
-])
+@pytest.mark.parametrize(
+    ("stage", "task", "trained", "frozen"),
+    [
+        (1, "caption", "input_projectors.3d.", "output_projectors.3d."),
+        (2, "generate", "output_projectors.3d.", "input_projectors.3d."),
+    ],
+)
 def test_tiny_stage_on_3d(tmp_path, pairs, stage, task, trained, frozen):
     from lightning.pytorch import Trainer
     from nextgpt.training.datamodule import NextGPTDataModule
@@ -33,9 +36,18 @@ def test_tiny_stage_on_3d(tmp_path, pairs, stage, task, trained, frozen):
     module = NextGPTLightningModule("tiny", stage=stage, plugins=PLUGINS, lr=1e-2, warmup_steps=0, schedule="constant")
     module.configure_model()
     before = {k: v.clone() for k, v in module.model.trainable_state_dict().items()}
-    data = NextGPTDataModule([{"path": str(pairs), "format": "pairs", "task": task}], batch_size=3, plugins=PLUGINS, shuffle=False)
-    trainer = Trainer(max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path))
+    data = NextGPTDataModule(
+        [{"path": str(pairs), "format": "pairs", "task": task}], batch_size=3, plugins=PLUGINS, shuffle=False
+    )
+    trainer = Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(module, data)
     after = module.model.trainable_state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(trained))

@@ -30,10 +30,16 @@ def add(parser: argparse.ArgumentParser):
     )
     for name in installed_modalities():
         parser.add_argument(
-            f"--{name}", dest=f"attach_{name}", action="append", default=[], metavar="FILE",
+            f"--{name}",
+            dest=f"attach_{name}",
+            action="append",
+            default=[],
+            metavar="FILE",
             help=f"shorthand for --media {name} FILE",
         )
-    parser.add_argument("--want", action="append", default=[], metavar="MODALITY", help="ask for this modality in the answer")
+    parser.add_argument(
+        "--want", action="append", default=[], metavar="MODALITY", help="ask for this modality in the answer"
+    )
     parser.add_argument("--out", default="outputs/chat", help="folder for generated media (default: outputs/chat)")
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
@@ -44,7 +50,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", default=None, help="a preset: tiny (default) or nextgpt-7b-v0")
     group.add_argument(
-        "--model", default=None, help="a folder written by save_pretrained, a named model in NEXTGPT_HOME/models (e.g. toy) or a hub id"
+        "--model",
+        default=None,
+        help="a folder written by save_pretrained, a named model in NEXTGPT_HOME/models (e.g. toy) or a hub id",
     )
 
 

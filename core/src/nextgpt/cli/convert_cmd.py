@@ -29,8 +29,6 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError(f"--decoder {item!r}: expected MODALITY=SOURCE")
         decoders[modality] = source
-    out = convert_legacy(
-        args.checkpoint, args.vicuna, args.imagebind, args.out, args.merge_lora, args.dtype, decoders
-    )
+    out = convert_legacy(args.checkpoint, args.vicuna, args.imagebind, args.out, args.merge_lora, args.dtype, decoders)
     print(f"wrote {out}; load it with NextGPTModel.from_pretrained({str(out)!r}) or `nextgpt chat --model {out}`")
     return 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from nextgpt.cli.chat_cmd import ChatSession
+from nextgpt.tables import format_table
 
 RANDOM_WEIGHTS_NOTE = (
     "NOTE: the 'tiny' preset has RANDOM weights (tiny LLaMA, ImageBind and diffusion decoders built "
@@ -72,16 +73,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     print()
-    print(format_rows(("turn", "inputs", "outputs", "seconds"), rows))
+    print(format_table(("turn", "inputs", "outputs", "seconds"), rows))
     files = sorted(p for p in out.iterdir() if p.is_file())
     print(f"\n{len(files)} files written under {out}/ (inputs under {inputs_dir}/)")
     print(f"total {time.perf_counter() - start:.1f} s")
     print(RANDOM_WEIGHTS_NOTE)
     return 0
-
-
-def format_rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

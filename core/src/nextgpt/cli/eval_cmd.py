@@ -52,9 +52,7 @@ def add(parser: argparse.ArgumentParser):
         help="folder the media names are relative to (default: the data file's folder)",
     )
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
-    parser.add_argument(
-        "--out", default="outputs/eval", help="folder for generated media (default: outputs/eval)"
-    )
+    parser.add_argument("--out", default="outputs/eval", help="folder for generated media (default: outputs/eval)")
     parser.add_argument(
         "--json",
         default=None,
@@ -79,8 +77,7 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument(
         "--prompt",
         default=None,
-        help="caption request; {modality} is replaced "
-        "(default: 'Generate a caption for this {modality}.')",
+        help="caption request; {modality} is replaced (default: 'Generate a caption for this {modality}.')",
     )
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
@@ -110,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
             "note: the tiny preset has RANDOM weights; its scores only show that the pipeline runs",
             file=sys.stderr,
         )
-    model = NextGPTModel.from_pretrained(
-        args.model, modalities=[args.modality] if is_preset else None
-    )
+    model = NextGPTModel.from_pretrained(args.model, modalities=[args.modality] if is_preset else None)
     common = dict(
         root=args.root,
         limit=args.limit,

@@ -17,8 +17,12 @@ def add(parser: argparse.ArgumentParser):
     # Every argument, options included, belongs to the LightningCLI: stop this parser from
     # treating "--config" (or "-h") as its own options.
     parser.prefix_chars = "\0"
-    parser.add_argument("lightning_args", nargs="*", metavar="LIGHTNING_ARGS",
-                        help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*, --ckpt_path")
+    parser.add_argument(
+        "lightning_args",
+        nargs="*",
+        metavar="LIGHTNING_ARGS",
+        help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*, --ckpt_path",
+    )
     return run
 
 

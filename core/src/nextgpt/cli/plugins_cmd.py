@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from nextgpt.plugins import PluginRegistry, load_plugins
+from nextgpt.tables import format_table as text_table
 
 
 def add(parser: argparse.ArgumentParser):
@@ -77,9 +78,7 @@ def format_table(data: dict[str, Any]) -> str:
                 "; ".join(backends) or "-",
             )
         )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = text_table(header, rows).split("\n")
     if not rows:
         lines.append("(no plugins installed or allowed; see NEXTGPT_PLUGINS)")
     for err in data["errors"]:

@@ -19,7 +19,18 @@ from nextgpt.data.records import (
 )
 
 __all__ = [
-    "BadRecord", "DataError", "DatasetSource", "EpochSeededSampler", "InstructionRecord", "NextGPTDataset",
-    "PaddedBatch", "PairRecord", "Sample", "SampleBatch", "SampleRecord", "collate_samples", "pad_packed",
+    "BadRecord",
+    "DataError",
+    "DatasetSource",
+    "EpochSeededSampler",
+    "InstructionRecord",
+    "NextGPTDataset",
+    "PaddedBatch",
+    "PairRecord",
+    "Sample",
+    "SampleBatch",
+    "SampleRecord",
+    "collate_samples",
+    "pad_packed",
     "read_records",
 ]

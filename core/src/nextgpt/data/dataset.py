@@ -79,8 +79,13 @@ class NextGPTDataset(Dataset):
     """
 
     def __init__(
-        self, sources: Sequence[DatasetSource], specs: Mapping[str, ModalitySpec], on_bad_record: OnBadRecord = "skip",
-        load_media: bool = True, content_keys: bool = False, load_outputs: bool = False,
+        self,
+        sources: Sequence[DatasetSource],
+        specs: Mapping[str, ModalitySpec],
+        on_bad_record: OnBadRecord = "skip",
+        load_media: bool = True,
+        content_keys: bool = False,
+        load_outputs: bool = False,
     ) -> None:
         self.specs = dict(specs)
         self.load_media, self.content_keys, self.load_outputs = load_media, content_keys, load_outputs
@@ -119,8 +124,13 @@ class NextGPTDataset(Dataset):
                 except MediaError as exc:
                     raise MediaError(ref.path, f"{exc.reason} (record {record.source})") from exc
         return Sample(
-            turns=list(record.turns), media=media, targets=dict(record.targets), source=record.source,
-            media_paths=[ref.path for ref in record.inputs], media_keys=keys, outputs=outputs,
+            turns=list(record.turns),
+            media=media,
+            targets=dict(record.targets),
+            source=record.source,
+            media_paths=[ref.path for ref in record.inputs],
+            media_keys=keys,
+            outputs=outputs,
         )
 
 

@@ -77,8 +77,12 @@ class PairRecord(BaseModel):
             )
         modality = names[0].removesuffix("_name")
         ident = raw.get("id", raw.get(f"{modality}_id"))
-        return {"caption": raw.get("caption"), "modality": modality, "media": raw[names[0]],
-                "id": None if ident is None else str(ident)}
+        return {
+            "caption": raw.get("caption"),
+            "modality": modality,
+            "media": raw[names[0]],
+            "id": None if ident is None else str(ident),
+        }
 
     @field_validator("caption")
     @classmethod
@@ -128,7 +132,10 @@ class InstructionRecord(BaseModel):
         for index, message in enumerate(value):
             expected = "human" if index % 2 == 0 else "gpt"
             if message.role != expected:
-                raise ValueError(f"conversations[{index}] is from {message.role!r}, expected {expected!r} (turns alternate, human first)")
+                raise ValueError(
+                    f"conversations[{index}] is from {message.role!r}, expected {expected!r} "
+                    "(turns alternate, human first)"
+                )
         if value[-1].role != "gpt":
             raise ValueError("the last turn must be the assistant's ('gpt')")
         return value
@@ -217,15 +224,22 @@ def safe_media_path(root: Path, name: str, spec: ModalitySpec, check_exists: boo
     return path
 
 
-def pair_to_sample(record: PairRecord, source: DatasetSource, root: Path, spec: ModalitySpec, where: str) -> SampleRecord:
+def pair_to_sample(
+    record: PairRecord, source: DatasetSource, root: Path, spec: ModalitySpec, where: str
+) -> SampleRecord:
     path = safe_media_path(root, record.media, spec, source.check_files)
     placeholder = spec.signal_tokens.placeholder
     if source.task == "caption":
-        turns = [Turn(role="user", text=f"{placeholder} {source.prompt}".strip()), Turn(role="assistant", text=record.caption)]
+        turns = [
+            Turn(role="user", text=f"{placeholder} {source.prompt}".strip()),
+            Turn(role="assistant", text=record.caption),
+        ]
         return SampleRecord(turns=turns, inputs=[MediaRef(modality=spec.name, path=path)], source=where)
     turns = [Turn(role="user", text=record.caption), Turn(role="assistant", text=f"{record.caption} {placeholder}")]
     return SampleRecord(
-        turns=turns, targets={spec.name: record.caption}, outputs={spec.name: MediaRef(modality=spec.name, path=path)},
+        turns=turns,
+        targets={spec.name: record.caption},
+        outputs={spec.name: MediaRef(modality=spec.name, path=path)},
         source=where,
     )
 
@@ -236,7 +250,9 @@ def instruction_to_sample(
     tag_pattern = inline_tag_pattern(specs)
     by_tag = {spec.name.capitalize(): spec for spec in specs.values()}
     by_placeholder = {spec.signal_tokens.placeholder: spec for spec in specs.values()}
-    placeholder_re = re.compile("|".join(re.escape(p) for p in sorted(by_placeholder, key=len, reverse=True)) or r"(?!x)x")
+    placeholder_re = re.compile(
+        "|".join(re.escape(p) for p in sorted(by_placeholder, key=len, reverse=True)) or r"(?!x)x"
+    )
     pending_inputs = {name: list(files) for name, files in record.inputs.items()}
     captions = {name: list(values) for name, values in record.captions.items()}
     inputs: list[MediaRef] = []
@@ -262,7 +278,9 @@ def instruction_to_sample(
             if is_input:
                 if name is None:
                     if not pending_inputs.get(spec.name):
-                        raise ValueError(f"conversations[{index}]: {spec.signal_tokens.placeholder} has no listed {spec.name} file")
+                        raise ValueError(
+                            f"conversations[{index}]: {spec.signal_tokens.placeholder} has no listed {spec.name} file"
+                        )
                     name = str(pending_inputs[spec.name].pop(0))
                 inputs.append(MediaRef(modality=spec.name, path=safe_media_path(root, name, spec, source.check_files)))
             else:

@@ -45,30 +45,37 @@ def write_synthetic_dataset(
             spec.save(item, root / stem)
             pairs.append({"caption": caption, "id": f"{name}-{i}", f"{name}_name": stem})
             placeholder = spec.signal_tokens.placeholder
-            instruction.append({
-                "id": f"{name}-{i}",
-                "conversations": [
-                    {"from": "human", "value": f"{placeholder} What is this? Show me one like it."},
-                    {"from": "gpt", "value": f"It is {caption}. Here it is: {placeholder}"},
-                ],
-                name: stem,
-                f"{name}_captions": [caption],
-            })
+            instruction.append(
+                {
+                    "id": f"{name}-{i}",
+                    "conversations": [
+                        {"from": "human", "value": f"{placeholder} What is this? Show me one like it."},
+                        {"from": "gpt", "value": f"It is {caption}. Here it is: {placeholder}"},
+                    ],
+                    name: stem,
+                    f"{name}_captions": [caption],
+                }
+            )
             tag = name.capitalize()
-            mosit.append({
-                "conversations": [
-                    {"from": "human", "value": f"Look at <{tag}>{stem}</{tag}> please."},
-                    {"from": "gpt", "value": f"I see {caption}."},
-                    {"from": "human", "value": "Make another."},
-                    {"from": "gpt", "value": f"Sure: <{tag}>out_{i}{spec.output_extension}</{tag}>"},
-                ],
-                f"{name}_captions": [caption],
-            })
+            mosit.append(
+                {
+                    "conversations": [
+                        {"from": "human", "value": f"Look at <{tag}>{stem}</{tag}> please."},
+                        {"from": "gpt", "value": f"I see {caption}."},
+                        {"from": "human", "value": "Make another."},
+                        {"from": "gpt", "value": f"Sure: <{tag}>out_{i}{spec.output_extension}</{tag}>"},
+                    ],
+                    f"{name}_captions": [caption],
+                }
+            )
     # interleave modalities so every batch mixes them
     order = sorted(range(len(pairs)), key=lambda k: (k % per_modality, k))
     out = {}
-    for fmt, records in (("pairs", [pairs[k] for k in order]), ("instruction", [instruction[k] for k in order]),
-                         ("mosit", [mosit[k] for k in order])):
+    for fmt, records in (
+        ("pairs", [pairs[k] for k in order]),
+        ("instruction", [instruction[k] for k in order]),
+        ("mosit", [mosit[k] for k in order]),
+    ):
         out[fmt] = root / f"{fmt}.json"
         out[fmt].write_text(json.dumps(records, indent=1))
     return out

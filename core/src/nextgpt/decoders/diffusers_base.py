@@ -40,9 +40,7 @@ from nextgpt.paths import nextgpt_home
 TINY = "tiny"
 """The source name that selects a random tiny pipeline (tests, demos)."""
 
-LOAD_OPTIONS = frozenset(
-    {"revision", "variant", "cache_dir", "local_files_only", "use_safetensors"}
-)
+LOAD_OPTIONS = frozenset({"revision", "variant", "cache_dir", "local_files_only", "use_safetensors"})
 """Constructor options passed through to the pipeline's ``from_pretrained``."""
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -342,9 +340,7 @@ class DiffusersDecoder(Decoder):
         pipeline.set_progress_bar_config(disable=not self.progress_bar)
         return pipeline
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None
-    ) -> DiffusersDecoder:
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> DiffusersDecoder:
         """Move the pipeline (if loaded, else when it loads) to ``device`` and/or ``dtype``.
 
         Args:
@@ -453,11 +449,7 @@ class DiffusersDecoder(Decoder):
 
     def _hub_options(self) -> dict[str, Any]:
         """The constructor options that also apply to reading single config files."""
-        return {
-            k: v
-            for k, v in self._load_options.items()
-            if k in {"revision", "cache_dir", "local_files_only"}
-        }
+        return {k: v for k, v in self._load_options.items() if k in {"revision", "cache_dir", "local_files_only"}}
 
     def text_encoder_config(self, location: str) -> Any:
         """The ``text_encoder`` sub-config of a pipeline folder or hub id (no weights loaded)."""
@@ -480,18 +472,14 @@ class DiffusersDecoder(Decoder):
         else:
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(
-                location, "tokenizer_config.json", subfolder="tokenizer", **self._hub_options()
-            )
+            path = hf_hub_download(location, "tokenizer_config.json", subfolder="tokenizer", **self._hub_options())
         value = None
         if path is not None:
             value = json.loads(Path(path).read_text(encoding="utf-8")).get("model_max_length")
         if isinstance(value, int) and 0 < value < 1_000_000:
             return value
         if fallback is None:
-            raise NextGPTError(
-                f"decoder {self.backend!r}: {location}/tokenizer gives no model_max_length"
-            )
+            raise NextGPTError(f"decoder {self.backend!r}: {location}/tokenizer gives no model_max_length")
         return fallback
 
     def __repr__(self) -> str:

@@ -41,9 +41,7 @@ from nextgpt.shared import SharedModels
 HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 """Where Meta publishes the ImageBind-huge weights."""
 
-_INSTALL_HINT = (
-    "install nextgpt-core[imagebind] and `pip install --no-deps imagebind-unofficial==0.1.1`"
-)
+_INSTALL_HINT = "install nextgpt-core[imagebind] and `pip install --no-deps imagebind-unofficial==0.1.1`"
 
 _TINY: dict[str, Any] = dict(
     video_frames=2, kernel_size=(2, 14, 14), out_embed_dim=32,
@@ -108,9 +106,7 @@ def imagebind_module(name: str = "models.imagebind_model") -> ModuleType:
     if "imagebind" not in sys.modules:
         spec = importlib.util.find_spec("imagebind")  # a top-level spec executes nothing
         if spec is None or not spec.submodule_search_locations:
-            raise ImageBindNotInstalledError(
-                f"ImageBind's model code is not installed: {_INSTALL_HINT}"
-            )
+            raise ImageBindNotInstalledError(f"ImageBind's model code is not installed: {_INSTALL_HINT}")
         sys.modules["imagebind"] = importlib.util.module_from_spec(spec)  # bare, not executed
         added = True
     try:
@@ -127,9 +123,7 @@ def imagebind_module(name: str = "models.imagebind_model") -> ModuleType:
 
 def _check_variant(variant: str) -> dict[str, Any]:
     if variant not in ARCHITECTURES:
-        raise ConfigError(
-            f"unknown ImageBind variant {variant!r}; expected one of {sorted(ARCHITECTURES)}"
-        )
+        raise ConfigError(f"unknown ImageBind variant {variant!r}; expected one of {sorted(ARCHITECTURES)}")
     return ARCHITECTURES[variant]
 
 
@@ -141,9 +135,7 @@ def _resolve(source: str, variant: str | None) -> tuple[str, Path | None]:
         return "tiny", None
     if source == "imagebind_huge":
         if variant not in (None, "huge"):
-            raise ConfigError(
-                f"ImageBind source 'imagebind_huge' is the huge variant, not {variant!r}"
-            )
+            raise ConfigError(f"ImageBind source 'imagebind_huge' is the huge variant, not {variant!r}")
         return "huge", nextgpt_home() / "checkpoints" / "imagebind_huge.pth"
     variant = variant or "huge"
     _check_variant(variant)
@@ -188,15 +180,9 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
                 raise
             state = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
     except Exception as exc:
-        raise ConfigError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ConfigError(
-            f"{path}: expected an ImageBind state dict (name -> tensor), got {type(state).__name__}"
-        )
+        raise ConfigError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: expected an ImageBind state dict (name -> tensor), got {type(state).__name__}")
     return state
 
 
@@ -228,9 +214,7 @@ def _load_checkpoint(path: Path, variant: str) -> nn.Module:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [
-        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
         parts = [
             f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
@@ -270,9 +254,7 @@ def load_imagebind(source: str, variant: str | None = None) -> nn.Module:
         if source == "imagebind_huge" and not path.is_file():
             _download_huge(path)
         if not path.is_file():
-            raise CheckpointNotFoundError(
-                f"ImageBind checkpoint not found: {path} (encoder source {source!r})"
-            )
+            raise CheckpointNotFoundError(f"ImageBind checkpoint not found: {path} (encoder source {source!r})")
         model = _load_checkpoint(path, variant)
     model.requires_grad_(False)
     return model.eval()
@@ -288,9 +270,7 @@ def _out_dim(model: nn.Module, tower: str) -> int:
     return int(linears[-1].out_features)
 
 
-def run_tower(
-    model: nn.Module, tower: str, batch: torch.Tensor, logit_scale: bool = True
-) -> torch.Tensor:
+def run_tower(model: nn.Module, tower: str, batch: torch.Tensor, logit_scale: bool = True) -> torch.Tensor:
     """Embed a batch with one ImageBind tower: ``[B, dim]``.
 
     With ``logit_scale`` this is ``model({tower: batch})[tower]``, ImageBind's own forward. Without,
@@ -386,18 +366,14 @@ class ImageBindEncoder(Encoder):
         variant, _ = _resolve(source, variant)
         shared = shared if shared is not None else SharedModels()
         model = shared.get(("imagebind", source, variant), lambda: load_imagebind(source, variant))
-        return cls(
-            model, tower, preprocess, imagebind_identity(source, variant), logit_scale=logit_scale
-        )
+        return cls(model, tower, preprocess, imagebind_identity(source, variant), logit_scale=logit_scale)
 
     @property
     def backbone(self) -> nn.Module:
         """The shared ImageBind model."""
         return self._backbone
 
-    def _apply(
-        self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
-    ) -> ImageBindEncoder:
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> ImageBindEncoder:
         super()._apply(fn, recurse)
         self._backbone._apply(fn)
         return self
@@ -409,9 +385,7 @@ class ImageBindEncoder(Encoder):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``[B, ...]`` preprocessed inputs -> ``[B, 1, dim]`` embeddings (no gradients: frozen)."""
         reference = next(self._backbone.parameters())
-        batch = batch.to(
-            device=reference.device, dtype=reference.dtype if batch.is_floating_point() else None
-        )
+        batch = batch.to(device=reference.device, dtype=reference.dtype if batch.is_floating_point() else None)
         with torch.no_grad():
             features = run_tower(self._backbone, self.tower, batch, self.logit_scale)
         return features.unsqueeze(1)
@@ -495,9 +469,7 @@ def audio_to_imagebind(waveform: np.ndarray | torch.Tensor, sample_rate: int) ->
         raise ValueError(f"sample rate must be positive, got {sample_rate}")
     signal = signal.mean(dim=0, keepdim=True)
     if sample_rate != AUDIO_SAMPLE_RATE:
-        signal = torchaudio.functional.resample(
-            signal, orig_freq=sample_rate, new_freq=AUDIO_SAMPLE_RATE
-        )
+        signal = torchaudio.functional.resample(signal, orig_freq=sample_rate, new_freq=AUDIO_SAMPLE_RATE)
     rate = AUDIO_SAMPLE_RATE
     clips = []
     for start in clip_starts(signal.shape[1] / rate, AUDIO_CLIP_SECONDS, AUDIO_CLIPS):
@@ -516,9 +488,7 @@ def _short_side_scale(video: torch.Tensor, size: int) -> torch.Tensor:
         new_h, new_w = int(math.floor(h / w * size)), size
     else:
         new_h, new_w = size, int(math.floor(w / h * size))
-    return torch.nn.functional.interpolate(
-        video, size=(new_h, new_w), mode="bilinear", align_corners=False
-    )
+    return torch.nn.functional.interpolate(video, size=(new_h, new_w), mode="bilinear", align_corners=False)
 
 
 def _uniform_crop(video: torch.Tensor, size: int, index: int) -> torch.Tensor:
@@ -553,11 +523,7 @@ def video_to_imagebind(frames: np.ndarray, fps: float) -> torch.Tensor:
     for start in clip_starts(total / fps, VIDEO_CLIP_SECONDS, VIDEO_CLIPS):
         first = min(math.ceil(fps * start), total - 1)
         last = max(min(math.ceil(fps * (start + VIDEO_CLIP_SECONDS)), total), first + 1)
-        picks = (
-            torch.linspace(0, last - first - 1, VIDEO_FRAMES_PER_CLIP)
-            .clamp(0, last - first - 1)
-            .long()
-        )
+        picks = torch.linspace(0, last - first - 1, VIDEO_FRAMES_PER_CLIP).clamp(0, last - first - 1).long()
         clip = torch.from_numpy(frames[(picks + first).numpy()]).permute(3, 0, 1, 2).float() / 255.0
         clip = (_short_side_scale(clip, IMAGE_SIZE) - mean) / std
         views.extend(_uniform_crop(clip, IMAGE_SIZE, index) for index in range(VIDEO_SPATIAL_CROPS))

@@ -39,24 +39,18 @@ def normalise(text: str) -> str:
     return " ".join(tokenize(text))
 
 
-def _check(
-    predictions: Sequence[str], references: Sequence[Sequence[str]]
-) -> tuple[list[str], list[list[str]]]:
+def _check(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
     if isinstance(predictions, str):
         raise TypeError("predictions: expected a list of strings, got one string")
     if len(predictions) != len(references):
-        raise ValueError(
-            f"got {len(predictions)} predictions but {len(references)} reference lists"
-        )
+        raise ValueError(f"got {len(predictions)} predictions but {len(references)} reference lists")
     preds = [normalise(p) for p in predictions]
     refs: list[list[str]] = []
     for index, group in enumerate(references):
         if isinstance(group, str):
             group = [group]
         if not group:
-            raise ValueError(
-                f"references[{index}] is empty: every item needs at least one reference caption"
-            )
+            raise ValueError(f"references[{index}] is empty: every item needs at least one reference caption")
         refs.append([normalise(r) for r in group])
     return preds, refs
 
@@ -99,8 +93,6 @@ CAPTION_METRICS = {"bleu4": bleu4, "rouge_l": rouge_l, "cider": cider}
 """Name -> function of every captioning metric `nextgpt eval --task caption` reports."""
 
 
-def caption_scores(
-    predictions: Sequence[str], references: Sequence[Sequence[str]]
-) -> dict[str, float]:
+def caption_scores(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """Every metric of `CAPTION_METRICS` on the same predictions and references."""
     return {name: fn(predictions, references) for name, fn in CAPTION_METRICS.items()}

@@ -54,9 +54,7 @@ class _TensorFeatures(nn.Module):
     def _tensor(out: Any) -> torch.Tensor:
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
-    def get_image_features(
-        self, pixel_values: torch.Tensor, *args: Any, **kwargs: Any
-    ) -> torch.Tensor:
+    def get_image_features(self, pixel_values: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self._tensor(self.model.get_image_features(pixel_values=pixel_values))
 
     def get_text_features(
@@ -66,9 +64,7 @@ class _TensorFeatures(nn.Module):
         *args: Any,
         **kwargs: Any,
     ) -> torch.Tensor:
-        return self._tensor(
-            self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        )
+        return self._tensor(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
 
 
 def load_clip(folder: Any, metric: str) -> tuple[nn.Module, Any]:
@@ -88,8 +84,7 @@ def load_clip(folder: Any, metric: str) -> tuple[nn.Module, Any]:
         processor = CLIPProcessor.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"metric {metric!r}: {CLIP_OPTION}={str(folder)!r} is not a readable CLIP model "
-            f"folder: {exc}"
+            f"metric {metric!r}: {CLIP_OPTION}={str(folder)!r} is not a readable CLIP model folder: {exc}"
         ) from exc
     return _TensorFeatures(model.eval()), processor
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.tables import format_table
 
 DEFAULT_CAPTION_PROMPT = "Generate a caption for this {modality}."
 
@@ -83,25 +84,16 @@ class EvalReport:
                 (
                     m.name,
                     "-" if m.value is None else f"{m.value:.4f}",
-                    "-"
-                    if m.higher_is_better is None
-                    else ("higher" if m.higher_is_better else "lower"),
+                    "-" if m.higher_is_better is None else ("higher" if m.higher_is_better else "lower"),
                     str(m.n),
                     note,
                 )
             )
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        lines = [
+        title = (
             f"nextgpt eval: task {self.task}, modality {self.modality}, model {self.model}, "
             f"data {self.data}, {self.n_items} item(s), {self.seconds:.1f} s"
-        ]
-        for i, row in enumerate([header, *rows]):
-            lines.append(
-                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            )
-            if i == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        return "\n".join(lines + footnotes)
+        )
+        return "\n".join([title, format_table(header, rows), *footnotes])
 
 
 @dataclass
@@ -122,22 +114,13 @@ def read_pairs(
     from nextgpt.data import DatasetSource, read_records
 
     if modality not in specs:
-        raise ConfigError(
-            f"modality {modality!r} is not one of the model's modalities ({', '.join(specs)})"
-        )
-    source = DatasetSource(
-        path=str(data), format="pairs", root=None if root is None else str(root), task="caption"
-    )
+        raise ConfigError(f"modality {modality!r} is not one of the model's modalities ({', '.join(specs)})")
+    source = DatasetSource(path=str(data), format="pairs", root=None if root is None else str(root), task="caption")
     samples, _ = read_records(source, specs, on_bad_record="skip")
-    pairs = [
-        (s.inputs[0].path, s.turns[-1].text)
-        for s in samples
-        if s.inputs and s.inputs[0].modality == modality
-    ]
+    pairs = [(s.inputs[0].path, s.turns[-1].text) for s in samples if s.inputs and s.inputs[0].modality == modality]
     if not pairs:
         raise ConfigError(
-            f"{data}: no valid {modality} pair records "
-            f"(expected a JSON list of {{caption, id, {modality}_name}})"
+            f"{data}: no valid {modality} pair records (expected a JSON list of {{caption, id, {modality}_name}})"
         )
     return pairs
 
@@ -219,8 +202,7 @@ def evaluate_captioning(
         )
     references = [item.captions for item in items]
     results = [
-        MetricResult(name, fn(predictions, references), True, len(items))
-        for name, fn in CAPTION_METRICS.items()
+        MetricResult(name, fn(predictions, references), True, len(items)) for name, fn in CAPTION_METRICS.items()
     ]
     if len(items) < 2:
         for r in results:
@@ -254,9 +236,7 @@ def _build_metrics(
             built.append((backend, backend.build(**options)))
         except NextGPTError as exc:
             note(f"note: skipping metric {backend.name!r}: {exc}")
-            skipped.append(
-                MetricResult(backend.name, None, backend.higher_is_better, 0, f"skipped: {exc}")
-            )
+            skipped.append(MetricResult(backend.name, None, backend.higher_is_better, 0, f"skipped: {exc}"))
     return built, skipped
 
 
@@ -287,9 +267,7 @@ def evaluate_generation(
     note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
     if modality not in getattr(model, "decoders", {}):
-        raise ConfigError(
-            f"modality {modality!r} has no decoder in this model, so it cannot be generated"
-        )
+        raise ConfigError(f"modality {modality!r} has no decoder in this model, so it cannot be generated")
     spec = model.specs[modality]
     pairs = read_pairs(data, modality, model.specs, root)
     if limit is not None:
@@ -330,9 +308,7 @@ def evaluate_generation(
 
     missing = 0
     decode_options = {modality: dict(decode)} if decode else None
-    for index, (path, caption) in enumerate(
-        _progress(pairs, len(pairs), f"generate {modality}", progress)
-    ):
+    for index, (path, caption) in enumerate(_progress(pairs, len(pairs), f"generate {modality}", progress)):
         message = {"role": "user", "content": [{"type": "text", "text": caption}]}
         output = model.generate(
             [message],
@@ -360,10 +336,7 @@ def evaluate_generation(
             flush()
     flush()
     if missing:
-        note(
-            f"note: {missing} of {len(pairs)} answers contained no {modality}; "
-            "they are left out of the metrics"
-        )
+        note(f"note: {missing} of {len(pairs)} answers contained no {modality}; they are left out of the metrics")
     for backend, metric in built:
         result = MetricResult(backend.name, None, backend.higher_is_better, counts[backend.name])
         if backend.name in failed:

@@ -156,14 +156,18 @@ def check_keys(state: Mapping[str, torch.Tensor], shape: LegacyShape) -> None:
     missing = sorted(set(manifest) - set(state))
     unused = sorted(set(state) - set(manifest))
     wrong = sorted(
-        f"{k} {tuple(state[k].shape)} != {manifest[k]}" for k in set(manifest) & set(state) if tuple(state[k].shape) != manifest[k]
+        f"{k} {tuple(state[k].shape)} != {manifest[k]}"
+        for k in set(manifest) & set(state)
+        if tuple(state[k].shape) != manifest[k]
     )
     if missing or unused or wrong:
         lines = [f"missing: {k}" for k in missing] + [f"unused: {k}" for k in unused] + [f"shape: {w}" for w in wrong]
         raise ConfigError("the checkpoint does not match the NExT-GPT release format:\n  " + "\n  ".join(lines))
 
 
-def to_nextgpt_state(state: Mapping[str, torch.Tensor], modalities: list[str], merge_lora: bool) -> dict[str, torch.Tensor]:
+def to_nextgpt_state(
+    state: Mapping[str, torch.Tensor], modalities: list[str], merge_lora: bool
+) -> dict[str, torch.Tensor]:
     """Map release keys to `NextGPTModel.trainable_state_dict` keys (``train_embeddings="full"``).
 
     ``llama_proj`` is copied to each modality's input projector (the release shared one);
@@ -179,7 +183,7 @@ def to_nextgpt_state(state: Mapping[str, torch.Tensor], modalities: list[str], m
     for p in RELEASED_PROJECTORS:
         for key, value in state.items():
             if key.startswith(p.prefix + "."):
-                out[f"output_projectors.{p.modality}.{key[len(p.prefix) + 1:]}"] = value
+                out[f"output_projectors.{p.modality}.{key[len(p.prefix) + 1 :]}"] = value
     if not merge_lora:
         for key, value in state.items():
             match = LORA_KEY.match(key)

@@ -102,9 +102,9 @@ def convert_legacy(
         update={
             "source": llm_source,
             "dtype": {v: k for k, v in DTYPES.items()}.get(target_dtype, "float16"),
-            "lora": None if merge_lora or not shape.lora_r else LoraSettings(
-                r=shape.lora_r, alpha=shape.lora_r, dropout=0.1, target_modules=list(shape.lora_targets)
-            ),
+            "lora": None
+            if merge_lora or not shape.lora_r
+            else LoraSettings(r=shape.lora_r, alpha=shape.lora_r, dropout=0.1, target_modules=list(shape.lora_targets)),
         }
     )
     mods = {}

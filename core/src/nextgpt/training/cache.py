@@ -48,7 +48,9 @@ def text_key(text: str) -> str:
 
 def component_identity(kind: str, modality: str, identity: str, settings: Any) -> str:
     """A stable string naming a frozen component and everything that changes its output."""
-    return json.dumps({"kind": kind, "modality": modality, "identity": identity, "settings": settings}, sort_keys=True, default=str)
+    return json.dumps(
+        {"kind": kind, "modality": modality, "identity": identity, "settings": settings}, sort_keys=True, default=str
+    )
 
 
 class TensorCache:
@@ -64,8 +66,14 @@ class TensorCache:
     """
 
     def __init__(
-        self, root: str | Path, kind: str, modality: str, identity: str, shard_size: int = 256,
-        dtype: torch.dtype | None = torch.float16, memory_items: int = 4096,
+        self,
+        root: str | Path,
+        kind: str,
+        modality: str,
+        identity: str,
+        shard_size: int = 256,
+        dtype: torch.dtype | None = torch.float16,
+        memory_items: int = 4096,
     ) -> None:
         self.identity = identity
         self.directory = Path(root) / kind / modality / digest(identity.encode())[:20]
@@ -160,14 +168,20 @@ class ModelCaches:
         for name, cfg in model.modality_configs.items():
             encoder = model.encoders[name]
             self.features[name] = TensorCache(
-                root, "features", name,
+                root,
+                "features",
+                name,
                 component_identity("encoder", name, encoder.identity, cfg.encoder.model_dump(mode="json")),
                 shard_size,
             )
             if name in model.decoders:
                 self.targets[name] = TensorCache(
-                    root, "targets", name,
-                    component_identity("decoder", name, model.decoders[name].identity, cfg.decoder.model_dump(mode="json")),
+                    root,
+                    "targets",
+                    name,
+                    component_identity(
+                        "decoder", name, model.decoders[name].identity, cfg.decoder.model_dump(mode="json")
+                    ),
                     shard_size,
                 )
 

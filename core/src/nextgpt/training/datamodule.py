@@ -81,7 +81,9 @@ class NextGPTDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         specs = self.specs()
         if self.train_set is None:
-            self.train_set = NextGPTDataset(self.train_sources, specs, self.hparams.on_bad_record, **self._media_options())
+            self.train_set = NextGPTDataset(
+                self.train_sources, specs, self.hparams.on_bad_record, **self._media_options()
+            )
             if len(self.train_set) == 0:
                 raise ConfigError("data.train: no valid record in " + ", ".join(s.path for s in self.train_sources))
         if self.val_set is None and self.val_sources:

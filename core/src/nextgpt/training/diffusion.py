@@ -44,7 +44,9 @@ def min_snr_weights(scheduler: Any, timesteps: torch.Tensor, gamma: float) -> to
     raise ConfigError(f"min-SNR weighting: unknown prediction_type {kind!r}")
 
 
-def prediction_target(scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+def prediction_target(
+    scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """What the denoiser must predict, per the scheduler's ``prediction_type``."""
     kind = scheduler.config.prediction_type
     if kind == "epsilon":

@@ -144,7 +144,9 @@ class NextGPTLightningModule(LightningModule):
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
         self._apply_trainable()
         if hp.gradient_checkpointing:
-            base_model(self.model.llm).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base_model(self.model.llm).gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         if self.align_enabled and not self.model.decoders:
             self.hparams.align_loss = False
         if hp.cache_dir:
@@ -190,7 +192,8 @@ class NextGPTLightningModule(LightningModule):
             return
         model = self.model
         lacking = [
-            f"{name} ({cfg.decoder.backend})" for name, cfg in model.modality_configs.items()
+            f"{name} ({cfg.decoder.backend})"
+            for name, cfg in model.modality_configs.items()
             if name in model.decoders and not callable(getattr(model.decoders[name], "denoising_loss", None))
         ]
         if lacking:
@@ -242,7 +245,9 @@ class NextGPTLightningModule(LightningModule):
         per_sample: list[list[torch.Tensor | None]] = [[None] * len(s.media) for s in batch.samples]
         for modality, entries in batch.media_by_modality().items():
             if modality not in model.specs:
-                raise ConfigError(f"{batch.samples[entries[0][0]].source}: modality {modality!r} is not enabled in the model")
+                raise ConfigError(
+                    f"{batch.samples[entries[0][0]].source}: modality {modality!r} is not enabled in the model"
+                )
             if self.caches is None:
                 embeds = model.encode_media(modality, [item for _, _, item in entries])
             else:
@@ -336,7 +341,10 @@ class NextGPTLightningModule(LightningModule):
         model = self.model
         padded = self.prepare(batch)
         out = model.llm(
-            inputs_embeds=padded.embeds, attention_mask=padded.attention_mask, output_hidden_states=True, use_cache=False
+            inputs_embeds=padded.embeds,
+            attention_mask=padded.attention_mask,
+            output_hidden_states=True,
+            use_cache=False,
         )
         lm = lm_loss(out.logits, padded.labels)
         align: dict[str, torch.Tensor] = {}
@@ -355,7 +363,8 @@ class NextGPTLightningModule(LightningModule):
                 with_media = [k for k, sample in enumerate(samples) if modality in sample.outputs]
                 if with_media and weight > 0:
                     diffusion[modality] = model.decoders[modality].denoising_loss(
-                        conditions[with_media], [samples[k].outputs[modality] for k in with_media],
+                        conditions[with_media],
+                        [samples[k].outputs[modality] for k in with_media],
                         min_snr_gamma=self.hparams.min_snr_gamma,
                     )
         modalities = set(align) | set(diffusion)
@@ -396,7 +405,10 @@ class NextGPTLightningModule(LightningModule):
             (no_decay if id(param) in no_decay_ids or param.ndim < 2 else decay).append(param)
         if not decay and not no_decay:
             raise ConfigError("nothing to train: every trainable group is off")
-        groups = [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         return [g for g in groups if g["params"]]
 
     def warmup(self, total: int) -> int:
@@ -407,7 +419,9 @@ class NextGPTLightningModule(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
         warmup = self.warmup(total)
         schedule = hp.schedule
@@ -482,7 +496,9 @@ class NextGPTLightningModule(LightningModule):
             entry = state.get(index)
             if not entry:
                 continue
-            mask = torch.ones(next(iter(v for v in entry.values() if torch.is_tensor(v) and v.ndim == 2)).shape[0], dtype=torch.bool)
+            mask = torch.ones(
+                next(iter(v for v in entry.values() if torch.is_tensor(v) and v.ndim == 2)).shape[0], dtype=torch.bool
+            )
             mask[rows] = False
             moments = {k: v for k, v in entry.items() if torch.is_tensor(v) and v.ndim == 2}
             if any(bool(v[mask].any()) for v in moments.values()):
@@ -516,5 +532,6 @@ class NextGPTLightningModule(LightningModule):
         self._expand_row_states(checkpoint)  # before Lightning restores the optimizer from it
         if meta.get("signal_token_ids") != self.model.signal_ids:
             raise ConfigError(
-                f"checkpoint: signal token ids {meta.get('signal_token_ids')} differ from the model's {self.model.signal_ids}"
+                f"checkpoint: signal token ids {meta.get('signal_token_ids')} differ from the model's "
+                f"{self.model.signal_ids}"
             )

@@ -27,9 +27,7 @@ from nextgpt_3d.media import EXTENSIONS, Mesh, PointCloud, load_3d, normalise_po
 
 __version__ = "0.1.0"
 
-SHAP_E_MIT = nextgpt.Licence(
-    name="MIT", commercial_use=True, url="https://github.com/openai/shap-e/blob/main/LICENSE"
-)
+SHAP_E_MIT = nextgpt.Licence(name="MIT", commercial_use=True, url="https://github.com/openai/shap-e/blob/main/LICENSE")
 """Shap-E's code and weights (OpenAI): MIT."""
 
 SIGNAL_TOKENS = SignalTokenSpec(modality="3d", prefix="3D", count=8, placeholder="<3d>")

@@ -18,12 +18,6 @@ class ThreeDConfig(ModalityConfig):
     with its published sampling settings (64 Karras-Heun steps, guidance 15).
     """
 
-    encoder: EncoderSettings = Field(
-        default_factory=lambda: EncoderSettings(backend="pointnet", source="tiny")
-    )
-    decoder: DecoderSettings | None = Field(
-        default_factory=lambda: DecoderSettings(backend="shap-e", source=SHAP_E)
-    )
-    decode: DecodeOptions = Field(
-        default_factory=lambda: DecodeOptions(steps=64, guidance=15.0, seed=13)
-    )
+    encoder: EncoderSettings = Field(default_factory=lambda: EncoderSettings(backend="pointnet", source="tiny"))
+    decoder: DecoderSettings | None = Field(default_factory=lambda: DecoderSettings(backend="shap-e", source=SHAP_E))
+    decode: DecodeOptions = Field(default_factory=lambda: DecodeOptions(steps=64, guidance=15.0, seed=13))

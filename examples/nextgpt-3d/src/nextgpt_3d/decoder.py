@@ -60,9 +60,7 @@ class ShapEDecoder(DiffusersDecoder):
     default_grid_size: ClassVar[int] = 128
     tiny_grid_size: ClassVar[int] = 16
 
-    def __init__(
-        self, source: str, *args: Any, grid_size: int | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, source: str, *args: Any, grid_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(source, *args, **kwargs)
         if grid_size is None:
             grid_size = self.tiny_grid_size if self.source == TINY else self.default_grid_size
@@ -167,9 +165,7 @@ class ShapEDecoder(DiffusersDecoder):
 
     # ----- generation -----------------------------------------------------------------------
 
-    def denoise(
-        self, condition: torch.Tensor, options: DecodeOptions | None = None
-    ) -> torch.Tensor:
+    def denoise(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> torch.Tensor:
         """Sample Shap-E latents ``[B, num_embeddings, embedding_dim]`` for ``condition``
         ``[B, 1, d]``: ``ShapEPipeline.__call__``'s loop, with the condition as the prompt
         embedding and zeros as the unconditional one.
@@ -206,9 +202,7 @@ class ShapEDecoder(DiffusersDecoder):
             for t in pipeline.progress_bar(scheduler.timesteps):
                 model_input = torch.cat([latents] * 2) if do_guidance else latents
                 scaled = scheduler.scale_model_input(model_input, t)
-                predicted = prior(
-                    scaled, timestep=t, proj_embedding=embeds
-                ).predicted_image_embedding
+                predicted = prior(scaled, timestep=t, proj_embedding=embeds).predicted_image_embedding
                 predicted, _ = predicted.split(scaled.shape[2], dim=2)  # drop the variance
                 if do_guidance:
                     uncond, cond = predicted.chunk(2)
@@ -226,11 +220,7 @@ class ShapEDecoder(DiffusersDecoder):
         with self._lock, torch.no_grad():
             for latent in latents:
                 try:
-                    raw.append(
-                        renderer.decode_to_mesh(
-                            latent[None], device, **self._call_options(self.defaults)
-                        )
-                    )
+                    raw.append(renderer.decode_to_mesh(latent[None], device, **self._call_options(self.defaults)))
                 except ValueError as exc:
                     # decode_to_mesh fails on torch.cat([]) when the field has no zero crossing.
                     if "non-empty list" not in str(exc):

@@ -115,8 +115,7 @@ class PointNetEncoder(Encoder):
         unknown = sorted(set(options) - {"num_points"})
         if unknown:
             raise ConfigError(
-                f"encoder 'pointnet' (source {source!r}): unknown option(s) {unknown}; "
-                "known: ['num_points']"
+                f"encoder 'pointnet' (source {source!r}): unknown option(s) {unknown}; known: ['num_points']"
             )
         if source == TINY:
             with torch.random.fork_rng(devices=[]):
@@ -133,15 +132,12 @@ class PointNetEncoder(Encoder):
                     "folder written by nextgpt_3d.encoder.PointNet.save_pretrained)"
                 )
             if not (folder / "config.json").is_file():
-                raise NextGPTError(
-                    f"encoder 'pointnet': source folder {source!r} has no config.json"
-                )
+                raise NextGPTError(f"encoder 'pointnet': source folder {source!r} has no config.json")
             try:
                 network = PointNet.from_pretrained(str(folder))
             except Exception as exc:
                 raise NextGPTError(
-                    f"encoder 'pointnet': could not load weights from {source!r}: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"encoder 'pointnet': could not load weights from {source!r}: {type(exc).__name__}: {exc}"
                 ) from exc
             identity = f"pointnet:{folder.resolve()}"
         if "num_points" in options:

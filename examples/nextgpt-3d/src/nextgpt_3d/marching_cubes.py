@@ -65,9 +65,7 @@ def _edge_index(a: int, b: int) -> int:
 def _face_segments(case: int, face: tuple[int, int, int, int]) -> list[tuple[int, int]]:
     inside = [bool(case >> c & 1) for c in face]
     sides = [(face[i], face[(i + 1) % 4]) for i in range(4)]
-    crossed = [
-        i for i, (a, b) in enumerate(sides) if inside[face.index(a)] != inside[face.index(b)]
-    ]
+    crossed = [i for i, (a, b) in enumerate(sides) if inside[face.index(a)] != inside[face.index(b)]]
     if len(crossed) == 2:
         return [(_edge_index(*sides[crossed[0]]), _edge_index(*sides[crossed[1]]))]
     if len(crossed) == 4:  # diagonal corners inside: cut each inside corner off on its own

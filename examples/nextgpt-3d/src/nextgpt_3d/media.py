@@ -67,9 +67,7 @@ class Mesh:
         if self.colors is not None:
             self.colors = np.ascontiguousarray(self.colors, dtype=np.float32).reshape(-1, 3)
             if len(self.colors) != len(self.vertices):
-                raise ValueError(
-                    f"Mesh has {len(self.vertices)} vertices but {len(self.colors)} colours"
-                )
+                raise ValueError(f"Mesh has {len(self.vertices)} vertices but {len(self.colors)} colours")
         if self.faces.size and (self.faces.min() < 0 or self.faces.max() >= len(self.vertices)):
             raise ValueError(f"Mesh faces index outside 0..{len(self.vertices) - 1}")
 
@@ -198,8 +196,7 @@ def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.nda
             if len(rows) < element.count:
                 raise MediaError(
                     path,
-                    f"truncated PLY: element {element.name!r} has {len(rows)} of "
-                    f"{element.count} rows",
+                    f"truncated PLY: element {element.name!r} has {len(rows)} of {element.count} rows",
                 )
             cursor += element.count
             continue
@@ -212,9 +209,7 @@ def _read_ply_ascii(path: Path, body: bytes, elements: list[_Element]) -> np.nda
         table = [row.split() for row in rows]
         for index, words in enumerate(table):
             if len(words) != width:
-                raise MediaError(
-                    path, f"garbled PLY: vertex {index} has {len(words)} values, expected {width}"
-                )
+                raise MediaError(path, f"garbled PLY: vertex {index} has {len(words)} values, expected {width}")
         try:
             points = np.asarray(table, dtype=np.float64).reshape(len(table), width)[:, columns]
         except ValueError:
@@ -235,8 +230,7 @@ def _read_ply_binary(path: Path, body: bytes, elements: list[_Element], order: s
             if offset + size > len(body):
                 raise MediaError(
                     path,
-                    f"truncated PLY: element {element.name!r} needs {size} bytes, "
-                    f"{max(len(body) - offset, 0)} left",
+                    f"truncated PLY: element {element.name!r} needs {size} bytes, {max(len(body) - offset, 0)} left",
                 )
             if element.name == "vertex":
                 columns = _vertex_columns(path, element)
@@ -286,9 +280,7 @@ def _read_obj(path: Path, data: bytes) -> np.ndarray:
                 raise ValueError
             points.append([float(w) for w in words[1:4]])
         except ValueError:
-            raise MediaError(
-                path, f"garbled OBJ vertex on line {number}: {line.strip()[:60]!r}"
-            ) from None
+            raise MediaError(path, f"garbled OBJ vertex on line {number}: {line.strip()[:60]!r}") from None
     if not points:
         raise MediaError(path, "OBJ file has no vertex ('v x y z') lines")
     return np.asarray(points, dtype=np.float64)
@@ -328,9 +320,7 @@ def load_3d(path: str | Path) -> PointCloud:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _READERS:
-        raise MediaError(
-            path, f"unsupported 3D suffix {suffix or '(none)'!r}; expected one of {EXTENSIONS}"
-        )
+        raise MediaError(path, f"unsupported 3D suffix {suffix or '(none)'!r}; expected one of {EXTENSIONS}")
     if not path.is_file():
         raise MediaError(path, "file not found")
     data = path.read_bytes()

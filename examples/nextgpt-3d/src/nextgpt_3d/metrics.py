@@ -76,9 +76,7 @@ class _ChamferSetMetric:
         self.generated: list[np.ndarray] = []
         self.references: list[np.ndarray] = []
 
-    def update(
-        self, generated: Sequence[Any], references: Sequence[Any], captions: Sequence[str]
-    ) -> None:
+    def update(self, generated: Sequence[Any], references: Sequence[Any], captions: Sequence[str]) -> None:
         """Add generated shapes (empty meshes are skipped: they have no surface to compare)
         and reference shapes (meshes or point clouds)."""
         for item in generated:

@@ -68,8 +68,9 @@ def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str]
     llm = LLMConfig(
         source=str((out / "llm").resolve()),
         template="vicuna_v0",
-        lora=LoraSettings(r=arch.lora_r, alpha=arch.lora_alpha, dropout=0.0,
-                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        lora=LoraSettings(
+            r=arch.lora_r, alpha=arch.lora_alpha, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]
+        ),
         max_new_tokens=40,
         temperature=0.0,
     )
@@ -81,23 +82,36 @@ def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str]
     modalities = {}
     for m in PLUGINS:
         spec = registry.modality(m)
-        modalities[m] = deep_merge(spec.config_model().model_dump(), {
-            "encoder": {"backend": "imagebind", "source": str((out / "imagebind_toy.pth").resolve()),
-                        "options": {"variant": "tiny"}},
-            "decoder": {"backend": DECODER_BACKENDS[m], "source": decoder_sources[m]},
-            "input_projector": {"kind": arch.input_projector, "num_tokens": arch.input_tokens},
-            "output_projector": {
-                "kind": "query_transformer", "d_model": arch.projector_d_model, "num_heads": 4,
-                "num_encoder_layers": arch.projector_layers, "num_decoder_layers": arch.projector_layers,
-                "dim_feedforward": arch.projector_ffn,
+        modalities[m] = deep_merge(
+            spec.config_model().model_dump(),
+            {
+                "encoder": {
+                    "backend": "imagebind",
+                    "source": str((out / "imagebind_toy.pth").resolve()),
+                    "options": {"variant": "tiny"},
+                },
+                "decoder": {"backend": DECODER_BACKENDS[m], "source": decoder_sources[m]},
+                "input_projector": {"kind": arch.input_projector, "num_tokens": arch.input_tokens},
+                "output_projector": {
+                    "kind": "query_transformer",
+                    "d_model": arch.projector_d_model,
+                    "num_heads": 4,
+                    "num_encoder_layers": arch.projector_layers,
+                    "num_decoder_layers": arch.projector_layers,
+                    "dim_feedforward": arch.projector_ffn,
+                },
+                "decode": decode[m],
             },
-            "decode": decode[m],
-        })
+        )
     return NextGPTConfig(llm=llm, modalities=modalities, seed=seed)
 
 
 def build_decoders(
-    out: Path, world: dict[str, list[W.Concept]], seed: int, budget: BuildBudget, report: dict[str, Any],
+    out: Path,
+    world: dict[str, list[W.Concept]],
+    seed: int,
+    budget: BuildBudget,
+    report: dict[str, Any],
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Write the toy decoders under ``out/decoders``; returns each modality's decoder source."""
@@ -105,12 +119,17 @@ def build_decoders(
 
     registry = load_plugins(allow=PLUGINS)
     audio_decoder = registry.decoder_backend("audio", DECODER_BACKENDS["audio"]).build("tiny")
-    report.setdefault("decoders", {})["audio_tiny"] = caption_separation(audio_decoder, [c.caption for c in world["audio"]])
+    report.setdefault("decoders", {})["audio_tiny"] = caption_separation(
+        audio_decoder, [c.caption for c in world["audio"]]
+    )
     report["decoders"]["audio_clap"] = pretrain_clap_text(audio_decoder.pipeline, world["audio"], budget, seed, log)
     audio_decoder.pipeline.save_pretrained(out / "decoders" / "audioldm")
     build_video_pipeline(seed).save_pretrained(out / "decoders" / "zeroscope")
-    return {"image": "tiny", "audio": str((out / "decoders" / "audioldm").resolve()),
-            "video": str((out / "decoders" / "zeroscope").resolve())}
+    return {
+        "image": "tiny",
+        "audio": str((out / "decoders" / "audioldm").resolve()),
+        "video": str((out / "decoders" / "zeroscope").resolve()),
+    }
 
 
 def write_model(out: Path, arch: ToyArchitecture, sources: dict[str, str], seed: int) -> None:
@@ -154,8 +173,13 @@ def build_toy(
     splits = {m: W.split_concepts(m, seed, heldout_fraction) for m in W.MODALITIES}
     heldout = {m: splits[m][1] for m in W.MODALITIES}
     world = {m: W.concepts(m) for m in W.MODALITIES}
-    report: dict[str, Any] = {"seed": seed, "heldout_fraction": heldout_fraction, "budget": asdict(budget),
-                              "architecture": asdict(arch), "seconds": {}}
+    report: dict[str, Any] = {
+        "seed": seed,
+        "heldout_fraction": heldout_fraction,
+        "budget": asdict(budget),
+        "architecture": asdict(arch),
+        "seconds": {},
+    }
     started = time.time()
 
     # 1. the LLM: tokenizer and language model pre-trained on the world's text
@@ -165,11 +189,17 @@ def build_toy(
     llm, llm_report = pretrain_llm(tokenizer, dialogues, arch, budget, seed, log)
     llm.save_pretrained(out / "llm")
     tokenizer.save_pretrained(out / "llm")
-    report["llm"] = {**llm_report, "dialogues": len(dialogues), "vocab": len(tokenizer),
-                     "parameters": sum(p.numel() for p in llm.parameters())}
+    report["llm"] = {
+        **llm_report,
+        "dialogues": len(dialogues),
+        "vocab": len(tokenizer),
+        "parameters": sum(p.numel() for p in llm.parameters()),
+    }
     report["seconds"]["llm"] = round(time.time() - t0, 1)
-    log(f"LLM: {report['llm']['parameters']} parameters, loss {llm_report['final_loss']:.3f} "
-        f"({report['seconds']['llm']}s)")
+    log(
+        f"LLM: {report['llm']['parameters']} parameters, loss {llm_report['final_loss']:.3f} "
+        f"({report['seconds']['llm']}s)"
+    )
 
     # 2. the encoder (its report reads attributes of fresh items, split by caption)
     t0 = time.time()

@@ -32,9 +32,14 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-mosit", type=int, default=60, help="train MosIT dialogues")
     args = parser.parse_args(argv)
     _setup()
-    meta = generate(args.root, seed=args.seed, n_per_modality=args.n_per_modality,
-                    n_heldout_per_modality=args.n_heldout_per_modality, heldout_fraction=args.heldout_fraction,
-                    n_mosit=args.n_mosit)
+    meta = generate(
+        args.root,
+        seed=args.seed,
+        n_per_modality=args.n_per_modality,
+        n_heldout_per_modality=args.n_heldout_per_modality,
+        heldout_fraction=args.heldout_fraction,
+        n_mosit=args.n_mosit,
+    )
     for split, files in meta["files"].items():
         print(f"{split}: " + ", ".join(str(args.root / f) for f in files.values()))
     return 0
@@ -45,8 +50,12 @@ def build_main(argv: list[str] | None = None) -> int:
     from toy_world.build import BUDGETS, build_toy
 
     parser = argparse.ArgumentParser(prog="toy-world-build", description=build_main.__doc__)
-    parser.add_argument("--out", type=Path, help="the model folder to write (default: the named model "
-                        "`toy` in NEXTGPT_HOME/models, which from_pretrained('toy') loads)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the model folder to write (default: the named model "
+        "`toy` in NEXTGPT_HOME/models, which from_pretrained('toy') loads)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (which captions are held out)")
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="pre-training steps")

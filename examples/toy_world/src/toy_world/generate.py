@@ -161,19 +161,23 @@ def _t2m(pools: dict[str, list[W.Concept]], n: int, text_fraction: float, rng: r
     for m in W.MODALITIES:
         for i, concept in enumerate(W.cycle_concepts(pools[m], n, rng)):
             human, gpt = _request(concept, rng)
-            records.append({
-                "id": f"{split}-t2m-{m}-{i:04d}",
-                "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}],
-                f"{m}_captions": [concept.caption],
-            })
+            records.append(
+                {
+                    "id": f"{split}-t2m-{m}-{i:04d}",
+                    "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}],
+                    f"{m}_captions": [concept.caption],
+                }
+            )
     n_text = round(text_fraction * len(records))
     everything = [c for m in W.MODALITIES for c in pools[m]]
     for i, concept in enumerate(W.cycle_concepts(everything, n_text, rng)):
         human, gpt = rng.choice(text_questions(concept))
-        records.append({
-            "id": f"{split}-t2m-text-{i:04d}",
-            "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}],
-        })
+        records.append(
+            {
+                "id": f"{split}-t2m-text-{i:04d}",
+                "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}],
+            }
+        )
     rng.shuffle(records)
     return records
 
@@ -206,7 +210,9 @@ def _mosit_dialogue(
             return None
         h1, g1 = see(source)
         sf = source.fields
-        middle = rng.choice([("What colour is it?", f"It is {sf['colour']}."), ("What shape is it?", f"It is a {sf['shape']}.")])
+        middle = rng.choice(
+            [("What colour is it?", f"It is {sf['colour']}."), ("What shape is it?", f"It is a {sf['shape']}.")]
+        )
         turns = [(h1, g1), middle, (f"Now show me a video of it moving {f['direction']}.", answer)]
     elif kind == "video_to_image":  # clip in, a picture of the same shape at a place out
         source = _find(inputs["video"], rng, colour=f["colour"], shape=f["shape"])
@@ -216,7 +222,9 @@ def _mosit_dialogue(
         where = "in the center" if f["position"] == "center" else f"at the {f['position']}"
         turns = [(h1, g1), (f"Draw it {where}.", answer)]
     elif kind == "audio_to_audio":  # sound in, the two tones swapped out
-        source = _find(inputs["audio"], rng, pitch1=f["pitch2"], sound1=f["sound2"], pitch2=f["pitch1"], sound2=f["sound1"])
+        source = _find(
+            inputs["audio"], rng, pitch1=f["pitch2"], sound1=f["sound2"], pitch2=f["pitch1"], sound2=f["sound1"]
+        )
         if source is None:
             return None
         h1, g1 = see(source)
@@ -239,7 +247,11 @@ MOSIT_KINDS = {"image_to_video": "video", "video_to_image": "image", "audio_to_a
 
 
 def _mosit(
-    pools: dict[str, list[W.Concept]], all_pools: dict[str, list[W.Concept]], n: int, writer: _SplitWriter, rng: random.Random
+    pools: dict[str, list[W.Concept]],
+    all_pools: dict[str, list[W.Concept]],
+    n: int,
+    writer: _SplitWriter,
+    rng: random.Random,
 ) -> list[dict]:
     records: list[dict] = []
     kinds = list(MOSIT_KINDS)
@@ -250,7 +262,9 @@ def _mosit(
         modality = MOSIT_KINDS[kind] or rng.choice(W.MODALITIES)
         output = rng.choice(pools[modality])
         # inputs: prefer the split's own captions, fall back to any caption (a new item anyway)
-        record = _mosit_dialogue(kind, output, pools, writer, rng) or _mosit_dialogue(kind, output, all_pools, writer, rng)
+        record = _mosit_dialogue(kind, output, pools, writer, rng) or _mosit_dialogue(
+            kind, output, all_pools, writer, rng
+        )
         if record is not None:
             record["id"] = f"{writer.split}-mosit-{len(records):04d}"
             records.append(record)
@@ -310,9 +324,7 @@ def generate(
         "heldout_fraction": heldout_fraction,
         "n_mosit": n_mosit,
         "text_only_fraction": text_only_fraction,
-        "captions": {
-            split: {m: [c.caption for c in pools[split][m]] for m in W.MODALITIES} for split in SPLITS
-        },
+        "captions": {split: {m: [c.caption for c in pools[split][m]] for m in W.MODALITIES} for split in SPLITS},
         "files": files,
     }
     (root / "world.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -48,7 +48,9 @@ class StageBudget:
 class LearningBudget:
     """Steps, batch sizes and learning rates of the three stages."""
 
-    stage1: StageBudget = field(default_factory=lambda: StageBudget(steps=800, batch_size=16, lr=4e-3, weight_decay=0.1))
+    stage1: StageBudget = field(
+        default_factory=lambda: StageBudget(steps=800, batch_size=16, lr=4e-3, weight_decay=0.1)
+    )
     stage2: StageBudget = field(default_factory=lambda: StageBudget(steps=1500, batch_size=16, lr=3e-3))
     stage3: StageBudget = field(default_factory=lambda: StageBudget(steps=1000, batch_size=8, lr=2e-3))
     max_eval: int | None = None
@@ -73,8 +75,14 @@ def make_module(model: str | Path, stage: int, budget: StageBudget, cache: dict)
     from nextgpt.training.module import NextGPTLightningModule
 
     module = NextGPTLightningModule(
-        model=str(model), stage=stage, plugins=list(PLUGINS), lr=budget.lr, weight_decay=budget.weight_decay,
-        warmup_steps=max(1, budget.steps // 10), schedule="linear", seed=13,
+        model=str(model),
+        stage=stage,
+        plugins=list(PLUGINS),
+        lr=budget.lr,
+        weight_decay=budget.weight_decay,
+        warmup_steps=max(1, budget.steps // 10),
+        schedule="linear",
+        seed=13,
     )
     module.configure_model()
     cache_encoders(module.model, cache)
@@ -87,11 +95,20 @@ def train_stage(module: Any, sources: list[dict[str, Any]], budget: StageBudget,
     from nextgpt.training.datamodule import NextGPTDataModule
 
     seed_everything(13, workers=True, verbose=False)
-    data = NextGPTDataModule(sources, batch_size=budget.batch_size, plugins=list(PLUGINS), seed=13, on_bad_record="error")
+    data = NextGPTDataModule(
+        sources, batch_size=budget.batch_size, plugins=list(PLUGINS), seed=13, on_bad_record="error"
+    )
     trainer = Trainer(
-        max_steps=budget.steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-        default_root_dir=str(workdir), num_sanity_val_steps=0,
+        max_steps=budget.steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=1.0,
+        default_root_dir=str(workdir),
+        num_sanity_val_steps=0,
     )
     started = time.time()
     trainer.fit(module, datamodule=data)
@@ -103,17 +120,24 @@ def train_stage(module: Any, sources: list[dict[str, Any]], budget: StageBudget,
 
 
 def pair_sources(world_root: Path, task: str) -> list[dict[str, Any]]:
-    return [{"path": str(world_root / "train" / name), "format": "pairs", "task": task, "prompt": STAGE1_PROMPT}
-            for name in PAIR_FILES.values()]
+    return [
+        {"path": str(world_root / "train" / name), "format": "pairs", "task": task, "prompt": STAGE1_PROMPT}
+        for name in PAIR_FILES.values()
+    ]
 
 
 def instruction_sources(world_root: Path) -> list[dict[str, Any]]:
-    return [{"path": str(world_root / "train" / "t2m.json"), "format": "instruction"},
-            {"path": str(world_root / "train" / "mosit.json"), "format": "mosit"}]
+    return [
+        {"path": str(world_root / "train" / "t2m.json"), "format": "instruction"},
+        {"path": str(world_root / "train" / "mosit.json"), "format": "mosit"},
+    ]
 
 
 def run_learning(
-    toy: str | Path, world_root: str | Path, workdir: str | Path, budget: LearningBudget | str = "full",
+    toy: str | Path,
+    world_root: str | Path,
+    workdir: str | Path,
+    budget: LearningBudget | str = "full",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train stages 1 -> 2 -> 3 from the toy model folder ``toy`` on the world at ``world_root``
@@ -129,9 +153,13 @@ def run_learning(
     # stage 1: encoding alignment
     t0 = time.time()
     module = make_module(toy, 1, budget.stage1, cache)
-    results["stage1"] = {"untrained": stage1_metrics(module.model, world_root, limit=limit),
-                         "trivial": stage1_trivial(module.model, world_root, limit=limit)}
-    results["seconds"]["stage1_train"] = round(train_stage(module, pair_sources(world_root, "caption"), budget.stage1, workdir), 1)
+    results["stage1"] = {
+        "untrained": stage1_metrics(module.model, world_root, limit=limit),
+        "trivial": stage1_trivial(module.model, world_root, limit=limit),
+    }
+    results["seconds"]["stage1_train"] = round(
+        train_stage(module, pair_sources(world_root, "caption"), budget.stage1, workdir), 1
+    )
     results["stage1"]["trained"] = stage1_metrics(module.model, world_root, limit=limit)
     module.model.save_pretrained(workdir / "stage1")
     results["seconds"]["stage1"] = round(time.time() - t0, 1)
@@ -140,9 +168,13 @@ def run_learning(
     # stage 2: decoding alignment
     t0 = time.time()
     module = make_module(workdir / "stage1", 2, budget.stage2, cache)
-    results["stage2"] = {"untrained": stage2_metrics(module.model, world, limit),
-                         "trivial": stage2_trivial(module.model, world, limit)}
-    results["seconds"]["stage2_train"] = round(train_stage(module, pair_sources(world_root, "generate"), budget.stage2, workdir), 1)
+    results["stage2"] = {
+        "untrained": stage2_metrics(module.model, world, limit),
+        "trivial": stage2_trivial(module.model, world, limit),
+    }
+    results["seconds"]["stage2_train"] = round(
+        train_stage(module, pair_sources(world_root, "generate"), budget.stage2, workdir), 1
+    )
     results["stage2"]["trained"] = stage2_metrics(module.model, world, limit)
     module.model.save_pretrained(workdir / "stage2")
     results["seconds"]["stage2"] = round(time.time() - t0, 1)
@@ -152,9 +184,13 @@ def run_learning(
     t0 = time.time()
     module = make_module(workdir / "stage2", 3, budget.stage3, cache)
     cases = turn_cases(module.model, world_root)
-    results["stage3"] = {"untrained": stage3_metrics(module.model, world, cases, limit),
-                         "trivial": stage3_trivial(module.model, world, world_root, cases, limit)}
-    results["seconds"]["stage3_train"] = round(train_stage(module, instruction_sources(world_root), budget.stage3, workdir), 1)
+    results["stage3"] = {
+        "untrained": stage3_metrics(module.model, world, cases, limit),
+        "trivial": stage3_trivial(module.model, world, world_root, cases, limit),
+    }
+    results["seconds"]["stage3_train"] = round(
+        train_stage(module, instruction_sources(world_root), budget.stage3, workdir), 1
+    )
     results["stage3"]["trained"] = stage3_metrics(module.model, world, cases, limit)
     module.model.save_pretrained(workdir / "stage3")
     results["seconds"]["stage3"] = round(time.time() - t0, 1)

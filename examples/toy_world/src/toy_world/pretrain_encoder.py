@@ -50,8 +50,12 @@ def _fast_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
         frames = W.render_video(concept, rng, only=(0, W.VIDEO_FRAMES - 1))  # ImageBind's 2 frames of a short clip
     clip = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255.0
     if clip.shape[-1] != IMAGE_SIZE or clip.shape[-2] != IMAGE_SIZE:
-        clip = F.interpolate(clip, size=(IMAGE_SIZE, IMAGE_SIZE), align_corners=False,
-                             mode="bicubic" if concept.modality == "image" else "bilinear").clamp(0, 1)
+        clip = F.interpolate(
+            clip,
+            size=(IMAGE_SIZE, IMAGE_SIZE),
+            align_corners=False,
+            mode="bicubic" if concept.modality == "image" else "bilinear",
+        ).clamp(0, 1)
     clip = (clip - mean) / std
     return clip[:, 0] if concept.modality == "image" else clip[None]
 
@@ -67,39 +71,52 @@ class AttributeHeads(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.heads = nn.ModuleDict({
-            f"{m}_{name}": nn.Linear(dim, len(values), bias=False)
-            for m in W.MODALITIES
-            for name, values in zip(W.ATTRIBUTE_NAMES[m], W.ATTRIBUTE_VALUES[m], strict=True)
-        })
+        self.heads = nn.ModuleDict(
+            {
+                f"{m}_{name}": nn.Linear(dim, len(values), bias=False)
+                for m in W.MODALITIES
+                for name, values in zip(W.ATTRIBUTE_NAMES[m], W.ATTRIBUTE_VALUES[m], strict=True)
+            }
+        )
         self.scale = nn.Parameter(torch.tensor(10.0))
 
     def logits(self, modality: str, embeds: torch.Tensor) -> list[torch.Tensor]:
         x = F.normalize(embeds.float(), dim=-1)
-        return [self.scale * F.linear(x, F.normalize(self.heads[f"{modality}_{name}"].weight, dim=-1))
-                for name in W.ATTRIBUTE_NAMES[modality]]
+        return [
+            self.scale * F.linear(x, F.normalize(self.heads[f"{modality}_{name}"].weight, dim=-1))
+            for name in W.ATTRIBUTE_NAMES[modality]
+        ]
 
-    def loss_and_accuracy(self, modality: str, embeds: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_accuracy(
+        self, modality: str, embeds: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over the attributes, and the share of items read right on all."""
         logits = self.logits(modality, embeds)
         weights = [SHAPE_WEIGHT if name == "shape" else 1.0 for name in W.ATTRIBUTE_NAMES[modality]]
-        loss = torch.stack([w * F.cross_entropy(lg, labels[:, k]) for k, (w, lg) in enumerate(zip(weights, logits, strict=True))]).sum()
+        loss = torch.stack(
+            [w * F.cross_entropy(lg, labels[:, k]) for k, (w, lg) in enumerate(zip(weights, logits, strict=True))]
+        ).sum()
         correct = torch.stack([lg.argmax(-1) == labels[:, k] for k, lg in enumerate(logits)], 1)
         return loss, correct.all(1).float().mean()
 
     def accuracy_by_attribute(self, modality: str, embeds: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        return {name: round(float((lg.argmax(-1) == labels[:, k]).float().mean()), 3)
-                for k, (name, lg) in enumerate(zip(W.ATTRIBUTE_NAMES[modality], self.logits(modality, embeds), strict=True))}
+        return {
+            name: round(float((lg.argmax(-1) == labels[:, k]).float().mean()), 3)
+            for k, (name, lg) in enumerate(zip(W.ATTRIBUTE_NAMES[modality], self.logits(modality, embeds), strict=True))
+        }
 
 
 def attribute_labels(concepts: Sequence[W.Concept]) -> torch.Tensor:
-    return torch.tensor([
-        [W.ATTRIBUTE_VALUES[c.modality][k].index(v) for k, v in enumerate(c.attributes)] for c in concepts
-    ])
+    return torch.tensor(
+        [[W.ATTRIBUTE_VALUES[c.modality][k].index(v) for k, v in enumerate(c.attributes)] for c in concepts]
+    )
 
 
 def pretrain_imagebind(
-    train: dict[str, list[W.Concept]], report_on: dict[str, dict[str, list[W.Concept]]], budget: BuildBudget, seed: int,
+    train: dict[str, list[W.Concept]],
+    report_on: dict[str, dict[str, list[W.Concept]]],
+    budget: BuildBudget,
+    seed: int,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The tiny ImageBind with its vision tower (images and videos) and audio tower trained to
@@ -116,9 +133,17 @@ def pretrain_imagebind(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = load_imagebind("tiny")
-        trainable = [p for tower in ("vision", "audio") for part in (
-            model.modality_preprocessors, model.modality_trunks, model.modality_heads, model.modality_postprocessors
-        ) for p in part[tower].parameters()]
+        trainable = [
+            p
+            for tower in ("vision", "audio")
+            for part in (
+                model.modality_preprocessors,
+                model.modality_trunks,
+                model.modality_heads,
+                model.modality_postprocessors,
+            )
+            for p in part[tower].parameters()
+        ]
         for p in trainable:
             p.requires_grad_(True)
         heads = AttributeHeads(int(model.modality_heads["vision"][-1].out_features))
@@ -135,10 +160,14 @@ def pretrain_imagebind(
         # learning rate Adam inflates it within a few steps until the patch content drowns the
         # position embeddings, and positions can no longer be learned. It trains 100x slower.
         stems = {id(p) for p in model.modality_preprocessors["vision"].rgbt_stem.parameters()}
-        optimizer = torch.optim.AdamW([
-            {"params": [p for p in trainable if id(p) not in stems] + list(heads.parameters())},
-            {"params": [p for p in trainable if id(p) in stems], "lr": 3e-5},
-        ], lr=3e-3, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for p in trainable if id(p) not in stems] + list(heads.parameters())},
+                {"params": [p for p in trainable if id(p) in stems], "lr": 3e-5},
+            ],
+            lr=3e-3,
+            weight_decay=0.01,
+        )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.1, 1 - s / budget.encoder_steps))
         generator = torch.Generator().manual_seed(seed)
         model.train()
@@ -172,5 +201,7 @@ def pretrain_imagebind(
                 for m in pools:
                     chosen = list(W.cycle_concepts(pools[m], 96, rng))
                     x = torch.stack([_encoder_inputs(c, rng) for c in chosen])
-                    report[f"{split}_{m}"] = heads.accuracy_by_attribute(m, run_tower(model, TOWERS[m], x), attribute_labels(chosen))
+                    report[f"{split}_{m}"] = heads.accuracy_by_attribute(
+                        m, run_tower(model, TOWERS[m], x), attribute_labels(chosen)
+                    )
     return model, report

@@ -38,8 +38,12 @@ def world_texts(captions: dict[str, list[str]], seed: int = 0) -> list[list[tupl
                 dialogues.append([(request.format(c=caption), rng.choice(ANSWERS).format(c=caption))])
             for question, answer in text_questions(concept):
                 dialogues.append([(question, answer)])
-            dialogues.append([(rng.choice(REQUESTS[m]).format(c=caption), rng.choice(ANSWERS).format(c=caption)),
-                              rng.choice(text_questions(concept))])
+            dialogues.append(
+                [
+                    (rng.choice(REQUESTS[m]).format(c=caption), rng.choice(ANSWERS).format(c=caption)),
+                    rng.choice(text_questions(concept)),
+                ]
+            )
     rng.shuffle(dialogues)
     return dialogues
 
@@ -61,7 +65,11 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>",
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="</s>",
         clean_up_tokenization_spaces=False,
     )
 
@@ -88,17 +96,28 @@ def render_ids(tokenizer: Any, dialogue: Sequence[tuple[str, str]], template_nam
 
 
 def pretrain_llm(
-    tokenizer: Any, dialogues: list[list[tuple[str, str]]], arch: ToyArchitecture, budget: BuildBudget, seed: int,
+    tokenizer: Any,
+    dialogues: list[list[tuple[str, str]]],
+    arch: ToyArchitecture,
+    budget: BuildBudget,
+    seed: int,
     log: Callable[[str], None] = print,
 ) -> tuple[nn.Module, dict[str, float]]:
     """A tiny LLaMA trained as a plain language model on the rendered dialogues."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=arch.hidden_size, intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_layers, num_attention_heads=arch.num_heads, num_key_value_heads=arch.num_heads,
-        max_position_embeddings=512, tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        num_key_value_heads=arch.num_heads,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

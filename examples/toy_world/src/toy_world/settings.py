@@ -31,8 +31,9 @@ class BuildBudget:
 
 BUDGETS = {
     "full": BuildBudget(),
-    "small": BuildBudget(llm_steps=300, encoder_steps=300, encoder_batch=16, encoder_items=128, encoder_refresh=16,
-                         clap_steps=200),
+    "small": BuildBudget(
+        llm_steps=300, encoder_steps=300, encoder_batch=16, encoder_items=128, encoder_refresh=16, clap_steps=200
+    ),
 }
 
 

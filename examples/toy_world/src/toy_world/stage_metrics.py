@@ -60,7 +60,9 @@ def _signal_turn(model: Any, text: str) -> str:
 
 
 @torch.no_grad()
-def greedy_answer(model: Any, turns: Sequence[Any], media_embeds: Sequence[torch.Tensor], max_new_tokens: int = 40) -> tuple[list[int], Any]:
+def greedy_answer(
+    model: Any, turns: Sequence[Any], media_embeds: Sequence[torch.Tensor], max_new_tokens: int = 40
+) -> tuple[list[int], Any]:
     """Greedy answer to ``turns`` (ending with the user's), as `NextGPTModel.generate` decodes it,
     without running the decoders. Returns the answer's ids (partial signal runs completed) and
     the packed prompt."""
@@ -71,9 +73,14 @@ def greedy_answer(model: Any, turns: Sequence[Any], media_embeds: Sequence[torch
     packed = model.pack(turns, list(media_embeds), add_generation_prompt=True)
     prompt = packed.embeds.unsqueeze(0)
     out = model.llm.generate(
-        inputs_embeds=prompt, attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long), max_new_tokens=max_new_tokens,
-        do_sample=False, pad_token_id=model.tokenizer.pad_token_id, eos_token_id=model.tokenizer.eos_token_id,
-        stop_strings=list(model.template.stop), tokenizer=model.tokenizer,
+        inputs_embeds=prompt,
+        attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=model.tokenizer.pad_token_id,
+        eos_token_id=model.tokenizer.eos_token_id,
+        stop_strings=list(model.template.stop),
+        tokenizer=model.tokenizer,
     )
     ids = model._strip_stop(out[0].tolist())
     runs = {name: run for name, run in model.signal_ids.items() if name in model.decoders}
@@ -109,7 +116,9 @@ def _limit(items: list[Any], limit: int | None) -> list[Any]:
 # -- stage 1 ---------------------------------------------------------------------------------------
 
 
-def stage1_metrics(model: Any, world_root: Path, split: str = "heldout", limit: int | None = None) -> dict[str, dict[str, float]]:
+def stage1_metrics(
+    model: Any, world_root: Path, split: str = "heldout", limit: int | None = None
+) -> dict[str, dict[str, float]]:
     """Caption token accuracy (teacher forced) and exact match (greedy) per modality."""
     from nextgpt.data.collate import pad_packed
 
@@ -136,11 +145,17 @@ def stage1_metrics(model: Any, world_root: Path, split: str = "heldout", limit: 
             total += len(positions)
             ids, _ = greedy_answer(model, list(record.turns[:1]), embeds)
             exact += int(model._visible_text(ids).strip() == caption)
-        out[m] = {"token_accuracy": correct / max(total, 1), "exact_match": exact / max(len(records), 1), "n": len(records)}
+        out[m] = {
+            "token_accuracy": correct / max(total, 1),
+            "exact_match": exact / max(len(records), 1),
+            "n": len(records),
+        }
     return out
 
 
-def stage1_trivial(model: Any, world_root: Path, split: str = "heldout", limit: int | None = None) -> dict[str, dict[str, float]]:
+def stage1_trivial(
+    model: Any, world_root: Path, split: str = "heldout", limit: int | None = None
+) -> dict[str, dict[str, float]]:
     """Always answer the most common train caption of the modality."""
     tok = model.tokenizer
     out = {}
@@ -155,7 +170,11 @@ def stage1_trivial(model: Any, world_root: Path, split: str = "heldout", limit: 
             correct += sum(1 for k, t in enumerate(gold) if k < len(common_ids) and common_ids[k] == t)
             total += len(gold)
             exact += int(record.turns[1].text == common)
-        out[m] = {"token_accuracy": correct / max(total, 1), "exact_match": exact / max(len(records), 1), "n": len(records)}
+        out[m] = {
+            "token_accuracy": correct / max(total, 1),
+            "exact_match": exact / max(len(records), 1),
+            "n": len(records),
+        }
     return out
 
 
@@ -181,12 +200,16 @@ def stage2_metrics(model: Any, world: dict[str, Any], limit: int | None = None) 
         predictions, gold = [], []
         for index, caption in enumerate(_limit(captions, limit)):
             placeholder = model.specs[m].signal_tokens.placeholder
-            turns = [Turn(role="user", text=caption), Turn(role="assistant", text=_signal_turn(model, f"{caption} {placeholder}"))]
+            turns = [
+                Turn(role="user", text=caption),
+                Turn(role="assistant", text=_signal_turn(model, f"{caption} {placeholder}")),
+            ]
             with torch.no_grad():
                 packed = model.pack(turns, [], add_generation_prompt=False)
                 padded = pad_packed([packed], model.tokenizer.pad_token_id)
-                hidden = model.llm(inputs_embeds=padded.embeds, attention_mask=padded.attention_mask,
-                                   output_hidden_states=True).hidden_states[-1]
+                hidden = model.llm(
+                    inputs_embeds=padded.embeds, attention_mask=padded.attention_mask, output_hidden_states=True
+                ).hidden_states[-1]
                 conditions, _ = model.signal_conditions(hidden, padded.input_ids, m)
             predictions.append(conditions[0].float())
             gold.append(index)
@@ -238,10 +261,15 @@ def turn_cases(model: Any, world_root: Path, split: str = "heldout") -> list[Tur
                     used += sum(turn.text.count(p) for p in placeholders)
                     continue
                 wanted = tuple(sorted({m for p, m in placeholders.items() if p in turn.text}))
-                cases.append(TurnCase(
-                    source=f"{name}:{record.source.rsplit(':', 1)[-1]}:{k}", turns=list(record.turns[:k]), media=media[:used],
-                    wanted=wanted, captions={m: record.targets[m] for m in wanted if m in record.targets},
-                ))
+                cases.append(
+                    TurnCase(
+                        source=f"{name}:{record.source.rsplit(':', 1)[-1]}:{k}",
+                        turns=list(record.turns[:k]),
+                        media=media[:used],
+                        wanted=wanted,
+                        captions={m: record.targets[m] for m in wanted if m in record.targets},
+                    )
+                )
     return cases
 
 
@@ -249,7 +277,9 @@ def _decision(wanted: Sequence[str]) -> str:
     return "+".join(wanted) if wanted else "text"
 
 
-def stage3_metrics(model: Any, world: dict[str, Any], cases: list[TurnCase], limit: int | None = None) -> dict[str, Any]:
+def stage3_metrics(
+    model: Any, world: dict[str, Any], cases: list[TurnCase], limit: int | None = None
+) -> dict[str, Any]:
     """Decision accuracy per wanted decision (text, image, audio, video) and overall, and
     retrieval (with distance and cosine over the generated ones) per output modality."""
     model.eval()
@@ -291,12 +321,19 @@ def stage3_metrics(model: Any, world: dict[str, Any], cases: list[TurnCase], lim
         else:
             got = {"retrieval": 0.0, "distance": math.nan, "cosine": math.nan}
         hits = got["retrieval"] * len(gold[m])
-        out["retrieval"][m] = {"retrieval": hits / n, "distance": got["distance"], "cosine": got["cosine"],
-                               "generated": len(gold[m]), "n": n}
+        out["retrieval"][m] = {
+            "retrieval": hits / n,
+            "distance": got["distance"],
+            "cosine": got["cosine"],
+            "generated": len(gold[m]),
+            "n": n,
+        }
     return out
 
 
-def stage3_trivial(model: Any, world: dict[str, Any], world_root: Path, cases: list[TurnCase], limit: int | None = None) -> dict[str, Any]:
+def stage3_trivial(
+    model: Any, world: dict[str, Any], world_root: Path, cases: list[TurnCase], limit: int | None = None
+) -> dict[str, Any]:
     """Always make the most common train decision; the mean train caption embedding."""
     train = Counter(_decision(c.wanted) for c in turn_cases(model, world_root, "train"))
     common = train.most_common(1)[0][0]
@@ -315,8 +352,10 @@ def stage3_trivial(model: Any, world: dict[str, Any], world_root: Path, cases: l
             if caption in heldout[m]:
                 gold[m].append(heldout[m].index(caption))
     every = [v for values in by_decision.values() for v in values]
-    out: dict[str, Any] = {"decision": {"all": {"accuracy": float(np.mean(every)), "n": len(every), "always": common}},
-                           "retrieval": {}}
+    out: dict[str, Any] = {
+        "decision": {"all": {"accuracy": float(np.mean(every)), "n": len(every), "always": common}},
+        "retrieval": {},
+    }
     for decision, values in sorted(by_decision.items()):
         out["decision"][decision] = {"accuracy": float(np.mean(values)), "n": len(values)}
     for m in W.MODALITIES:
@@ -331,7 +370,10 @@ def stage3_trivial(model: Any, world: dict[str, Any], world_root: Path, cases: l
 def overall(per_modality: dict[str, dict[str, float]], metric: str) -> float:
     """The mean of ``metric`` over every item of every modality (modalities weighted by their
     ``n``; NaN entries, e.g. a distance with nothing generated, left out)."""
-    pairs = [(v[metric], v.get("n", 1)) for v in per_modality.values()
-             if isinstance(v, dict) and metric in v and not math.isnan(v[metric])]
+    pairs = [
+        (v[metric], v.get("n", 1))
+        for v in per_modality.values()
+        if isinstance(v, dict) and metric in v and not math.isnan(v[metric])
+    ]
     total = sum(n for _, n in pairs)
     return sum(value * n for value, n in pairs) / total if total else math.nan

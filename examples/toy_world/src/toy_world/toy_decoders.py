@@ -49,8 +49,16 @@ def pretrain_clap_text(
     from transformers import ClapTextModelWithProjection
 
     config = pipeline.text_encoder.config
-    config.update({"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-                   "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    config.update(
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 2,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        }
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pipeline.text_encoder = ClapTextModelWithProjection(config)
@@ -58,8 +66,9 @@ def pretrain_clap_text(
     encoder = pipeline.text_encoder
     tokenizer = pipeline.tokenizer
     captions = [c.caption for c in train]
-    inputs = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt")
+    inputs = tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
     labels = attribute_labels(train)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -77,7 +86,10 @@ def pretrain_clap_text(
             loss.backward()
             optimizer.step()
             if (step + 1) % max(1, budget.clap_steps // 4) == 0:
-                log(f"  CLAP text step {step + 1}/{budget.clap_steps}: loss {loss.item():.3f}, attributes read {acc.item():.2f}")
+                log(
+                    f"  CLAP text step {step + 1}/{budget.clap_steps}: loss {loss.item():.3f}, "
+                    f"attributes read {acc.item():.2f}"
+                )
         encoder.eval()
         encoder.requires_grad_(False)
     return {"steps": budget.clap_steps, "train_attributes_read": round(float(acc), 3)}
@@ -101,18 +113,41 @@ def build_video_pipeline(seed: int) -> Any:
         torch.manual_seed(seed)
         tokenizer = build_clip_tokenizer()
         unet = UNet3DConditionModel(
-            block_out_channels=(8, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=32, attention_head_dim=4, norm_num_groups=2,
+            block_out_channels=(8, 8),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+            cross_attention_dim=32,
+            attention_head_dim=4,
+            norm_num_groups=2,
         )
         vae = AutoencoderKL(
-            block_out_channels=(8,), in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
-            up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=2,
+            block_out_channels=(8,),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",),
+            up_block_types=("UpDecoderBlock2D",),
+            latent_channels=4,
+            norm_num_groups=2,
         )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=1000, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
-            max_position_embeddings=tokenizer.model_max_length, projection_dim=32, hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        ))
-        return TextToVideoSDPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                     scheduler=ddim_scheduler())
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=1000,
+                hidden_size=32,
+                intermediate_size=64,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                max_position_embeddings=tokenizer.model_max_length,
+                projection_dim=32,
+                hidden_act="gelu",
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        return TextToVideoSDPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=ddim_scheduler()
+        )

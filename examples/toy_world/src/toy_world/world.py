@@ -193,7 +193,10 @@ def render_image(concept: Concept, rng: random.Random, size: int = IMAGE_SIZE) -
 
 
 def render_video(
-    concept: Concept, rng: random.Random, frames: int = VIDEO_FRAMES, size: int = VIDEO_SIZE,
+    concept: Concept,
+    rng: random.Random,
+    frames: int = VIDEO_FRAMES,
+    size: int = VIDEO_SIZE,
     only: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """uint8 ``[frames, size, size, 3]``: a shape crossing the frame in the caption's direction

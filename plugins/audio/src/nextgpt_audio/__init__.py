@@ -12,8 +12,9 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND
-from nextgpt_audio.examples import example_audio
+
 from nextgpt_audio.config import AudioConfig
+from nextgpt_audio.examples import example_audio
 from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
 
 __version__ = "0.1.0"

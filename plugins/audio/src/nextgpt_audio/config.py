@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from nextgpt.config import DecodeOptions, DecoderSettings, EncoderSettings, ModalityConfig
+from pydantic import Field
 
 AUDIOLDM_L_FULL = "cvssp/audioldm-l-full"
 
 
 class AudioConfig(ModalityConfig):
-    encoder: EncoderSettings = Field(default_factory=lambda: EncoderSettings(backend="imagebind", source="imagebind_huge"))
+    encoder: EncoderSettings = Field(
+        default_factory=lambda: EncoderSettings(backend="imagebind", source="imagebind_huge")
+    )
     decoder: DecoderSettings | None = Field(
         default_factory=lambda: DecoderSettings(backend="audioldm", source=AUDIOLDM_L_FULL)
     )

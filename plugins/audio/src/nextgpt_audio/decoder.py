@@ -131,9 +131,7 @@ class AudioLDMDecoder(DiffusersDecoder):
         # The pipeline's own unconditional path when it is given prompt_embeds and no negative
         # prompt. (It pads "" to prompt_embeds.shape[1], i.e. to d tokens: reproduced as is.)
         device = pipeline._execution_device
-        dummy = torch.zeros(
-            1, self.condition_shape[1], dtype=pipeline.text_encoder.dtype, device=device
-        )
+        dummy = torch.zeros(1, self.condition_shape[1], dtype=pipeline.text_encoder.dtype, device=device)
         both = pipeline._encode_prompt(None, device, 1, True, prompt_embeds=dummy)
         return both[:1].unsqueeze(1)
 
@@ -145,10 +143,7 @@ class AudioLDMDecoder(DiffusersDecoder):
 
     def _to_media(self, output: Any, options: DecodeOptions) -> list[AudioClip]:
         rate = int(self.pipeline.vocoder.config.sampling_rate)
-        return [
-            AudioClip(waveform=audio[None, :].astype("float32"), sample_rate=rate)
-            for audio in output.audios
-        ]
+        return [AudioClip(waveform=audio[None, :].astype("float32"), sample_rate=rate) for audio in output.audios]
 
     def _denoiser_condition(self, embeds: torch.Tensor) -> dict[str, Any]:
         # AudioLDM's UNet reads the CLAP embedding as a class embedding, no cross-attention input.

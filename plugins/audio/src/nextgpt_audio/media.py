@@ -40,15 +40,11 @@ class AudioClip:
     def __post_init__(self) -> None:
         waveform = np.asarray(self.waveform)
         if not np.issubdtype(waveform.dtype, np.floating):
-            raise ValueError(
-                f"AudioClip needs a float waveform in [-1, 1], got dtype {waveform.dtype}"
-            )
+            raise ValueError(f"AudioClip needs a float waveform in [-1, 1], got dtype {waveform.dtype}")
         if waveform.ndim == 1:
             waveform = waveform[None, :]
         if waveform.ndim != 2:
-            raise ValueError(
-                f"AudioClip needs a waveform [channels, samples], got shape {list(waveform.shape)}"
-            )
+            raise ValueError(f"AudioClip needs a waveform [channels, samples], got shape {list(waveform.shape)}")
         if int(self.sample_rate) <= 0:
             raise ValueError(f"AudioClip needs a positive sample rate, got {self.sample_rate}")
         self.waveform = waveform.astype(np.float32, copy=False)
@@ -110,9 +106,7 @@ def load_audio(path: str | Path) -> AudioClip:
     try:
         info = sf.info(str(path))
     except Exception:  # libsndfile: "Format not recognised", "file is malformed"...
-        raise MediaError(
-            path, "not a readable sound file (unknown, truncated or corrupt content)"
-        ) from None
+        raise MediaError(path, "not a readable sound file (unknown, truncated or corrupt content)") from None
     if info.format not in _FORMATS[suffix]:
         raise MediaError(
             path,
@@ -127,9 +121,7 @@ def load_audio(path: str | Path) -> AudioClip:
     if data.shape[0] == 0:
         raise MediaError(path, "file holds no audio samples")
     if info.frames > 0 and data.shape[0] < info.frames:
-        raise MediaError(
-            path, f"truncated sound file: {data.shape[0]} of {info.frames} samples readable"
-        )
+        raise MediaError(path, f"truncated sound file: {data.shape[0]} of {info.frames} samples readable")
     return AudioClip(waveform=np.ascontiguousarray(data.T), sample_rate=int(sample_rate))
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import IMAGEBIND, OPENRAIL_M
-from nextgpt_image.examples import example_image
+
 from nextgpt_image.config import ImageConfig
+from nextgpt_image.examples import example_image
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
 
 __version__ = "0.1.0"
@@ -42,9 +43,7 @@ SPEC = ModalitySpec(
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
     from nextgpt.encoders.imagebind import ImageBindEncoder, image_to_imagebind
 
-    return ImageBindEncoder.from_shared(
-        source, shared, tower="vision", preprocess=image_to_imagebind, **options
-    )
+    return ImageBindEncoder.from_shared(source, shared, tower="vision", preprocess=image_to_imagebind, **options)
 
 
 def build_stable_diffusion(source: str, **options: Any) -> nextgpt.Decoder:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from nextgpt.config import DecodeOptions, DecoderSettings, EncoderSettings, ModalityConfig
+from pydantic import Field
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 class ImageConfig(ModalityConfig):
-    encoder: EncoderSettings = Field(default_factory=lambda: EncoderSettings(backend="imagebind", source="imagebind_huge"))
+    encoder: EncoderSettings = Field(
+        default_factory=lambda: EncoderSettings(backend="imagebind", source="imagebind_huge")
+    )
     decoder: DecoderSettings | None = Field(
         default_factory=lambda: DecoderSettings(backend="stable-diffusion", source=SD15)
     )

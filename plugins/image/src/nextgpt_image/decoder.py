@@ -100,9 +100,7 @@ class StableDiffusionDecoder(DiffusersDecoder):
             dtype=pipeline.text_encoder.dtype,
             device=pipeline._execution_device,
         )
-        _, negative = pipeline.encode_prompt(
-            None, pipeline._execution_device, 1, True, prompt_embeds=dummy
-        )
+        _, negative = pipeline.encode_prompt(None, pipeline._execution_device, 1, True, prompt_embeds=dummy)
         return negative
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
@@ -111,7 +109,9 @@ class StableDiffusionDecoder(DiffusersDecoder):
     def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
         return list(output.images)
 
-    def denoising_loss(self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None) -> torch.Tensor:
+    def denoising_loss(
+        self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None
+    ) -> torch.Tensor:
         """The noise-prediction loss of the frozen UNet for target images (training option):
         images are resized to the decoder's default size and encoded with the VAE."""
         height = self.defaults.height or 512

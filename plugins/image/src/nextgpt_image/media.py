@@ -83,9 +83,7 @@ def save_image(image: Image.Image | np.ndarray, path: str | Path) -> Path:
         raise MediaError(path, "images are saved as PNG; use a .png suffix")
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise MediaError(
-                path, f"expected a uint8 array [H, W, 3], got {image.dtype} {list(image.shape)}"
-            )
+            raise MediaError(path, f"expected a uint8 array [H, W, 3], got {image.dtype} {list(image.shape)}")
         image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
         raise MediaError(path, f"expected a PIL image, got {type(image).__name__}")

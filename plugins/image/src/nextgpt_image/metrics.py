@@ -50,22 +50,15 @@ class FID:
         from torchmetrics.image.fid import FrechetInceptionDistance
 
         if feature is not None:
-            self.metric = FrechetInceptionDistance(
-                feature=feature, normalize=True, input_img_size=(3, size, size)
-            )
+            self.metric = FrechetInceptionDistance(feature=feature, normalize=True, input_img_size=(3, size, size))
         else:
-            self.metric = FrechetInceptionDistance(
-                feature=2048, normalize=True, feature_extractor_weights_path=weights
-            )
+            self.metric = FrechetInceptionDistance(feature=2048, normalize=True, feature_extractor_weights_path=weights)
         self.metric = self.metric.to(device)
         self.size = size
         self.device = device
 
     def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return (
-            torch.stack([image_tensor(i, self.size) for i in images]).to(self.device).float()
-            / 255.0
-        )
+        return torch.stack([image_tensor(i, self.size) for i in images]).to(self.device).float() / 255.0
 
     @torch.no_grad()
     def update(
@@ -85,9 +78,7 @@ class FID:
             int(self.metric.fake_features_num_samples),
         )
         if real < 2 or fake < 2:
-            raise ConfigError(
-                f"fid needs at least 2 generated and 2 reference images, got {fake} and {real}"
-            )
+            raise ConfigError(f"fid needs at least 2 generated and 2 reference images, got {fake} and {real}")
         return float(self.metric.compute())
 
 
@@ -102,10 +93,7 @@ def build_fid(
 
     if fid_feature is not None:
         if not isinstance(fid_feature, torch.nn.Module):
-            raise ConfigError(
-                "metric 'fid': fid_feature must be a torch.nn.Module, "
-                f"got {type(fid_feature).__name__}"
-            )
+            raise ConfigError(f"metric 'fid': fid_feature must be a torch.nn.Module, got {type(fid_feature).__name__}")
         return FID(feature=fid_feature, size=int(fid_size), device=str(device))
     path = require_path(
         inception_weights,
@@ -118,8 +106,7 @@ def build_fid(
         return FID(weights=str(path), size=int(fid_size), device=str(device))
     except ModuleNotFoundError as exc:
         raise ConfigError(
-            "metric 'fid' needs torch-fidelity for its Inception network: "
-            f"pip install 'nextgpt-core[eval]' ({exc})"
+            f"metric 'fid' needs torch-fidelity for its Inception network: pip install 'nextgpt-core[eval]' ({exc})"
         ) from exc
     except Exception as exc:  # a wrong or corrupt weights file
         raise ConfigError(
@@ -138,9 +125,7 @@ class CLIPScoreMetric:
         self.device = device
 
     @torch.no_grad()
-    def update(
-        self, generated: Sequence[Image.Image], references: Sequence[Any], captions: Sequence[str]
-    ) -> None:
+    def update(self, generated: Sequence[Image.Image], references: Sequence[Any], captions: Sequence[str]) -> None:
         if len(generated) != len(captions):
             raise ValueError(f"clip_score: {len(generated)} images but {len(captions)} captions")
         if generated:
@@ -157,10 +142,6 @@ def build_clip_score(clip_model: Any = None, device: Any = "cpu", **_: Any) -> C
 
 
 METRICS = (
-    MetricBackend(
-        name="fid", modality="image", build=build_fid, higher_is_better=False, needs_references=True
-    ),
-    MetricBackend(
-        name="clip_score", modality="image", build=build_clip_score, higher_is_better=True
-    ),
+    MetricBackend(name="fid", modality="image", build=build_fid, higher_is_better=False, needs_references=True),
+    MetricBackend(name="clip_score", modality="image", build=build_clip_score, higher_is_better=True),
 )

@@ -12,8 +12,9 @@ from typing import Any
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_4, IMAGEBIND
-from nextgpt_video.examples import example_video
+
 from nextgpt_video.config import VideoConfig
+from nextgpt_video.examples import example_video
 from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
 
 __version__ = "0.1.0"

@@ -36,9 +36,7 @@ class TextToVideoDecoder(DiffusersDecoder):
     licence = CC_BY_NC_4
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=50, guidance=9.0, num_frames=16)
     """The pipeline's own defaults; the size defaults to the UNet's sample size."""
-    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(
-        steps=2, num_frames=4, height=32, width=32
-    )
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, num_frames=4, height=32, width=32)
 
     def __init__(
         self,
@@ -113,9 +111,7 @@ class TextToVideoDecoder(DiffusersDecoder):
         # The pipeline's own unconditional path: given prompt_embeds and no negative prompt,
         # encode_prompt embeds "" padded to the condition length.
         device = pipeline._execution_device
-        dummy = torch.zeros(
-            1, *self.condition_shape, dtype=pipeline.text_encoder.dtype, device=device
-        )
+        dummy = torch.zeros(1, *self.condition_shape, dtype=pipeline.text_encoder.dtype, device=device)
         _, negative = pipeline.encode_prompt(None, device, 1, True, prompt_embeds=dummy)
         return negative
 
@@ -132,7 +128,9 @@ class TextToVideoDecoder(DiffusersDecoder):
         frames = np.clip(np.round(np.asarray(output.frames) * 255.0), 0, 255).astype(np.uint8)
         return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
 
-    def denoising_loss(self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None) -> torch.Tensor:
+    def denoising_loss(
+        self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None
+    ) -> torch.Tensor:
         """The noise-prediction loss of the frozen 3-D UNet for target videos (training option):
         ``num_frames`` evenly spaced frames at the decoder's default size, VAE-encoded per frame."""
         frames = self.defaults.num_frames or 16

@@ -38,10 +38,7 @@ class VideoClip:
     def __post_init__(self) -> None:
         frames = np.asarray(self.frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
-            raise ValueError(
-                f"VideoClip needs uint8 frames [T, H, W, 3], got {frames.dtype} "
-                f"{list(frames.shape)}"
-            )
+            raise ValueError(f"VideoClip needs uint8 frames [T, H, W, 3], got {frames.dtype} {list(frames.shape)}")
         if not float(self.fps) > 0:
             raise ValueError(f"VideoClip needs a positive frame rate, got {self.fps}")
         self.frames = frames
@@ -99,16 +96,13 @@ def load_video(path: str | Path) -> VideoClip:
     try:
         container = av.open(str(path), mode="r")
     except Exception:  # av.error.InvalidDataError etc.; MP4 cut before its moov atom lands here
-        raise MediaError(
-            path, "not a readable video (unknown, truncated or corrupt content)"
-        ) from None
+        raise MediaError(path, "not a readable video (unknown, truncated or corrupt content)") from None
     with container:
         demuxers = set(container.format.name.split(","))
         if not demuxers & set(_DEMUXERS[suffix]):
             raise MediaError(
                 path,
-                f"content is {container.format.name!r}, not {_DEMUXERS[suffix][0]} "
-                f"as its suffix {suffix!r} says",
+                f"content is {container.format.name!r}, not {_DEMUXERS[suffix][0]} as its suffix {suffix!r} says",
             )
         if not container.streams.video:
             raise MediaError(path, "file has no video stream")
@@ -165,9 +159,7 @@ def save_video(clip: VideoClip, path: str | Path, crf: int = 18, threads: int = 
     rate = Fraction(clip.fps).limit_denominator(1001)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with av.open(
-            str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
-        ) as container:
+        with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"

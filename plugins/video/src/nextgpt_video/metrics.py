@@ -41,15 +41,11 @@ class CLIPSim:
         self.per_video: list[float] = []
 
     @torch.no_grad()
-    def update(
-        self, generated: Sequence[VideoClip], references: Sequence[Any], captions: Sequence[str]
-    ) -> None:
+    def update(self, generated: Sequence[VideoClip], references: Sequence[Any], captions: Sequence[str]) -> None:
         if len(generated) != len(captions):
             raise ValueError(f"clipsim: {len(generated)} videos but {len(captions)} captions")
         for clip, caption in zip(generated, captions, strict=True):
-            frames = torch.from_numpy(
-                np.ascontiguousarray(sample_frames(clip, self.frames))
-            ).permute(0, 3, 1, 2)
+            frames = torch.from_numpy(np.ascontiguousarray(sample_frames(clip, self.frames))).permute(0, 3, 1, 2)
             self.metric.reset()
             self.metric.update(list(frames.to(self.device)), [caption] * len(frames))
             self.per_video.append(float(self.metric.compute()) / 100.0)
@@ -60,12 +56,8 @@ class CLIPSim:
         return float(np.mean(self.per_video))
 
 
-def build_clipsim(
-    clip_model: Any = None, clip_frames: Any = 8, device: Any = "cpu", **_: Any
-) -> CLIPSim:
+def build_clipsim(clip_model: Any = None, clip_frames: Any = 8, device: Any = "cpu", **_: Any) -> CLIPSim:
     return CLIPSim(clip_model, int(clip_frames), str(device))
 
 
-METRICS = (
-    MetricBackend(name="clipsim", modality="video", build=build_clipsim, higher_is_better=True),
-)
+METRICS = (MetricBackend(name="clipsim", modality="video", build=build_clipsim, higher_is_better=True),)
