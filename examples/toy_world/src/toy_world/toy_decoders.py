@@ -103,51 +103,9 @@ def build_video_pipeline(seed: int) -> Any:
     far from anything the captions' words predict: a least-squares map from the caption's
     attributes retrieves fewer than half of the video captions, train or held out (width 32:
     over 85 %), so no projector could learn to aim at them."""
-    from diffusers import AutoencoderKL, TextToVideoSDPipeline, UNet3DConditionModel
-    from nextgpt.decoders import ddim_scheduler
     from nextgpt.decoders.diffusers_base import quiet_diffusers
-    from nextgpt.tiny.tokenizers import build_clip_tokenizer
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from nextgpt_video.decoder import TextToVideoDecoder
 
     with torch.random.fork_rng(devices=[]), quiet_diffusers():
         torch.manual_seed(seed)
-        tokenizer = build_clip_tokenizer()
-        unet = UNet3DConditionModel(
-            block_out_channels=(8, 8),
-            layers_per_block=1,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-            up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=32,
-            attention_head_dim=4,
-            norm_num_groups=2,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(8,),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",),
-            up_block_types=("UpDecoderBlock2D",),
-            latent_channels=4,
-            norm_num_groups=2,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=1000,
-                hidden_size=32,
-                intermediate_size=64,
-                num_attention_heads=4,
-                num_hidden_layers=2,
-                max_position_embeddings=tokenizer.model_max_length,
-                projection_dim=32,
-                hidden_act="gelu",
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
-        return TextToVideoSDPipeline(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=ddim_scheduler()
-        )
+        return TextToVideoDecoder.build_tiny_pipeline(text_width=32, text_ffn=64)

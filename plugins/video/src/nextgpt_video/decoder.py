@@ -59,10 +59,10 @@ class TextToVideoDecoder(DiffusersDecoder):
         return TextToVideoSDPipeline
 
     @classmethod
-    def build_tiny_pipeline(cls) -> Any:
-        """A 3-D UNet with (8, 8) channels and cross-attention width 4, a 1-block VAE (latents
-        at full resolution), a 2-layer CLIP text encoder of width 4 and a byte-level CLIP
-        tokenizer; 32 x 32 frames by default."""
+    def build_tiny_pipeline(cls, text_width: int = 4, text_ffn: int = 16) -> Any:
+        """A 3-D UNet with (8, 8) channels and cross-attention width ``text_width``, a 1-block
+        VAE (latents at full resolution), a 2-layer CLIP text encoder of width ``text_width``
+        (feed-forward ``text_ffn``) and a byte-level CLIP tokenizer; 32 x 32 frames by default."""
         from diffusers import AutoencoderKL, TextToVideoSDPipeline, UNet3DConditionModel
         from nextgpt.tiny.text_encoders import tiny_clip_text_encoder
         from nextgpt.tiny.tokenizers import build_clip_tokenizer
@@ -76,7 +76,7 @@ class TextToVideoDecoder(DiffusersDecoder):
             out_channels=4,
             down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
             up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
-            cross_attention_dim=4,
+            cross_attention_dim=text_width,
             attention_head_dim=4,
             norm_num_groups=2,
         )
@@ -89,7 +89,9 @@ class TextToVideoDecoder(DiffusersDecoder):
             latent_channels=4,
             norm_num_groups=2,
         )
-        text_encoder = tiny_clip_text_encoder(tokenizer, hidden_size=4, intermediate_size=16, hidden_act="gelu")
+        text_encoder = tiny_clip_text_encoder(
+            tokenizer, hidden_size=text_width, intermediate_size=text_ffn, hidden_act="gelu"
+        )
         return TextToVideoSDPipeline(
             vae=vae,
             text_encoder=text_encoder,
