@@ -7,29 +7,25 @@ The model never branches on a modality's name: every modality reaches it through
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
 from nextgpt.llm import RowGradientMask, add_signal_tokens, apply_lora, base_model, load_llm
+from nextgpt.model_folder import read_model_folder, write_pretrained
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.projectors import build_input_projector, build_output_projector
 from nextgpt.shared import SharedModels
 from nextgpt.signals import complete_signal_runs, find_signal_runs, gather_signal_states
 from nextgpt.templates import Turn, get_template
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -437,23 +433,14 @@ class NextGPTModel(nn.Module):
         registry = registry or default_registry()
         if str(name_or_path) in PRESETS:
             return cls(preset_config(str(name_or_path), registry, modalities), registry)
-        directory = _resolve_folder(name_or_path)
-        config_path = directory / CONFIG_NAME
-        try:
-            meta = json.loads(config_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{config_path}: cannot read the model config: {exc}") from exc
-        config = validate_model(NextGPTConfig, meta.get("config"), where=f"{config_path}: config")
-        model = cls(config, registry)
-        saved_ids = meta.get("signal_token_ids", {})
-        if saved_ids and saved_ids != model.signal_ids:
+        folder = read_model_folder(name_or_path)
+        model = cls(folder.config, registry)
+        if folder.signal_token_ids and folder.signal_token_ids != model.signal_ids:
             raise ConfigError(
-                f"{config_path}: signal token ids {saved_ids} differ from the rebuilt tokenizer's {model.signal_ids}"
+                f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
+                f"tokenizer's {model.signal_ids}"
             )
-        weights = directory / WEIGHTS_NAME
-        if not weights.exists():
-            raise ConfigError(f"{weights}: missing weights file")
-        model.load_trainable_state_dict(load_file(str(weights)), source=str(weights))
+        model.load_trainable_state_dict(load_file(str(folder.weights_path)), source=str(folder.weights_path))
         return model
 
     def licences(self) -> dict[str, str]:
@@ -464,57 +451,3 @@ class NextGPTModel(nn.Module):
             if cfg.decoder is not None:
                 out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
         return out
-
-
-def write_pretrained(
-    directory: str | Path,
-    config: NextGPTConfig,
-    signal_tokens: dict[str, list[str]],
-    signal_ids: dict[str, list[int]],
-    state: dict[str, torch.Tensor],
-    licences: dict[str, str] | None = None,
-) -> Path:
-    """Write a model folder: ``config.json`` (the configuration, which names the frozen
-    components, and the signal-token ids) and ``model.safetensors`` (the trained tensors)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    modalities = config.modalities
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "architecture": "NextGPTModel",
-        "config": config.model_dump(mode="json"),
-        "signal_tokens": signal_tokens,
-        "signal_token_ids": signal_ids,
-        "frozen": {
-            "llm": config.llm.source,
-            "encoders": {n: raw.get("encoder") for n, raw in modalities.items()},
-            "decoders": {n: raw.get("decoder") for n, raw in modalities.items()},
-        },
-        "licences": licences or {},
-    }
-    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, default=str))
-    save_file({k: v.contiguous() for k, v in state.items()}, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    return directory
-
-
-def _resolve_folder(name_or_path: str | Path) -> Path:
-    """A model folder: ``name_or_path`` itself, a named model under `models_dir`, or a hub
-    repository downloaded to the local cache."""
-    from nextgpt.paths import models_dir
-
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    text = str(name_or_path)
-    if "/" not in text and text and not text.startswith((".", "~")) and (models_dir() / text).is_dir():
-        return models_dir() / text
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise ConfigError(
-            f"{name_or_path}: not a model folder, a preset, a named model in {models_dir()} or a hub repository id"
-        )
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(name_or_path)))
-    except Exception as exc:
-        raise ConfigError(f"{name_or_path}: cannot download from the hub ({type(exc).__name__}: {exc})") from exc

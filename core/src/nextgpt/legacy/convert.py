@@ -17,7 +17,7 @@ from nextgpt.legacy.checkpoint import (
     normalise_keys,
     to_nextgpt_state,
 )
-from nextgpt.model import write_pretrained
+from nextgpt.model_folder import write_pretrained
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.presets import preset_config
 
