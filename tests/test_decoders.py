@@ -289,6 +289,44 @@ def test_generate_equals_direct_pipeline_call(case: Case, loaded: DiffusersDecod
     assert same_media(toolkit, direct_media(case, output, loaded))
 
 
+def test_extra_options_reach_the_pipeline_call(case: Case, loaded: DiffusersDecoder) -> None:
+    """``DecodeOptions.extra`` is passed to the pipeline as keyword arguments (``eta``: DDIM's
+    stochasticity), equal to calling diffusers with it; names it does not take are errors."""
+    condition = torch.randn(1, *case.shape, generator=torch.Generator().manual_seed(5))
+    noisy = case.options.model_copy(update={"extra": {"eta": 1.0}})
+    toolkit = loaded.generate(condition, noisy)
+    assert not same_media(toolkit, loaded.generate(condition, case.options))
+    negative = loaded.negative_condition()
+    prompt_embeds, negative_embeds = condition, negative
+    if case.cls is AudioLDMDecoder:
+        prompt_embeds, negative_embeds = condition[:, 0], negative[:, 0]
+    output = loaded.pipeline(
+        prompt_embeds=prompt_embeds,
+        negative_prompt_embeds=negative_embeds,
+        num_inference_steps=case.options.steps,
+        guidance_scale=case.options.guidance,
+        generator=torch.Generator().manual_seed(case.options.seed),
+        eta=1.0,
+        **case.direct,
+    )
+    assert same_media(toolkit, direct_media(case, output, loaded))
+    with pytest.raises(ConfigError, match=r"extra.etaa: .* takes no argument 'etaa'"):
+        loaded.generate(condition, case.options.model_copy(update={"extra": {"etaa": 1.0}}))
+    with pytest.raises(ConfigError, match=r"extra.num_inference_steps is set by the toolkit"):
+        loaded.generate(condition, case.options.model_copy(update={"extra": {"num_inference_steps": 3}}))
+
+
+def test_decode_options_merge_and_flatten() -> None:
+    defaults = DecodeOptions(steps=10, extra={"eta": 0.0, "guidance_rescale": 0.7})
+    merged = DecodeOptions(guidance=2.0, extra={"eta": 1.0}).merged_over(defaults)
+    assert merged.steps == 10 and merged.guidance == 2.0
+    assert merged.extra == {"eta": 1.0, "guidance_rescale": 0.7}
+    flat = DecodeOptions.from_flat({"steps": 4, "eta": 0.5, "grid_size": 32})
+    assert flat.steps == 4 and flat.extra == {"eta": 0.5, "grid_size": 32}
+    with pytest.raises(ConfigError, match="steps"):
+        DecodeOptions.from_flat({"steps": 0}, "--decode-option")
+
+
 def test_generate_from_caption_equals_pipeline_prompt(case: Case, loaded: DiffusersDecoder) -> None:
     """``generate(condition_from_text(c))`` is the pipeline's own text-to-media for ``c``.
 

@@ -292,6 +292,10 @@ def test_eval_generate_end_to_end(dataset, tiny_clip, tmp_path, capsys):
         str(tmp_path / "generated"),
         "--metric-option",
         f"clip_model={tiny_clip}",
+        "--decode-option",
+        "steps=2",
+        "--decode-option",
+        "eta=0.5",  # not a DecodeOptions field: goes to extra, then to the pipeline call
         "--max-new-tokens",
         "4",
         "--json",
@@ -310,6 +314,15 @@ def test_eval_generate_end_to_end(dataset, tiny_clip, tmp_path, capsys):
     assert isinstance(clip, float) and math.isfinite(clip)
     generated = [Path(item["generated"]) for item in data["items"]]
     assert len(generated) == 3 and all(p.is_file() and p.suffix == ".png" for p in generated)
+
+
+def test_eval_decode_option_the_decoder_does_not_take_is_an_error(dataset, tmp_path):
+    from nextgpt.errors import ConfigError
+
+    args = ["--model", "tiny", "--task", "generate", "--modality", "image", "--data", str(dataset / "cc3m.json")]
+    args += ["--out", str(tmp_path / "generated"), "--decode-option", "etaa=1", "--no-progress"]
+    with pytest.raises(ConfigError, match=r"decode option extra.etaa: StableDiffusionPipeline takes no argument"):
+        run_eval(*args)
 
 
 def test_evaluate_generation_with_fid_and_video(dataset, tiny_model, tiny_clip, tmp_path):

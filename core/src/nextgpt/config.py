@@ -52,12 +52,25 @@ class DecodeOptions(StrictModel):
     num_frames: int | None = Field(default=None, gt=0)
     seconds: float | None = Field(default=None, gt=0)
     seed: int | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Backend-specific settings, e.g. ``eta`` or ``guidance_rescale`` (keyword arguments of a
+    diffusers pipeline's call) or ``grid_size`` (the 3D example's meshes). Each decoder says
+    which it takes; a name it does not take is an error naming the decoder and the setting."""
 
     def merged_over(self, defaults: DecodeOptions) -> DecodeOptions:
-        """These options, with unset fields taken from ``defaults``."""
+        """These options, with unset fields (and ``extra`` names) taken from ``defaults``."""
         values = defaults.model_dump()
-        values.update({k: v for k, v in self.model_dump().items() if v is not None})
+        values.update({k: v for k, v in self.model_dump().items() if v is not None and k != "extra"})
+        values["extra"] = {**defaults.extra, **self.extra}
         return DecodeOptions(**values)
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], where: str = "decode options") -> DecodeOptions:
+        """``{"steps": 20, "eta": 0.0}``: the named fields set, every other name into ``extra``
+        (as the command lines' ``--decode-option NAME=VALUE`` gives them)."""
+        fields = {k: v for k, v in values.items() if k in cls.model_fields and k != "extra"}
+        extra = {k: v for k, v in values.items() if k not in fields}
+        return validate_model(cls, {**fields, "extra": extra}, where)
 
 
 class EncoderSettings(StrictModel):

@@ -412,6 +412,14 @@ def test_decoder_sources_and_options(tmp_path, tiny_decoder):
     with pytest.raises(ConfigError, match="grid_size"):
         ShapEDecoder("tiny", grid_size=1)
     assert ShapEDecoder("openai/shap-e").grid_size == 128  # a hub id: nothing is fetched yet
+    # one call's own grid: decode option extra.grid_size (the constructor's is the default)
+    fine = local.generate(condition, DecodeOptions(steps=2, seed=1, extra={"grid_size": 24}))[0]
+    coarse = local.generate(condition, DecodeOptions(steps=2, seed=1))[0]
+    assert len(fine.faces) > len(coarse.faces) > 0
+    with pytest.raises(ConfigError, match="extra.frame_size: Shap-E takes only grid_size"):
+        local.generate(condition, DecodeOptions(steps=2, extra={"frame_size": 64}))
+    with pytest.raises(ConfigError, match="extra.grid_size must be at least 2"):
+        local.generate(condition, DecodeOptions(steps=2, extra={"grid_size": 1}))
 
 
 def test_tiny_pipeline_is_deterministic():

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError
 
 
@@ -72,7 +73,8 @@ def add(parser: argparse.ArgumentParser):
         default=[],
         metavar="NAME=VALUE",
         help="a decoding option of the generated modality (repeatable): "
-        "steps, guidance, height, width, num_frames, seconds",
+        "steps, guidance, height, width, num_frames, seconds, or a setting of the decoder's own "
+        "(e.g. eta=0.0 for a diffusers pipeline)",
     )
     parser.add_argument(
         "--prompt",
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.data).expanduser().is_file():
         raise ConfigError(f"--data: {args.data} is not a file")
     metric_options = parse_options(args.metric_option, "--metric-option")
-    decode = parse_options(args.decode_option, "--decode-option")
+    decode = DecodeOptions.from_flat(parse_options(args.decode_option, "--decode-option"), "--decode-option")
     is_preset = args.model in PRESETS
     if is_preset and args.model == "tiny":
         print(

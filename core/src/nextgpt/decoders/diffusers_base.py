@@ -18,6 +18,7 @@ turns captions into the condition, and how pipeline outputs become media. The ba
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -441,9 +442,29 @@ class DiffusersDecoder(Decoder):
         if opts.guidance is not None:
             kwargs["guidance_scale"] = opts.guidance
         kwargs.update(self._call_options(opts))
+        kwargs.update(self._extra_call_options(opts.extra, set(kwargs)))
         with torch.no_grad():
             output = pipeline(**kwargs)
         return self._to_media(output, opts)
+
+    def _extra_call_options(self, extra: dict[str, Any], taken: set[str]) -> dict[str, Any]:
+        """``DecodeOptions.extra``, checked: each name must be an argument of the pipeline's call
+        that the toolkit does not set itself from its own options or the condition."""
+        if not extra:
+            return {}
+        accepted = inspect.signature(self.pipeline.__call__).parameters
+        for name in extra:
+            if name in taken:
+                raise ConfigError(
+                    f"decoder {self.identity}: decode option extra.{name} is set by the toolkit "
+                    "(from the condition or from steps / guidance / size / seconds / seed)"
+                )
+            if name not in accepted:
+                raise ConfigError(
+                    f"decoder {self.identity}: decode option extra.{name}: {type(self.pipeline).__name__} "
+                    f"takes no argument {name!r}"
+                )
+        return dict(extra)
 
     # ----- helpers for backends -------------------------------------------------------------
 

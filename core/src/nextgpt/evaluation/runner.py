@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.tables import format_table
 
@@ -248,7 +249,7 @@ def evaluate_generation(
     root: str | Path | None = None,
     limit: int | None = None,
     metric_options: Mapping[str, Any] | None = None,
-    decode: Mapping[str, Any] | None = None,
+    decode: DecodeOptions | Mapping[str, Any] | None = None,
     seed: int | None = None,
     max_new_tokens: int | None = None,
     temperature: float = 0.0,
@@ -262,7 +263,8 @@ def evaluate_generation(
 
     ``metric_options`` go to every metric's ``build`` (each takes the ones it knows, e.g.
     ``clip_model``, ``inception_weights``); ``device`` defaults to the model's device.
-    ``decode`` holds decoding options of the modality (steps, guidance, size, ...).
+    ``decode`` holds decoding options of the modality (steps, guidance, size, ...; other names go
+    to `DecodeOptions.extra`).
     """
     note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
@@ -307,7 +309,9 @@ def evaluate_generation(
         batch.clear()
 
     missing = 0
-    decode_options = {modality: dict(decode)} if decode else None
+    if isinstance(decode, Mapping):
+        decode = DecodeOptions.from_flat(dict(decode), "decode")
+    decode_options = {modality: decode} if decode is not None else None
     for index, (path, caption) in enumerate(_progress(pairs, len(pairs), f"generate {modality}", progress)):
         message = {"role": "user", "content": [{"type": "text", "text": caption}]}
         output = model.generate(

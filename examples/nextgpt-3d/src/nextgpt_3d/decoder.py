@@ -43,12 +43,12 @@ class ShapEDecoder(DiffusersDecoder):
             such as ``openai/shap-e``.
         grid_size: resolution of the marching-cubes grid ``decode_to_mesh`` samples the signed
             distance field on (Shap-E uses 128; the tiny pipeline 16). More is finer and slower
-            (cubic). `DecodeOptions` has no field for it, so it is a constructor option
-            (``decoder.options.grid_size`` in a config).
+            (cubic). The default of every call; one call sets its own with the decode option
+            ``extra={"grid_size": N}`` (``--decode-option grid_size=N`` on the command line).
         device, dtype, progress_bar, defaults, **options: see `DiffusersDecoder`.
 
-    ``generate`` uses ``steps``, ``guidance`` (classifier-free guidance when above 1) and
-    ``seed`` of the options and returns one `nextgpt_3d.media.Mesh` per condition row, with the
+    ``generate`` uses ``steps``, ``guidance`` (classifier-free guidance when above 1), ``seed``
+    and ``extra["grid_size"]`` of the options and returns one `nextgpt_3d.media.Mesh` per condition row, with the
     renderer's vertex colours.
     """
 
@@ -146,8 +146,17 @@ class ShapEDecoder(DiffusersDecoder):
         return torch.zeros(1, *self.condition_shape, dtype=weight.dtype, device=weight.device)
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
-        """``decode_to_mesh`` keyword arguments (the grid; nothing in ``options`` sizes a mesh)."""
-        return {"grid_size": self.grid_size}
+        """``decode_to_mesh`` keyword arguments: the grid (``extra["grid_size"]``, otherwise the
+        decoder's own); any other ``extra`` name is an error."""
+        unknown = sorted(set(options.extra) - {"grid_size"})
+        if unknown:
+            raise ConfigError(f"decoder {self.identity}: decode option extra.{unknown[0]}: Shap-E takes only grid_size")
+        grid_size = int(options.extra.get("grid_size", self.grid_size))
+        if grid_size < 2:
+            raise ConfigError(
+                f"decoder {self.identity}: decode option extra.grid_size must be at least 2, got {grid_size}"
+            )
+        return {"grid_size": grid_size}
 
     def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
         """``MeshDecoderOutput``s (or ``None`` for an empty surface) -> `Mesh` objects."""
@@ -210,8 +219,11 @@ class ShapEDecoder(DiffusersDecoder):
                 latents = scheduler.step(predicted, timestep=t, sample=latents).prev_sample
         return latents
 
-    def meshes_from_latents(self, latents: torch.Tensor) -> list[Mesh]:
-        """Marching cubes on each latent's signed distance field (``decode_to_mesh``)."""
+    def meshes_from_latents(self, latents: torch.Tensor, options: DecodeOptions | None = None) -> list[Mesh]:
+        """Marching cubes on each latent's signed distance field (``decode_to_mesh``), on the
+        grid `_call_options` reads from ``options``."""
+        opts = (options or DecodeOptions()).merged_over(self.defaults)
+        mesh_options = self._call_options(opts)
         pipeline = self.pipeline
         renderer = pipeline.shap_e_renderer
         device = next(renderer.parameters()).device
@@ -220,7 +232,7 @@ class ShapEDecoder(DiffusersDecoder):
         with self._lock, torch.no_grad():
             for latent in latents:
                 try:
-                    raw.append(renderer.decode_to_mesh(latent[None], device, **self._call_options(self.defaults)))
+                    raw.append(renderer.decode_to_mesh(latent[None], device, **mesh_options))
                 except ValueError as exc:
                     # decode_to_mesh fails on torch.cat([]) when the field has no zero crossing.
                     if "non-empty list" not in str(exc):
@@ -230,11 +242,13 @@ class ShapEDecoder(DiffusersDecoder):
                         self.identity,
                     )
                     raw.append(None)
-        return self._to_media(raw, self.defaults)
+        return self._to_media(raw, opts)
 
     def generate(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> list[Mesh]:
         """One `Mesh` per row of ``condition`` ``[B, 1, d]`` (see `denoise` for ``options``)."""
-        return self.meshes_from_latents(self.denoise(condition, options))
+        opts = (options or DecodeOptions()).merged_over(self.defaults)
+        self._call_options(opts)  # a bad extra fails before the prior runs
+        return self.meshes_from_latents(self.denoise(condition, opts), opts)
 
 
 __all__ = ["PIPELINE_GUIDANCE", "PIPELINE_STEPS", "ShapEDecoder"]
