@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 
-from nextgpt.config import ModalityConfig
+from nextgpt.config import DecodeOptions, ModalityConfig
 from nextgpt.errors import ConfigError, MediaError
 from nextgpt.interfaces import ModalitySpec
 from nextgpt.plugins import PluginRegistry, load_plugins
@@ -116,6 +116,14 @@ class ModalityPluginTests:
             assert tuple(condition.shape) == (2, *decoder.condition_shape)
             target = decoder.condition_from_text(["a caption", "another caption"])
             assert tuple(target.shape) == (2, *decoder.condition_shape)
+
+    def test_decoder_rejects_extra_options_it_does_not_take(self, spec: ModalitySpec, tiny_system) -> None:
+        if spec.name not in tiny_system.decoders:
+            pytest.skip(f"{spec.name} has no decoder")
+        decoder = tiny_system.decoders[spec.name]
+        condition = decoder.condition_from_text(["a caption"])
+        with pytest.raises(ConfigError, match="no_such_setting"):
+            decoder.generate(condition, DecodeOptions(steps=1, seed=0, extra={"no_such_setting": 1}))
 
     def test_tiny_generate(self, spec: ModalitySpec, tiny_system, tmp_path: Path) -> None:
         source = spec.save(self.make_example(spec), tmp_path / f"input{spec.output_extension}")
