@@ -14,6 +14,7 @@ embedding), with its target. See ``toy_world.stage_metrics`` for the measurement
 
 Needs the ``nextgpt-toy-world`` distribution (``pip install -e examples/toy_world``); runs on
 one CPU thread.
+Exits with 1 when the full budget misses a target (the targets are not checked at other budgets).
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, float, float, flo
     return out
 
 
-def print_table(results: dict[str, Any]) -> bool:
-    """Print the figures; returns whether every target is met."""
+def print_table(results: dict[str, Any], judge: bool = True) -> bool:
+    """Print the figures; returns whether every target is met. Without ``judge`` (a smaller
+    budget than the targets are for) the targets are shown, not checked."""
     ok = True
     print(f"{'stage':<7}{'metric':<16}{'modality':<10}{'trained':>9}{'untrained':>11}{'trivial':>9}  target")
     for stage, metric, modality, trained, untrained, trivial, target in rows(results):
@@ -111,7 +113,8 @@ def print_table(results: dict[str, Any]) -> bool:
         if target is not None:
             met = trained >= target
             ok &= met
-            mark = f">= {target:.2f} {'ok' if met else 'MISSED'}"
+            verdict = ("ok" if met else "MISSED") if judge else "(full budget)"
+            mark = f">= {target:.2f} {verdict}"
         print(f"{stage:<7}{metric:<16}{modality:<10}{trained:>9.3f}{untrained:>11.3f}{trivial:>9.3f}  {mark}")
     return ok
 
@@ -159,14 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         results["seconds"] = seconds
         results["budget_name"] = args.budget
         print()
-        ok = print_table(results)
+        judge = args.budget == "full"
+        ok = print_table(results, judge)
         print("\nwall times (s): " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
-        print("every target met" if ok else "some targets missed")
+        if judge:
+            print("every target met" if ok else "some targets missed")
+        else:
+            print("the targets are for the full budget; this one shows the direction, not the level")
         results["targets_met"] = ok
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(_finite(results), indent=1) + "\n")
-    return 0
+    return 0 if ok or not judge else 1
 
 
 if __name__ == "__main__":
