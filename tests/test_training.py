@@ -99,7 +99,19 @@ def make_trainer(tmp_path, max_steps, callbacks=(), **kwargs):
 
 
 def snapshot(module):
-    return {name: t.detach().clone() for name, t in module.model.state_dict(keep_vars=False).items()}
+    """Every tensor of the model; the embedding and lm_head as the LLM sees them (with signal
+    rows attached, their state_dict holds the frozen matrix and the rows apart)."""
+    from nextgpt.llm import base_model
+
+    state = {
+        name: t.detach().clone()
+        for name, t in module.model.state_dict(keep_vars=False).items()
+        if ".parametrizations." not in name
+    }
+    inner = base_model(module.model.llm)
+    state["llm.embed_tokens.weight"] = inner.get_input_embeddings().weight.detach().clone()
+    state["llm.lm_head.weight"] = inner.get_output_embeddings().weight.detach().clone()
+    return state
 
 
 # -- losses -----------------------------------------------------------------------------------------
@@ -632,23 +644,41 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     assert len(recorder.steps) == 2 and all(math.isfinite(s["loss"]) for s in recorder.steps)
 
 
-def test_stage2_checkpoint_keeps_only_the_signal_rows_of_the_embedding_moments(tmp_path, data):
-    module, losses = fit_with_checkpoints(tmp_path / "full", data, 3, stage=2)
-    ckpt = tmp_path / "full" / "ckpt" / "step=2.ckpt"
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
-    rows = len(module.model.new_token_ids)
-    compressed = checkpoint["nextgpt"]["compressed_optimizer_rows"]
-    assert len(compressed) == 2  # embed_tokens and lm_head
-    for index in compressed:
-        moments = checkpoint["optimizer_states"][0]["state"][int(index)]
-        assert moments["exp_avg"].shape[0] == rows and moments["exp_avg_sq"].shape[0] == rows
-    from nextgpt.llm import base_model
+def test_stage2_trains_signal_rows_without_vocabulary_sized_optimizer_state(tmp_path, data):
+    """train_embeddings="new_rows": the signal rows are their own parameters, so neither the
+    running optimizer nor a checkpoint holds anything the size of the vocabulary, and a resumed
+    run reproduces the losses."""
+    from nextgpt.llm import base_model, signal_row_parameters
 
-    weight = base_model(module.model.llm).get_input_embeddings().weight
-    live = module.optimizers(use_pl_optimizer=False).state[weight]  # the running optimizer keeps its full moments
-    assert live["exp_avg"].shape == weight.shape
+    module, losses = fit_with_checkpoints(tmp_path / "full", data, 3, stage=2)
+    model = module.model
+    rows = signal_row_parameters(base_model(model.llm))
+    assert len(rows) == 2 and all(r.shape == (len(model.new_token_ids), model.d_llm) for r in rows)
+    optimizer = module.optimizers(use_pl_optimizer=False)
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    assert all(any(p is r for p in trained) for r in rows)
+    vocab = len(model.tokenizer)
+    for state in [
+        *optimizer.state.values(),
+        *torch.load(tmp_path / "full" / "ckpt" / "step=2.ckpt", map_location="cpu", weights_only=False)[
+            "optimizer_states"
+        ][0]["state"].values(),
+    ]:
+        assert all(v.shape[:1] != (vocab,) for v in state.values() if torch.is_tensor(v) and v.ndim == 2)
+    assert not any(
+        p.requires_grad
+        for p in base_model(model.llm).get_input_embeddings().parametrizations.weight.original.unsqueeze(0)
+    )
+    ckpt = tmp_path / "full" / "ckpt" / "step=2.ckpt"
     _, resumed = fit_with_checkpoints(tmp_path / "resumed", data, 3, ckpt_path=str(ckpt), stage=2)
     assert resumed == losses[2:], (losses, resumed)
+    # the trained rows go back into the matrices when the stage's settings change
+    trained_rows = model.trainable_state_dict()["llm.embed_tokens.signal_rows"]
+    model.set_trainable(input_projectors=True, output_projectors=False, signal_rows=False, lora=False)
+    assert signal_row_parameters(base_model(model.llm)) == []
+    weight = base_model(model.llm).get_input_embeddings().weight
+    assert isinstance(weight, torch.nn.Parameter) and not weight.requires_grad
+    assert torch.equal(weight.detach()[model.new_token_ids], trained_rows)
 
 
 def test_state_dict_is_trainable_only_also_inside_a_wrapper():

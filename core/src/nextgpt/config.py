@@ -145,8 +145,9 @@ class LLMConfig(StrictModel):
     template: str = "vicuna_v0"
     lora: LoraSettings | None = None
     train_embeddings: Literal["new_rows", "full"] = "new_rows"
-    """``new_rows``: only the signal-token rows of the embedding and lm_head train (a gradient
-    mask); ``full``: the whole embedding and lm_head train, as the released checkpoint did."""
+    """``new_rows``: only the signal-token rows of the embedding and lm_head train, as their own
+    small parameters (`nextgpt.llm.SignalRows`: no vocabulary-sized gradients or optimizer
+    state); ``full``: the whole embedding and lm_head train, as the released checkpoint did."""
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     media_wrap: tuple[str, str] | None = None
     """Tokens placed around every media embedding, whatever its modality (the released

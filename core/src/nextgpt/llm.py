@@ -74,26 +74,81 @@ def _embedding_matrices(model: nn.Module) -> list[torch.Tensor]:
     return mats
 
 
-class RowGradientMask:
-    """Lets only some rows of the embedding and lm_head learn (a gradient hook).
+class SignalRows(nn.Module):
+    """A parametrization of an embedding matrix (``torch.nn.utils.parametrize``): the signal
+    tokens' rows are this module's own parameter ``rows``, every other row the frozen matrix.
 
-    ``train_embeddings="new_rows"``: the signal-token rows train, every other row keeps its
-    pretrained value bit for bit (weight decay aside, which callers keep off for these).
-    """
+    ``train_embeddings="new_rows"``: only ``rows`` trains, so gradients and optimizer state are
+    the size of the signal rows, not of the vocabulary, and every other row keeps its
+    pretrained value bit for bit. The input embedding and the lm_head get one each (one shared
+    instance when they are tied)."""
 
-    def __init__(self, model: nn.Module, rows: list[int]) -> None:
-        self.rows = sorted(rows)
-        self.handles = []
-        for weight in _embedding_matrices(model):
-            mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-            mask[self.rows] = 1
-            weight.requires_grad_(True)
-            self.handles.append(weight.register_hook(lambda grad, mask=mask: grad * mask.to(grad.device, grad.dtype)))
+    def __init__(self, weight: torch.Tensor, row_ids: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("row_ids", torch.tensor(row_ids, dtype=torch.long), persistent=False)
+        self.rows = nn.Parameter(weight.detach()[row_ids].clone())
 
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return original.index_copy(0, self.row_ids, self.rows.to(original.dtype))
+
+
+def _embedding_owners(model: nn.Module) -> list[nn.Module]:
+    """The modules holding the input embedding and (when untied) the lm_head weight."""
+    inp = model.get_input_embeddings()
+    out = model.get_output_embeddings()
+    owners = [inp]
+    if out is not None and out is not inp:
+        owners.append(out)
+    return owners
+
+
+def attach_signal_rows(model: nn.Module, row_ids: list[int]) -> list[nn.Parameter]:
+    """Parametrize the embedding and lm_head so only ``row_ids`` train; returns the new
+    trainable parameters (one per distinct matrix)."""
+    from torch.nn.utils import parametrize
+
+    by_matrix: dict[int, SignalRows] = {}
+    for owner in _embedding_owners(model):
+        if parametrize.is_parametrized(owner, "weight"):
+            raise ConfigError("signal rows are already attached to the LLM's embeddings")
+        weight = owner.weight
+        rows = by_matrix.setdefault(id(weight), SignalRows(weight, row_ids).to(weight.device))
+        parametrize.register_parametrization(owner, "weight", rows)
+    return [rows.rows for rows in by_matrix.values()]
+
+
+def detach_signal_rows(model: nn.Module) -> None:
+    """Undo `attach_signal_rows`, writing the trained rows into the matrices."""
+    from torch.nn.utils import parametrize
+
+    for owner in _embedding_owners(model):
+        if parametrize.is_parametrized(owner, "weight"):
+            parametrize.remove_parametrizations(owner, "weight", leave_parametrized=True)
+
+
+def signal_row_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable ``rows`` of attached `SignalRows` (none when not attached)."""
+    found: dict[int, nn.Parameter] = {}
+    for owner in _embedding_owners(model):
+        for rows in getattr(getattr(owner, "parametrizations", None), "weight", []):
+            if isinstance(rows, SignalRows):
+                found[id(rows.rows)] = rows.rows
+    return list(found.values())
+
+
+def write_embedding_rows(owner: nn.Module, row_ids: list[int], values: torch.Tensor) -> None:
+    """Set rows ``row_ids`` of ``owner.weight`` to ``values``, through `SignalRows` when
+    attached (its ``weight`` is then computed, and writing into it would be lost)."""
+    with torch.no_grad():
+        for rows in getattr(getattr(owner, "parametrizations", None), "weight", []):
+            if isinstance(rows, SignalRows):
+                order = {int(r): k for k, r in enumerate(rows.row_ids.tolist())}
+                index = torch.tensor([order[r] for r in row_ids], device=rows.rows.device)
+                rows.rows[index] = values.to(rows.rows.device, rows.rows.dtype)
+                return
+        owner.weight[torch.tensor(row_ids, device=owner.weight.device)] = values.to(
+            owner.weight.device, owner.weight.dtype
+        )
 
 
 def apply_lora(model: nn.Module, config: LLMConfig) -> nn.Module:

@@ -19,7 +19,15 @@ from torch import nn
 from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
-from nextgpt.llm import RowGradientMask, add_signal_tokens, apply_lora, base_model, load_llm
+from nextgpt.llm import (
+    add_signal_tokens,
+    apply_lora,
+    attach_signal_rows,
+    base_model,
+    detach_signal_rows,
+    load_llm,
+    write_embedding_rows,
+)
 from nextgpt.model_folder import read_model_folder, write_pretrained
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.projectors import build_input_projector, build_output_projector
@@ -118,7 +126,6 @@ class NextGPTModel(nn.Module):
                     self.output_projectors[name] = build_output_projector(
                         cfg.output_projector, self.d_llm, self.specs[name].signal_tokens.count, decoder.condition_shape
                     )
-        self._row_mask: RowGradientMask | None = None
 
     def _build_encoder(self, name: str, cfg: ModalityConfig, shared: SharedModels) -> Encoder:
         backend = self.registry.encoder_backend(name, cfg.encoder.backend)
@@ -329,7 +336,12 @@ class NextGPTModel(nn.Module):
 
     # -- training support -------------------------------------------------------------------------
     def set_trainable(self, input_projectors: bool, output_projectors: bool, signal_rows: bool, lora: bool) -> None:
-        """Freeze everything, then unfreeze the chosen groups (the stage settings use this)."""
+        """Freeze everything, then unfreeze the chosen groups (the stage settings use this).
+
+        Signal rows train as their own small parameters (`nextgpt.llm.SignalRows`) with
+        ``train_embeddings="new_rows"``, as the whole embedding and lm_head with ``"full"``."""
+        inner = base_model(self.llm)
+        detach_signal_rows(inner)  # rows trained before go back into the matrices
         for param in self.parameters():
             param.requires_grad_(False)
         for flag, module in ((input_projectors, self.input_projectors), (output_projectors, self.output_projectors)):
@@ -339,19 +351,19 @@ class NextGPTModel(nn.Module):
             for name, param in self.llm.named_parameters():
                 if "lora_" in name:
                     param.requires_grad_(True)
-        if self._row_mask is not None:
-            self._row_mask.remove()
-            self._row_mask = None
         if signal_rows:
             if self.config.llm.train_embeddings == "full":
                 for weight in self._embedding_weights():
                     weight.requires_grad_(True)
             else:
-                self._row_mask = RowGradientMask(base_model(self.llm), self.new_token_ids)
+                attach_signal_rows(inner, self.new_token_ids)
+
+    def _embedding_modules(self) -> list[nn.Module]:
+        inner = base_model(self.llm)
+        return [inner.get_input_embeddings(), inner.get_output_embeddings()]
 
     def _embedding_weights(self) -> list[torch.Tensor]:
-        inner = base_model(self.llm)
-        return [inner.get_input_embeddings().weight, inner.get_output_embeddings().weight]
+        return [module.weight for module in self._embedding_modules()]
 
     # -- save / load ----------------------------------------------------------------------------
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -396,12 +408,11 @@ class NextGPTModel(nn.Module):
             ):
                 sub = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
                 module.load_state_dict(sub, strict=True)
-            rows = torch.tensor(self.new_token_ids, dtype=torch.long)
-            for key, weight in zip(("llm.embed_tokens", "llm.lm_head"), self._embedding_weights(), strict=True):
+            for key, module in zip(("llm.embed_tokens", "llm.lm_head"), self._embedding_modules(), strict=True):
                 if key in state:
-                    weight.copy_(state[key].to(weight.dtype))
+                    module.weight.copy_(state[key].to(module.weight.dtype))
                 else:
-                    weight[rows.to(weight.device)] = state[key + ".signal_rows"].to(weight.device, weight.dtype)
+                    write_embedding_rows(module, self.new_token_ids, state[key + ".signal_rows"])
             if self.config.llm.lora:
                 from peft import set_peft_model_state_dict
 
