@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,22 +29,22 @@ _CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(vocab_size: int = 300):
-    """A byte-level BPE tokenizer trained in memory, wrapped as a transformers fast tokenizer."""
+def train_bpe_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer trained in memory on ``texts`` (special tokens ``<unk> <s>
+    </s>``, ``</s>`` doubling as padding), wrapped as a transformers fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    special = ["<unk>", "<s>", "</s>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=special,
+        special_tokens=["<unk>", "<s>", "</s>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
+    tok.train_from_iterator(list(texts), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
@@ -51,6 +53,11 @@ def build_tiny_tokenizer(vocab_size: int = 300):
         pad_token="</s>",
         clean_up_tokenization_spaces=False,
     )
+
+
+def build_tiny_tokenizer(vocab_size: int = 300) -> Any:
+    """The tiny preset's tokenizer: `train_bpe_tokenizer` on a few lines of chat text."""
+    return train_bpe_tokenizer(_CORPUS, vocab_size)
 
 
 def build_tiny_llama(vocab_size: int, seed: int = 0):

@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from nextgpt.tiny.llm import train_bpe_tokenizer
 
 from toy_world import world as W
 from toy_world.pretrain_encoder import pretrain_imagebind
-from toy_world.pretrain_llm import pretrain_llm, render_text, train_tokenizer, world_texts
+from toy_world.pretrain_llm import pretrain_llm, render_text, world_texts
 from toy_world.settings import (
     BUDGETS,
     DECODER_BACKENDS,
@@ -185,7 +186,7 @@ def build_toy(
     # 1. the LLM: tokenizer and language model pre-trained on the world's text
     t0 = time.time()
     dialogues = world_texts({m: [c.caption for c in world[m]] for m in W.MODALITIES}, seed)
-    tokenizer = train_tokenizer([render_text(d) for d in dialogues], arch.vocab_size)
+    tokenizer = train_bpe_tokenizer([render_text(d) for d in dialogues], arch.vocab_size)
     llm, llm_report = pretrain_llm(tokenizer, dialogues, arch, budget, seed, log)
     llm.save_pretrained(out / "llm")
     tokenizer.save_pretrained(out / "llm")

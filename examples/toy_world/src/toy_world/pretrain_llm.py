@@ -48,32 +48,6 @@ def world_texts(captions: dict[str, list[str]], seed: int = 0) -> list[list[tupl
     return dialogues
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts`` (special tokens ``<unk> <s> </s>``,
-    ``</s>`` doubling as padding), as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(texts), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="</s>",
-        clean_up_tokenization_spaces=False,
-    )
-
-
 def render_text(dialogue: Sequence[tuple[str, str]], template_name: str = "vicuna_v0") -> str:
     from nextgpt.templates import Turn, get_template
 
