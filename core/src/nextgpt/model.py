@@ -137,7 +137,9 @@ class NextGPTModel(nn.Module):
     # -- properties -----------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.llm.get_input_embeddings().weight.device
+        """Where the LLM is (read from a stored parameter: with signal rows attached the
+        embedding's ``weight`` is computed on every access)."""
+        return next(self.llm.parameters()).device
 
     @property
     def new_token_ids(self) -> list[int]:
