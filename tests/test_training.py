@@ -771,3 +771,37 @@ def test_records_of_a_modality_the_model_does_not_enable_are_bad_records(tmp_pat
         datamodule.setup("fit")
     assert {s.inputs[0].modality for s in datamodule.train_set.records} == {"image", "video"}
     assert all("audio" in b.reason for b in datamodule.train_set.bad_records)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_signal_rows_train_alone_and_go_back_into_the_matrices(tied):
+    """`attach_signal_rows` on a plain LLaMA (tied or untied embedding and lm_head): only the
+    rows get gradients, the logits see them, and `detach_signal_rows` writes them back."""
+    from nextgpt.llm import attach_signal_rows, detach_signal_rows, signal_row_parameters
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=20,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=tied,
+    )
+    llm = LlamaForCausalLM(config).requires_grad_(False)
+    before = llm.get_input_embeddings().weight.detach().clone()
+    rows = attach_signal_rows(llm, [17, 18, 19])
+    assert len(rows) == (1 if tied else 2) and signal_row_parameters(llm) == rows
+    with torch.no_grad():
+        for r in rows:
+            r += 1.0
+    ids = torch.tensor([[1, 17, 2, 19]])
+    llm(input_ids=ids).logits[0, -1, 18].backward()
+    assert all(r.grad is not None and r.grad.abs().sum() > 0 for r in rows)
+    assert not any(p.requires_grad for name, p in llm.named_parameters() if not name.endswith(".rows"))
+    detach_signal_rows(llm)
+    assert signal_row_parameters(llm) == []
+    after = llm.get_input_embeddings().weight
+    assert torch.equal(after[:17], before[:17]) and torch.equal(after[17:], before[17:] + 1.0)
+    assert (llm.get_output_embeddings().weight is after) == tied
