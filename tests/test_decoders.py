@@ -268,13 +268,9 @@ def test_generate_is_seeded(case: Case, loaded: DiffusersDecoder) -> None:
     assert not np.array_equal(as_array(a[0]), as_array(c[0]))
 
 
-def test_generate_equals_direct_pipeline_call(case: Case, loaded: DiffusersDecoder) -> None:
-    """The toolkit adds nothing: same embeddings + same seed = the media of diffusers itself."""
-    generator = torch.Generator().manual_seed(11)
-    condition = torch.randn(2, *case.shape, generator=generator)
-    toolkit = loaded.generate(condition, case.options)
-
-    negative = loaded.negative_condition().expand(2, *case.shape)
+def direct_pipeline_media(case: Case, loaded: DiffusersDecoder, condition: torch.Tensor, **extra: Any) -> list[Any]:
+    """The media of calling the diffusers pipeline itself with ``condition`` and the case's options."""
+    negative = loaded.negative_condition().expand(condition.shape[0], *case.shape)
     prompt_embeds, negative_embeds = condition, negative
     if case.cls is AudioLDMDecoder:  # AudioLDM takes 2-D prompt_embeds
         prompt_embeds, negative_embeds = condition[:, 0], negative[:, 0]
@@ -285,8 +281,17 @@ def test_generate_equals_direct_pipeline_call(case: Case, loaded: DiffusersDecod
         guidance_scale=case.options.guidance,
         generator=torch.Generator().manual_seed(case.options.seed),
         **case.direct,
+        **extra,
     )
-    assert same_media(toolkit, direct_media(case, output, loaded))
+    return direct_media(case, output, loaded)
+
+
+def test_generate_equals_direct_pipeline_call(case: Case, loaded: DiffusersDecoder) -> None:
+    """The toolkit adds nothing: same embeddings + same seed = the media of diffusers itself."""
+    generator = torch.Generator().manual_seed(11)
+    condition = torch.randn(2, *case.shape, generator=generator)
+    toolkit = loaded.generate(condition, case.options)
+    assert same_media(toolkit, direct_pipeline_media(case, loaded, condition))
 
 
 def test_extra_options_reach_the_pipeline_call(case: Case, loaded: DiffusersDecoder) -> None:
@@ -296,20 +301,7 @@ def test_extra_options_reach_the_pipeline_call(case: Case, loaded: DiffusersDeco
     noisy = case.options.model_copy(update={"extra": {"eta": 1.0}})
     toolkit = loaded.generate(condition, noisy)
     assert not same_media(toolkit, loaded.generate(condition, case.options))
-    negative = loaded.negative_condition()
-    prompt_embeds, negative_embeds = condition, negative
-    if case.cls is AudioLDMDecoder:
-        prompt_embeds, negative_embeds = condition[:, 0], negative[:, 0]
-    output = loaded.pipeline(
-        prompt_embeds=prompt_embeds,
-        negative_prompt_embeds=negative_embeds,
-        num_inference_steps=case.options.steps,
-        guidance_scale=case.options.guidance,
-        generator=torch.Generator().manual_seed(case.options.seed),
-        eta=1.0,
-        **case.direct,
-    )
-    assert same_media(toolkit, direct_media(case, output, loaded))
+    assert same_media(toolkit, direct_pipeline_media(case, loaded, condition, eta=1.0))
     with pytest.raises(ConfigError, match=r"extra.etaa: .* takes no argument 'etaa'"):
         loaded.generate(condition, case.options.model_copy(update={"extra": {"etaa": 1.0}}))
     with pytest.raises(ConfigError, match=r"extra.num_inference_steps is set by the toolkit"):
