@@ -50,3 +50,16 @@ class PluginConflictError(PluginError):
         self.what = what
         self.first = first
         self.second = second
+
+
+class NextGPTWarning(UserWarning):
+    """Base class of the warnings nextgpt gives on purpose (the command line prints them as one
+    ``warning: ...`` line)."""
+
+
+class PromptTruncatedWarning(NextGPTWarning):
+    """A conversation was longer than the LLM's context: what was dropped is in the message."""
+
+
+class SkippedRecordWarning(NextGPTWarning):
+    """A training record was skipped (``on_bad_record: skip``); the message names file and index."""

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig, validate_model
-from nextgpt.errors import ConfigError
+from nextgpt.errors import ConfigError, MediaError, PromptTruncatedWarning
+from nextgpt.files import check_writable_folder
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
 from nextgpt.llm import (
     add_signal_tokens,
@@ -62,6 +62,9 @@ class GenerationOutput:
     text: str
     media: list[GeneratedMedia] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the model changed to answer, e.g. a conversation shortened to fit the context
+    (`nextgpt.context`); each note was also given as a warning."""
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message in the Hugging Face chat format (media as path parts)."""
@@ -254,21 +257,39 @@ class NextGPTModel(nn.Module):
             decode: per-modality decoding options (steps, guidance, size, frames, seconds, seed).
             max_new_tokens, temperature, top_p: LLM sampling (default: the LLM config's).
             seed: seeds sampling and, unless ``decode`` says otherwise, the decoders.
-            file_prefix: prefix of the generated files' names.
+            file_prefix: prefix of the generated files' names (``<prefix><modality>_<i><ext>``;
+                a name already taken gets ``-1``, ``-2``...: no file is replaced).
+
+        A conversation longer than the LLM's context is shortened by the rule of
+        `nextgpt.context` (oldest exchanges first), with a warning and a note in the output.
         """
         from nextgpt.messages import parse_messages
 
         self.eval()
         llm_cfg = self.config.llm
+        max_new_tokens = llm_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if max_new_tokens <= 0:
+            raise ConfigError(f"max_new_tokens: expected a positive number, got {max_new_tokens}")
         for name in request:
             if name not in self.decoders:
                 raise ConfigError(f"request: modality {name!r} has no decoder in this model")
+        if output_dir is not None:
+            check_writable_folder(Path(output_dir))
         turns, media = parse_messages(messages, self.specs, self.registry.modality)
-        media_embeds = [self.encode_media(m.modality, [m.media])[0] for m in media]
+        media_embeds = []
+        for index, item in enumerate(media):
+            embeds = self.encode_media(item.modality, [item.media])[0]
+            if not torch.isfinite(embeds).all():
+                raise MediaError(
+                    item.path or f"media input {index} ({item.modality})",
+                    "its features are NaN or infinite (does the media hold NaN or infinite values?)",
+                )
+            media_embeds.append(embeds)
+        turns, media_embeds, note = self.fit_context(turns, media_embeds, max_new_tokens)
         packed = self.pack(turns, media_embeds, add_generation_prompt=True)
         temperature = llm_cfg.temperature if temperature is None else temperature
         gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens or llm_cfg.max_new_tokens,
+            "max_new_tokens": max_new_tokens,
             "do_sample": temperature > 0,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
@@ -288,7 +309,7 @@ class NextGPTModel(nn.Module):
         new_ids = self._strip_stop(out[0].tolist())
         runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
         final_ids = complete_signal_runs(new_ids, runs_by_modality, request)
-        result = GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids)
+        result = GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids, notes=[note] if note else [])
         if not find_signal_runs(final_ids, runs_by_modality):
             return result
 
@@ -305,10 +326,65 @@ class NextGPTModel(nn.Module):
             path = None
             if output_dir is not None:
                 index = sum(1 for m in result.media if m.modality == name)
-                stem = f"{file_prefix}{name}_{index}{self.specs[name].output_extension}"
-                path = self.specs[name].save(item, Path(output_dir) / stem)
+                path = self.save_output(name, item, Path(output_dir), f"{file_prefix}{name}_{index}")
             result.media.append(GeneratedMedia(name, item, path))
         return result
+
+    def context_length(self) -> int | None:
+        """Positions the LLM reads (its ``max_position_embeddings``; None if it does not say)."""
+        value = getattr(base_model(self.llm).config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def fit_context(
+        self, turns: list[Turn], media_embeds: list[torch.Tensor], max_new_tokens: int
+    ) -> tuple[list[Turn], list[torch.Tensor], str | None]:
+        """Shorten the conversation to leave ``max_new_tokens`` of the context free, by the rule
+        of `nextgpt.context` (oldest exchanges first, then the end of the last message's text);
+        warns with a `PromptTruncatedWarning` and returns the note, or None if it fitted."""
+        from nextgpt.context import fit_to_context
+        from nextgpt.messages import placeholder_pattern
+
+        context = self.context_length()
+        if context is None:
+            return turns, media_embeds, None
+        budget = context - max_new_tokens
+        if budget <= 0:
+            raise ConfigError(
+                f"max_new_tokens: {max_new_tokens} leaves no room for the prompt in the LLM's context of {context}"
+            )
+
+        def length_of(candidate: list[Turn], embeds: list[torch.Tensor]) -> int:
+            return int(self.pack(candidate, embeds, add_generation_prompt=True).input_ids.shape[0])
+
+        turns, media_embeds, note = fit_to_context(
+            turns, media_embeds, placeholder_pattern(self.specs), length_of, budget
+        )
+        if note:
+            import warnings
+
+            note += f" (the LLM reads {context} positions, {max_new_tokens} of them kept for the answer)"
+            warnings.warn(note, PromptTruncatedWarning, stacklevel=3)
+        return turns, media_embeds, note
+
+    def save_output(self, modality: str, item: Any, directory: Path, stem: str) -> Path:
+        """Write a generated item as ``directory/stem<ext>``, or ``stem-N<ext>`` with the first
+        free N: an existing file is never replaced. A file-system error is a `MediaError`
+        naming the path."""
+        from nextgpt.files import reserve_file
+
+        spec = self.specs[modality]
+        path = reserve_file(directory, stem, spec.output_extension)
+        try:
+            written = Path(spec.save(item, path))
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise MediaError(path, f"cannot write: {exc.strerror or exc}") from exc
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if written != path and path.stat().st_size == 0:  # the plugin chose another name
+            path.unlink()
+        return written
 
     def _decode_options(
         self, name: str, given: DecodeOptions | dict[str, Any] | None, seed: int | None
@@ -403,6 +479,8 @@ class NextGPTModel(nn.Module):
                 raise ConfigError(
                     f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
                 )
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise ConfigError(f"{source}: {key} holds NaN or infinite values")
         with torch.no_grad():
             for prefix, module in (
                 ("input_projectors", self.input_projectors),
@@ -447,13 +525,14 @@ class NextGPTModel(nn.Module):
         if str(name_or_path) in PRESETS:
             return cls(preset_config(str(name_or_path), registry, modalities), registry)
         folder = read_model_folder(name_or_path)
+        weights = folder.load_weights()  # checked against its checksum before anything is built
         model = cls(folder.config, registry)
         if folder.signal_token_ids and folder.signal_token_ids != model.signal_ids:
             raise ConfigError(
                 f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
                 f"tokenizer's {model.signal_ids}"
             )
-        model.load_trainable_state_dict(load_file(str(folder.weights_path)), source=str(folder.weights_path))
+        model.load_trainable_state_dict(weights, source=str(folder.weights_path))
         return model
 
     def licences(self) -> dict[str, str]:

@@ -4,23 +4,35 @@
 decoders by source), the signal tokens and their ids, and each component's licence;
 ``model.safetensors`` holds only the trained tensors (projectors, signal-token rows, LoRA). A
 folder is found by path, by name under `nextgpt.paths.models_dir`, or downloaded from the hub.
+
+Integrity: ``config.json`` records ``format_version`` (`FORMAT_VERSION`; a folder written by a
+newer nextgpt is refused with a message saying so) and the SHA-256 of ``model.safetensors``
+(``weights_sha256``), checked on every load: a truncated, corrupt or changed weights file is an
+error naming it. Both files are written through a temporary file and renamed, weights first, so
+an interrupted save never leaves a folder that loads with the wrong weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from nextgpt.config import NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
+from nextgpt.files import describe_os_error, replace_atomically
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``weights_sha256`` is recorded and checked. 1: as 2 without the checksum (still read)."""
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -30,6 +42,8 @@ class ModelFolder:
     directory: Path
     config: NextGPTConfig
     signal_token_ids: dict[str, list[int]]
+    weights_sha256: str | None = None
+    """The recorded checksum of the weights (None in format-1 folders)."""
 
     @property
     def config_path(self) -> Path:
@@ -39,6 +53,31 @@ class ModelFolder:
     def weights_path(self) -> Path:
         return self.directory / WEIGHTS_NAME
 
+    def load_weights(self) -> dict[str, torch.Tensor]:
+        """The trained tensors, after checking the weights file against its recorded checksum.
+        Raises `ConfigError` naming the file when it is unreadable, corrupt or changed."""
+        path = self.weights_path
+        try:
+            if self.weights_sha256 is not None and file_sha256(path) != self.weights_sha256:
+                raise ConfigError(
+                    f"{path}: the weights do not match the checksum recorded in {self.config_path} "
+                    "(the file is truncated, corrupt or was changed after saving)"
+                )
+            return load_file(str(path))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the weights: {describe_os_error(exc)}") from exc
+        except (SafetensorError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"{path}: not a readable safetensors file (truncated or corrupt): {exc}") from exc
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 def read_model_folder(name_or_path: str | Path) -> ModelFolder:
     """Find a model folder (`resolve_model_folder`) and read its ``config.json``; errors name
@@ -46,12 +85,30 @@ def read_model_folder(name_or_path: str | Path) -> ModelFolder:
     directory = resolve_model_folder(name_or_path)
     config_path = directory / CONFIG_NAME
     try:
-        meta = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{config_path}: cannot read the model config: {exc}") from exc
+        meta = json.loads(config_path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read the model config: {describe_os_error(exc)}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{config_path}: not a JSON model config: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{config_path}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version", 1)
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+        raise ConfigError(
+            f"{config_path}: format_version {version!r} "
+            + (
+                f"is newer than this nextgpt reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade nextgpt"
+                if newer
+                else f"is not one nextgpt knows (it reads {', '.join(map(str, READABLE_VERSIONS))})"
+            )
+        )
+    checksum = meta.get("weights_sha256")
+    if version >= 2 and not isinstance(checksum, str):
+        raise ConfigError(f"{config_path}: format_version {version} needs 'weights_sha256', the weights' checksum")
     config = validate_model(NextGPTConfig, meta.get("config"), where=f"{config_path}: config")
-    folder = ModelFolder(directory, config, meta.get("signal_token_ids", {}))
-    if not folder.weights_path.exists():
+    folder = ModelFolder(directory, config, meta.get("signal_token_ids", {}), checksum if version >= 2 else None)
+    if not folder.weights_path.is_file():
         raise ConfigError(f"{folder.weights_path}: missing weights file")
     return folder
 
@@ -65,12 +122,22 @@ def write_pretrained(
     licences: dict[str, str] | None = None,
 ) -> Path:
     """Write a model folder: ``config.json`` (the configuration, which names the frozen
-    components, and the signal-token ids) and ``model.safetensors`` (the trained tensors)."""
+    components, the signal-token ids and the weights' checksum) and ``model.safetensors`` (the
+    trained tensors). Each file is replaced atomically, the weights first."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    weights_path = directory / WEIGHTS_NAME
+    tmp = weights_path.with_name(f".{WEIGHTS_NAME}.{os.getpid()}.tmp")
+    try:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
+        checksum = file_sha256(tmp)
+        os.replace(tmp, weights_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     modalities = config.modalities
     meta = {
         "format_version": FORMAT_VERSION,
+        "weights_sha256": checksum,
         "architecture": "NextGPTModel",
         "config": config.model_dump(mode="json"),
         "signal_tokens": signal_tokens,
@@ -82,8 +149,7 @@ def write_pretrained(
         },
         "licences": licences or {},
     }
-    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, default=str))
-    save_file({k: v.contiguous() for k, v in state.items()}, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
+    replace_atomically(directory / CONFIG_NAME, json.dumps(meta, indent=2, default=str).encode("utf-8"))
     return directory
 
 

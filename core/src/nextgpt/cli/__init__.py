@@ -56,8 +56,25 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
 
 
+def _one_line_warnings() -> None:
+    """Print nextgpt's own warnings as one ``warning: ...`` line (no source location)."""
+    import warnings
+
+    from nextgpt.errors import NextGPTWarning
+
+    default = warnings.formatwarning
+
+    def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, NextGPTWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_library_warnings()
+    _one_line_warnings()
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -67,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handlers[args.command](args)
     except NextGPTError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file-system problem nothing below turned into a NextGPTError
+        from nextgpt.files import describe_os_error
+
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
 
 

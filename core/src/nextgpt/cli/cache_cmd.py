@@ -14,6 +14,13 @@ def add(parser: argparse.ArgumentParser):
     return run
 
 
+def _check_batch_size(value: int) -> None:
+    from nextgpt.errors import ConfigError
+
+    if value <= 0:
+        raise ConfigError(f"--batch-size: expected a positive number, got {value}")
+
+
 def run(args: argparse.Namespace) -> int:
     from nextgpt.errors import ConfigError
     from nextgpt.training.cache import fill_caches
@@ -21,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from nextgpt.training.datamodule import NextGPTDataModule
     from nextgpt.training.module import NextGPTLightningModule
 
+    _check_batch_size(args.batch_size)
     config = parse_config(args.config)
     model_args = {k: v for k, v in vars(config.model).items() if not k.startswith("_")}
     if args.cache_dir:
@@ -35,5 +43,6 @@ def run(args: argparse.Namespace) -> int:
     datamodule.setup("fit")
     datasets = [d for d in (datamodule.train_set, datamodule.val_set) if d is not None]
     counts = fill_caches(module, datasets, args.batch_size)
-    print(f"cache {model_args['cache_dir']}: {counts['computed']} computed, {counts['cached']} already cached")
+    skipped = f", {counts['skipped']} unreadable file(s) skipped" if counts["skipped"] else ""
+    print(f"cache {model_args['cache_dir']}: {counts['computed']} computed, {counts['cached']} already cached{skipped}")
     return 0

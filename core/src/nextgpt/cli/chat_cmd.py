@@ -73,6 +73,14 @@ def load_model(args: argparse.Namespace):
     return NextGPTModel.from_pretrained(args.model or args.preset or "tiny")
 
 
+def check_output_folder(out: str) -> None:
+    """Refuse an ``--out`` that cannot be written (a file, under a file, read-only) before the
+    model is loaded, instead of after an answer was generated."""
+    from nextgpt.files import check_writable_folder
+
+    check_writable_folder(Path(out), "--out folder")
+
+
 def user_message(text: str, attachments: list[tuple[str, str]]) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"type": modality, "path": path} for modality, path in attachments]
     if text:
@@ -87,6 +95,7 @@ def print_answer(output, stream: TextIO) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_folder(args.out)
     model = load_model(args)
     attachments = [(m, f) for m, f in args.media]
     for name in installed_modalities():

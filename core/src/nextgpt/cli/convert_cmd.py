@@ -17,6 +17,7 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument(
         "--decoder", action="append", default=[], metavar="MODALITY=SOURCE", help="override a decoder's weights"
     )
+    parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it already holds files")
     return run
 
 
@@ -29,6 +30,15 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise ConfigError(f"--decoder {item!r}: expected MODALITY=SOURCE")
         decoders[modality] = source
-    out = convert_legacy(args.checkpoint, args.vicuna, args.imagebind, args.out, args.merge_lora, args.dtype, decoders)
+    out = convert_legacy(
+        args.checkpoint,
+        args.vicuna,
+        args.imagebind,
+        args.out,
+        args.merge_lora,
+        args.dtype,
+        decoders,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {out}; load it with NextGPTModel.from_pretrained({str(out)!r}) or `nextgpt chat --model {out}`")
     return 0

@@ -10,12 +10,15 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument("checkpoint", help="a .ckpt written by nextgpt fit")
     parser.add_argument("directory", help="the folder to write (config.json + model.safetensors)")
     parser.add_argument("--model", default=None, help="replace the checkpoint's model source (preset or folder)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="write into DIRECTORY even if it already holds files (replacing them)"
+    )
     return run
 
 
 def run(args: argparse.Namespace) -> int:
     from nextgpt.training.export import export_checkpoint
 
-    out = export_checkpoint(args.checkpoint, args.directory, model=args.model)
+    out = export_checkpoint(args.checkpoint, args.directory, model=args.model, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0

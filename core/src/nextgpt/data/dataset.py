@@ -36,10 +36,23 @@ class Sample:
 
 
 @dataclass
+class UnreadableSample:
+    """What the dataset returns for a record whose media cannot be read at load time, under
+    ``on_bad_record="skip"``: the batch leaves it out and the data module reports it."""
+
+    bad: BadRecord
+
+
+@dataclass
 class SampleBatch:
     """A batch of samples of any mix of modalities (the DataLoader's output)."""
 
     samples: list[Sample]
+    skipped: list[BadRecord] = field(default_factory=list)
+    """Records of this batch left out because their media could not be read."""
+    on_bad_record: OnBadRecord = "error"
+    """What the training step does with media it cannot read itself (a feature-cache miss):
+    the data module sets its own policy; ``error`` by default."""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -58,11 +71,19 @@ class SampleBatch:
         return out
 
 
-def collate_samples(samples: Sequence[Sample]) -> SampleBatch:
-    """The DataLoader collate: keeps samples of every modality together (mixed batches). The
-    tokenising, media encoding and padding happen in the training step (`pad_packed`), where
-    the model is."""
-    return SampleBatch(list(samples))
+def collate_samples(samples: Sequence[Sample | UnreadableSample]) -> SampleBatch:
+    """The DataLoader collate: keeps samples of every modality together (mixed batches), and
+    records left out as unreadable in ``skipped``. The tokenising, media encoding and padding
+    happen in the training step (`pad_packed`), where the model is."""
+    return SampleBatch(
+        [s for s in samples if isinstance(s, Sample)], [s.bad for s in samples if isinstance(s, UnreadableSample)]
+    )
+
+
+def bad_record(source: str, reason: str) -> BadRecord:
+    """A `BadRecord` for the record at ``source`` (``file:index``)."""
+    file, _, index = source.rpartition(":")
+    return BadRecord(file=file or source, index=int(index) if index.isdigit() else -1, reason=reason)
 
 
 class NextGPTDataset(Dataset):
@@ -88,6 +109,7 @@ class NextGPTDataset(Dataset):
         load_outputs: bool = False,
     ) -> None:
         self.specs = dict(specs)
+        self.on_bad_record = on_bad_record
         self.load_media, self.content_keys, self.load_outputs = load_media, content_keys, load_outputs
         self.records: list[SampleRecord] = []
         self.bad_records: list[BadRecord] = []
@@ -99,8 +121,18 @@ class NextGPTDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> Sample:
-        record = self.records[index]
+    def __getitem__(self, index: int) -> Sample | UnreadableSample:
+        """The record's sample with its media loaded. A file that cannot be read raises a
+        `MediaError` naming it and the record, or with ``on_bad_record="skip"`` gives an
+        `UnreadableSample` (the batch leaves it out; the data module reports it)."""
+        try:
+            return self._load(self.records[index])
+        except MediaError as exc:
+            if self.on_bad_record == "error":
+                raise
+            return UnreadableSample(bad_record(self.records[index].source, str(exc)))
+
+    def _load(self, record: SampleRecord) -> Sample:
         media, keys = [], []
         for ref in record.inputs:
             try:
@@ -123,6 +155,8 @@ class NextGPTDataset(Dataset):
                     outputs[modality] = self.specs[modality].load(ref.path)
                 except MediaError as exc:
                     raise MediaError(ref.path, f"{exc.reason} (record {record.source})") from exc
+                except OSError as exc:
+                    raise MediaError(ref.path, f"cannot read: {exc} (record {record.source})") from exc
         return Sample(
             turns=list(record.turns),
             media=media,

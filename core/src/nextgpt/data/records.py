@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nextgpt.config import StrictModel, format_validation_error
 from nextgpt.errors import ConfigError
+from nextgpt.files import file_problem
 from nextgpt.interfaces import ModalitySpec
 from nextgpt.templates import Turn
 
@@ -213,14 +214,19 @@ def inline_tag_pattern(specs: Mapping[str, ModalitySpec]) -> re.Pattern[str]:
 def safe_media_path(root: Path, name: str, spec: ModalitySpec, check_exists: bool) -> Path:
     """``root / name`` resolved; raises ValueError if it escapes ``root``, has a suffix the
     modality cannot load, or (with ``check_exists``) does not exist."""
-    root = root.resolve()
-    path = (root / name).resolve()
+    try:
+        root = root.resolve()
+        path = (root / name).resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop (RuntimeError before Python 3.13)
+        raise ValueError(f"media path {name!r} cannot be resolved: {exc}") from exc
     if not path.is_relative_to(root):
         raise ValueError(f"media path {name!r} escapes the dataset root {str(root)!r}")
     if path.suffix.lower() not in spec.extensions:
         raise ValueError(f"media path {name!r}: not a {spec.name} file (expected {', '.join(spec.extensions)})")
-    if check_exists and not path.is_file():
-        raise ValueError(f"media file {str(path)!r} does not exist")
+    if check_exists:
+        problem = file_problem(path, spec.name)
+        if problem is not None:
+            raise ValueError(f"media file {str(path)!r}: {problem}")
     return path
 
 
@@ -311,10 +317,7 @@ def read_records(
     count, and the bad records are returned.
     """
     path = Path(source.path).expanduser()
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the data file: {exc}") from exc
+    raw = read_json_file(path, "data file")
     if not isinstance(raw, list):
         raise DataError(f"{path}: expected a JSON list of records, got {type(raw).__name__}")
     root = Path(source.root).expanduser() if source.root else path.parent
@@ -342,6 +345,26 @@ def read_records(
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         warnings.warn(f"{path}: skipped {len(bad)} bad record(s) of {len(raw)}: {shown}{more}", stacklevel=2)
     return samples, bad
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON content of ``path`` (UTF-8, a byte-order mark allowed); a `DataError` naming the
+    file says why it cannot be read: missing, a folder, unreadable, not UTF-8, not JSON."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}, line {line})"
+        ) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: the {what} is not valid JSON: {exc}") from exc
 
 
 def _bad(path: Path, index: int, reason: str, on_bad_record: OnBadRecord) -> BadRecord:

@@ -9,6 +9,7 @@ import torch
 
 from nextgpt.config import LoraSettings
 from nextgpt.errors import ConfigError
+from nextgpt.files import check_new_folder, file_problem
 from nextgpt.legacy.checkpoint import (
     RELEASED_PROJECTORS,
     check_keys,
@@ -29,12 +30,17 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Load ``pytorch_model.pt`` (a pickled dict of tensors; read with weights_only) or a
     safetensors file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint file not found")
+    problem = file_problem(path)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a readable safetensors file (truncated or corrupt): {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
@@ -53,6 +59,7 @@ def convert_legacy(
     dtype: str | None = None,
     decoders: Mapping[str, str] | None = None,
     registry: PluginRegistry | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a model folder for the release checkpoint.
 
@@ -65,6 +72,7 @@ def convert_legacy(
             LLM under ``out/llm``; otherwise LoRA stays separate and ``vicuna`` is referenced.
         dtype: ``float16`` / ``float32`` / ``bfloat16``; default keeps the checkpoint's.
         decoders: per-modality decoder sources overriding the release's hub ids.
+        overwrite: write into ``out`` even if it already holds files (otherwise refused).
 
     Raises:
         ConfigError: any missing, unused or mis-shaped key (all listed by name), or a Vicuna
@@ -73,6 +81,7 @@ def convert_legacy(
     from transformers import AutoTokenizer
 
     registry = registry or default_registry()
+    check_new_folder(Path(out), overwrite)
     state = normalise_keys(read_checkpoint(checkpoint))
     shape = infer_shape(state)
     check_keys(state, shape)

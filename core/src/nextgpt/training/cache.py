@@ -26,6 +26,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from nextgpt.errors import MediaError, SkippedRecordWarning
+
 IDENTITY_KEY = "nextgpt_cache_identity"
 
 
@@ -200,19 +202,27 @@ class ModelCaches:
 def fill_caches(module: Any, datasets: Iterable[Any], batch_size: int = 16) -> dict[str, int]:
     """Compute every missing feature and caption embedding of ``datasets`` (`NextGPTDataset`s)
     into ``module.caches`` (a `NextGPTLightningModule` with ``cache_dir``). Returns counts of
-    ``computed`` and ``cached`` (already there) entries."""
+    ``computed``, ``cached`` (already there) and ``skipped`` entries (media files that cannot be
+    read, each named in a warning; training applies its ``on_bad_record`` when it meets them)."""
     if module.caches is None:
         raise ValueError("fill_caches: the module has no cache_dir")
-    counts = {"computed": 0, "cached": 0}
+    counts = {"computed": 0, "cached": 0, "skipped": 0}
     pending: dict[str, list[tuple[Any, str]]] = {}
     captions: dict[str, list[str]] = {}
 
     def run_features(modality: str) -> None:
-        entries = pending.pop(modality, [])
-        if entries:
-            items = [module.model.specs[modality].load(path) for path, _ in entries]
-            module.media_features(modality, items, [key for _, key in entries])
-            counts["computed"] += len(entries)
+        items, keys = [], []
+        for path, key in pending.pop(modality, []):
+            try:
+                items.append(module.model.specs[modality].load(path))
+            except (MediaError, OSError) as exc:  # training meets the file again and applies on_bad_record
+                counts["skipped"] += 1
+                warnings.warn(f"cache: skipped {exc}", SkippedRecordWarning, stacklevel=2)
+                continue
+            keys.append(key)
+        if items:
+            module.media_features(modality, items, keys)
+            counts["computed"] += len(items)
 
     def run_targets(modality: str) -> None:
         batch = captions.pop(modality, [])
@@ -226,7 +236,14 @@ def fill_caches(module: Any, datasets: Iterable[Any], batch_size: int = 16) -> d
                 cache = module.caches.features.get(ref.modality)
                 if cache is None:
                     continue
-                key = file_key(ref.path)
+                try:
+                    key = file_key(ref.path)
+                except OSError as exc:
+                    counts["skipped"] += 1
+                    warnings.warn(
+                        f"cache: skipped {ref.path}: {exc.strerror or exc}", SkippedRecordWarning, stacklevel=2
+                    )
+                    continue
                 if key in cache or any(k == key for _, k in pending.get(ref.modality, [])):
                     counts["cached"] += 1
                     continue

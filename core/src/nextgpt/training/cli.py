@@ -5,16 +5,31 @@ Config files are flat (``seed_everything``, ``trainer``, ``model``, ``data``), a
 strategy (ddp, fsdp, deepspeed), devices, nodes, accumulation and gradient clipping are
 Lightning's own ``trainer`` settings. The logger defaults to TensorBoard when it is installed,
 else CSV; the progress bar is on.
+
+What ``nextgpt fit`` adds to Lightning's own behaviour, so that nothing runs that should not and
+nothing is lost:
+
+* checkpoints are always read with ``weights_only=True`` (``--weights_only false`` is refused:
+  it would let a crafted checkpoint run code);
+* a fresh run (no ``--ckpt_path``) refuses a checkpoint folder that already holds checkpoints of
+  an earlier run, unless ``--overwrite true``;
+* Ctrl-C or an exception saves ``interrupted.ckpt`` at the step reached
+  (`nextgpt.training.interrupt.InterruptCheckpoint`), and ``--ckpt_path last`` resumes from it
+  when it is the newest checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from nextgpt.errors import ConfigError
 from nextgpt.training.datamodule import NextGPTDataModule
+from nextgpt.training.interrupt import InterruptCheckpoint
 from nextgpt.training.module import NextGPTLightningModule
 
 
@@ -45,9 +60,59 @@ class NextGPTCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="start afresh even if the checkpoint folder holds checkpoints of an earlier run (may replace them)",
+        )
         parser.link_arguments("model.plugins", "data.plugins")
         parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
         parser.link_arguments("model.diffusion_loss_weight", "data.load_outputs", compute_fn=_is_positive)
+
+    def before_fit(self) -> None:
+        """Refuse unsafe or destructive settings and add the interrupt checkpoint (see the module
+        docstring); runs after the classes are built and before anything is trained."""
+        settings = self.config_init[self.subcommand]
+        if settings.get("weights_only") is False:
+            raise ConfigError(
+                "--weights_only false: refused; loading a checkpoint that way runs any code stored in it. "
+                "nextgpt checkpoints hold only tensors and plain data and load with weights_only=True"
+            )
+        settings["weights_only"] = True
+        folders = checkpoint_folders(self.trainer)
+        interrupt = InterruptCheckpoint(folders[0] if folders else None)
+        if not any(isinstance(c, InterruptCheckpoint) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(interrupt)
+        ckpt_path = settings.get("ckpt_path")
+        if ckpt_path is None and not settings.get("overwrite"):
+            for folder in folders:
+                found = sorted(p.name for p in folder.glob("*.ckpt"))
+                if found:
+                    shown = ", ".join(found[:4]) + (" ..." if len(found) > 4 else "")
+                    raise ConfigError(
+                        f"{folder}: holds checkpoints of an earlier run ({shown}); resume it with --ckpt_path last, "
+                        "or start afresh with --overwrite true (files of the same name are then replaced)"
+                    )
+        if ckpt_path == "last":
+            settings["ckpt_path"] = newest_last_checkpoint(interrupt.checkpoint_path(self.trainer), folders) or "last"
+
+
+def checkpoint_folders(trainer: Any) -> list[Path]:
+    """The folders the trainer's ModelCheckpoint callbacks are configured to write into (those
+    without a ``dirpath`` write into a new versioned folder of the logger: never a clash)."""
+    return [Path(c.dirpath) for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.dirpath]
+
+
+def newest_last_checkpoint(interrupted: Path, folders: Sequence[Path]) -> str | None:
+    """``interrupted`` when it is newer than every ``last*.ckpt`` of ``folders``, else None (then
+    Lightning's own ``last`` applies)."""
+    if not interrupted.is_file():
+        return None
+    lasts = [p for folder in folders for p in folder.glob("last*.ckpt")]
+    if all(p.stat().st_mtime <= interrupted.stat().st_mtime for p in lasts):
+        return str(interrupted)
+    return None
 
 
 def _is_set(value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from lightning.pytorch import LightningDataModule
@@ -15,8 +16,8 @@ from nextgpt.data.dataset import (
     SampleBatch,
     collate_samples,
 )
-from nextgpt.data.records import DatasetSource
-from nextgpt.errors import ConfigError
+from nextgpt.data.records import BadRecord, DatasetSource
+from nextgpt.errors import ConfigError, SkippedRecordWarning
 
 
 class NextGPTDataModule(LightningDataModule):
@@ -28,7 +29,10 @@ class NextGPTDataModule(LightningDataModule):
         val: validation files, same form (optional).
         batch_size: samples per step and device.
         num_workers: DataLoader workers (media are read in them).
-        on_bad_record: ``skip`` (warn with file, index and a count) or ``error``.
+        on_bad_record: ``skip`` (warn with file, index and a count) or ``error``. Applies to
+            problems found when the files are read (a bad record) and to media that fail to
+            decode when a batch is made (a truncated video, an empty sound): a skipped sample
+            is reported with its file and index and the run goes on.
         shuffle, seed: the order of each epoch is fixed by ``seed`` and the epoch number, so a
             resumed run sees what the uninterrupted one saw.
         plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
@@ -53,7 +57,15 @@ class NextGPTDataModule(LightningDataModule):
         load_outputs: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ConfigError(f"data.batch_size: expected a positive number of samples, got {batch_size!r}")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ConfigError(f"data.num_workers: expected 0 or more, got {num_workers!r}")
+        if on_bad_record not in ("skip", "error"):
+            raise ConfigError(f"data.on_bad_record: expected 'skip' or 'error', got {on_bad_record!r}")
         self.save_hyperparameters()
+        self.skipped: list[BadRecord] = []
+        """Samples left out of batches because their media could not be decoded."""
         self.train_sources = [validate_model(DatasetSource, s, f"data.train[{i}]") for i, s in enumerate(train)]
         self.val_sources = [validate_model(DatasetSource, s, f"data.val[{i}]") for i, s in enumerate(val or [])]
         if not self.train_sources:
@@ -110,13 +122,26 @@ class NextGPTDataModule(LightningDataModule):
         return self._train_loader
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # counts the batches the training step receives, for mid-epoch resumption
         trainer = self.trainer
-        if isinstance(batch, SampleBatch) and trainer is not None and trainer.training:
-            loader = trainer.train_dataloader
-            if isinstance(loader, ResumableDataLoader):
-                loader.mark_consumed()
+        if isinstance(batch, SampleBatch):
+            batch.on_bad_record = self.hparams.on_bad_record
+            self.report_skipped(batch.skipped)
+            # counts the batches the training step receives, for mid-epoch resumption
+            if trainer is not None and trainer.training:
+                loader = trainer.train_dataloader
+                if isinstance(loader, ResumableDataLoader):
+                    loader.mark_consumed()
         return batch
+
+    def report_skipped(self, bad: list[BadRecord]) -> None:
+        """Warn about each sample left out of a batch (file, index, reason) with the running count."""
+        for record in bad:
+            self.skipped.append(record)
+            warnings.warn(
+                f"skipped {record} (on_bad_record: skip; {len(self.skipped)} skipped so far)",
+                SkippedRecordWarning,
+                stacklevel=2,
+            )
 
     def val_dataloader(self) -> Any:
         return self._loader(self.val_set, False) if self.val_set is not None else []

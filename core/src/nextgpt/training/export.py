@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import torch
 
 from nextgpt.errors import ConfigError
+from nextgpt.files import check_new_folder, file_problem
 from nextgpt.training.module import CHECKPOINT_KEY, NextGPTLightningModule
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint with ``weights_only=True``: tensors and plain data only, so a
+    crafted file cannot run code; anything else in it is refused with an error naming it."""
     path = Path(path)
+    problem = file_problem(path)
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ConfigError(f"{path}: cannot read the checkpoint: {exc}") from exc
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{path}: refused: the checkpoint holds objects other than tensors and plain data, which could run "
+            f"code when loaded (nextgpt loads checkpoints with weights_only=True): {first}"
+        ) from exc
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the checkpoint (truncated or not a checkpoint): {exc}") from exc
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise ConfigError(f"{path}: not a NextGPTLightningModule checkpoint")
     return checkpoint
@@ -36,7 +49,13 @@ def module_from_checkpoint(path: str | Path, model: str | None = None) -> NextGP
     return module
 
 
-def export_checkpoint(path: str | Path, directory: str | Path, model: str | None = None) -> Path:
-    """Write ``directory`` (config.json + model.safetensors) from a training checkpoint."""
+def export_checkpoint(
+    path: str | Path, directory: str | Path, model: str | None = None, overwrite: bool = False
+) -> Path:
+    """Write ``directory`` (config.json + model.safetensors) from a training checkpoint.
+
+    ``directory`` must be new or empty unless ``overwrite``: an earlier export is never
+    replaced unasked."""
+    check_new_folder(Path(directory), overwrite)
     module = module_from_checkpoint(path, model)
     return module.model.save_pretrained(directory)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from nextgpt.data.collate import PaddedBatch, pad_packed
 from nextgpt.data.dataset import SampleBatch
-from nextgpt.errors import ConfigError
+from nextgpt.errors import ConfigError, MediaError, NextGPTError, NextGPTWarning, SkippedRecordWarning
 from nextgpt.llm import base_model, signal_row_parameters
 from nextgpt.templates import Turn
 from nextgpt.training.losses import LossTerms, alignment_loss, lm_loss
@@ -47,6 +48,19 @@ STAGE_DEFAULTS: dict[int, dict[str, bool]] = {
     3: {"input_projectors": True, "output_projectors": True, "signal_rows": False, "lora": True},
 }
 CHECKPOINT_KEY = "nextgpt"
+
+
+class NonFiniteTrainingError(NextGPTError, FloatingPointError):
+    """The loss, or a trained weight after an optimizer step, is NaN or infinite; the message
+    names the batch's records (``file:index``)."""
+
+
+def _check_settings(**settings: tuple[Any, bool, str]) -> None:
+    """Raise `ConfigError` for the first ``name=(value, ok, expected)`` that is not ok, before
+    anything is built."""
+    for name, (value, ok, expected) in settings.items():
+        if not ok:
+            raise ConfigError(f"model.{name}: expected {expected}, got {value!r}")
 
 
 class NextGPTLightningModule(LightningModule):
@@ -82,6 +96,16 @@ class NextGPTLightningModule(LightningModule):
             output media (``generate`` pairs, inline output files).
         min_snr_gamma: min-SNR weighting of the noise-prediction loss (5 for images in the
             2024 rewrite); None: plain mean.
+        schedule_steps: the length of the learning-rate schedule in optimizer steps. None: the
+            trainer's planned steps on a fresh run (``max_steps``, or epochs x batches), and the
+            length saved in the checkpoint on a resumed one, so a resumed run follows the
+            schedule the interrupted one was on even if ``max_steps`` changed. Set it to change
+            the schedule's length on resume (an explicit choice: the run then differs from an
+            uninterrupted one).
+
+    Training stops with a `NonFiniteTrainingError` naming the batch's records (``file:index``)
+    when the loss is NaN or infinite, or when an optimizer step made a trained weight so;
+    nothing is trained on that batch, and no checkpoint of non-finite weights is written.
     """
 
     def __init__(
@@ -110,10 +134,24 @@ class NextGPTLightningModule(LightningModule):
         cache_write: bool = True,
         diffusion_loss_weight: float = 0.0,
         min_snr_gamma: float | None = None,
+        schedule_steps: int | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
             raise ConfigError(f"model.stage: expected 1, 2 or 3, got {stage!r}")
+        _check_settings(
+            lr=(lr, lr > 0, "a positive number"),
+            betas=(betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
+            weight_decay=(weight_decay, weight_decay >= 0, "0 or more"),
+            warmup_steps=(warmup_steps, warmup_steps is None or warmup_steps >= 0, "0 or more"),
+            warmup_ratio=(warmup_ratio, 0 <= warmup_ratio <= 1, "a number in [0, 1]"),
+            min_warmup_steps=(min_warmup_steps, min_warmup_steps >= 0, "0 or more"),
+            max_length=(max_length, max_length > 0, "a positive number of positions"),
+            target_cache_size=(target_cache_size, target_cache_size >= 0, "0 or more"),
+            diffusion_loss_weight=(diffusion_loss_weight, diffusion_loss_weight >= 0, "0 or more"),
+            min_snr_gamma=(min_snr_gamma, min_snr_gamma is None or min_snr_gamma > 0, "a positive number"),
+            schedule_steps=(schedule_steps, schedule_steps is None or schedule_steps > 0, "a positive number"),
+        )
         self.save_hyperparameters()
         overrides = {
             "input_projectors": train_input_projectors,
@@ -125,6 +163,13 @@ class NextGPTLightningModule(LightningModule):
         self.model: Any = None
         self.caches: Any = None
         self._targets: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._saved_schedule: dict[str, int] | None = None
+        self._schedule: dict[str, int] | None = None
+        self._step_sources: list[str] = []
+        self.in_optimizer_step = False
+        """True while an optimizer step is changing the weights (a checkpoint then would be torn)."""
+        self.skipped: list[str] = []
+        """Samples left out by the training step itself (a feature-cache miss it could not read)."""
 
     # -- building ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -236,6 +281,42 @@ class NextGPTLightningModule(LightningModule):
                 turn = Turn(role=turn.role, text=self._output_pattern.sub(lambda m: self._runs[m.group(0)], turn.text))
             out.append(turn)
         return out
+
+    def load_cache_misses(self, batch: SampleBatch) -> None:
+        """With a feature cache, read the media files the cache does not hold. A file that cannot
+        be read raises a `MediaError` naming it and its record, or with
+        ``batch.on_bad_record == "skip"`` leaves its sample out of the batch with a warning."""
+        if self.caches is None:
+            return
+        kept = []
+        for sample in batch.samples:
+            try:
+                for j, (modality, item) in enumerate(sample.media):
+                    cache = self.caches.features.get(modality)
+                    key = sample.media_keys[j] if sample.media_keys else None
+                    if item is None and cache is not None and (key is None or key not in cache):
+                        sample.media[j] = (modality, self._read_media(modality, sample.media_paths[j], sample.source))
+            except MediaError as exc:
+                if batch.on_bad_record != "skip":
+                    raise
+                self.skipped.append(sample.source)
+                warnings.warn(
+                    f"skipped {sample.source}: {exc} (on_bad_record: skip; {len(self.skipped)} skipped by the "
+                    "training step so far)",
+                    SkippedRecordWarning,
+                    stacklevel=2,
+                )
+                continue
+            kept.append(sample)
+        batch.samples = kept
+
+    def _read_media(self, modality: str, path: Path, source: str) -> Any:
+        try:
+            return self.model.specs[modality].load(path)
+        except MediaError as exc:
+            raise MediaError(path, f"{exc.reason} (record {source})") from exc
+        except OSError as exc:
+            raise MediaError(path, f"cannot read: {exc.strerror or exc} (record {source})") from exc
 
     def prepare(self, batch: SampleBatch) -> PaddedBatch:
         """Encode the batch's media (one call per modality, any mix) and pack and pad it."""
@@ -369,8 +450,20 @@ class NextGPTLightningModule(LightningModule):
         weights = {m: float(model.modality_configs[m].loss_weight) for m in modalities}
         return LossTerms(lm=lm, align=align, weights=weights, diffusion=diffusion, diffusion_weight=weight)
 
-    def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor | None:
+        self.load_cache_misses(batch)
+        if len(batch) == 0:
+            return None  # every sample of the batch was unreadable and skipped: no step
+        sources = [s.source for s in batch.samples]
+        self._step_sources.extend(sources)
         terms = self.compute_losses(batch)
+        if not bool(torch.isfinite(terms.total.detach())):
+            parts = ", ".join(f"{k.removeprefix('train/')}={float(v):.4g}" for k, v in terms.as_logs("train/").items())
+            raise NonFiniteTrainingError(
+                f"the loss is not finite at step {self.global_step} ({parts}); the batch's records: "
+                f"{', '.join(sources)}. Nothing was trained on this batch and no checkpoint of it is written; "
+                "check these records' media, or lower the learning rate"
+            )
         logs = terms.as_logs("train/")
         # Lightning re-logs a step metric's last value in steps that do not log it: a modality
         # absent from this batch is logged as NaN rather than as a stale number.
@@ -383,7 +476,10 @@ class NextGPTLightningModule(LightningModule):
         self.log("train/loss", logs["train/loss"], on_step=True, prog_bar=True, batch_size=len(batch))
         return terms.total
 
-    def validation_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor | None:
+        self.load_cache_misses(batch)
+        if len(batch) == 0:
+            return None
         terms = self.compute_losses(batch)
         self.log_dict(terms.as_logs("val/"), on_epoch=True, batch_size=len(batch), sync_dist=True)
         return terms.total
@@ -416,13 +512,44 @@ class NextGPTLightningModule(LightningModule):
             return int(hp.warmup_steps)
         return min(total, max(hp.min_warmup_steps, int(hp.warmup_ratio * total)))
 
+    def schedule_length(self) -> tuple[int, int]:
+        """``(total, warmup)`` optimizer steps of the learning-rate schedule: ``schedule_steps``
+        if set; else, resuming, the checkpoint's; else the trainer's planned steps."""
+        hp = self.hparams
+        planned = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        saved = self._saved_schedule
+        if hp.schedule_steps is not None:
+            total = int(hp.schedule_steps)
+            warmup = self.warmup(total)
+            if saved is not None and saved["total_steps"] != total:
+                warnings.warn(
+                    f"resuming with model.schedule_steps={total}: the learning-rate schedule changes from the "
+                    f"checkpoint's {saved['total_steps']} steps, so this run differs from an uninterrupted one",
+                    NextGPTWarning,
+                    stacklevel=2,
+                )
+            return total, warmup
+        if saved is not None:
+            total, warmup = saved["total_steps"], saved["warmup_steps"]
+            if planned != total:
+                warnings.warn(
+                    f"resuming: the learning-rate schedule keeps the checkpoint's length of {total} steps while the "
+                    f"trainer now plans {planned}; after step {total} the rate stays at the schedule's end value "
+                    f"({'0' if hp.schedule in ('linear', 'cosine') else 'the base rate'}). To stretch the schedule "
+                    f"instead, pass --model.schedule_steps {planned}",
+                    NextGPTWarning,
+                    stacklevel=2,
+                )
+            return total, warmup
+        return planned, self.warmup(planned)
+
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
         optimizer = torch.optim.AdamW(
             self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        warmup = self.warmup(total)
+        total, warmup = self.schedule_length()
+        self._schedule = {"total_steps": total, "warmup_steps": warmup}
         schedule = hp.schedule
 
         def factor(step: int) -> float:
@@ -435,6 +562,30 @@ class NextGPTLightningModule(LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's step, then a check that every trained weight is still finite."""
+        self.in_optimizer_step = True
+        super().optimizer_step(*args, **kwargs)
+        self.in_optimizer_step = False
+        sources, self._step_sources = self._step_sources, []
+        bad = self.non_finite_parameters()
+        if bad:
+            raise NonFiniteTrainingError(
+                f"the optimizer step {self.global_step} made trained weights NaN or infinite ({', '.join(bad[:5])}); "
+                f"the batch's records: {', '.join(sources)}. No checkpoint of these weights is written; lower the "
+                "learning rate or check these records"
+            )
+
+    def non_finite_parameters(self) -> list[str]:
+        """Names of the trained parameters holding NaN or infinite values."""
+        if self.model is None:
+            return []
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if not named:
+            return []
+        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).tolist()
+        return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
 
     # -- checkpoints: trainable parameters only -----------------------------------------------------
     def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:  # type: ignore[override]
@@ -463,6 +614,7 @@ class NextGPTLightningModule(LightningModule):
             "model_config": self.model.config.model_dump(mode="json"),
             "signal_token_ids": self.model.signal_ids,
             "trainable_groups": dict(self.trainable_groups),
+            "schedule": self._schedule,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -475,3 +627,6 @@ class NextGPTLightningModule(LightningModule):
                 f"checkpoint: signal token ids {meta.get('signal_token_ids')} differ from the model's "
                 f"{self.model.signal_ids}"
             )
+        schedule = meta.get("schedule")
+        if isinstance(schedule, dict) and {"total_steps", "warmup_steps"} <= set(schedule):
+            self._saved_schedule = {k: int(schedule[k]) for k in ("total_steps", "warmup_steps")}

@@ -4,7 +4,7 @@
 (``v x y z`` lines) or NPY (an ``[N, 3]`` array) file into a `PointCloud`, centred on its
 centroid and scaled into the unit sphere. Every kind of bad input (missing, empty, truncated or
 garbled file, content that is not what the suffix says, a wrong array shape, no points,
-non-finite coordinates) is a `nextgpt.errors.MediaError` naming the file.
+non-finite coordinates, a folder or an unreadable file) is a `nextgpt.errors.MediaError` naming the file.
 
 `save_3d` writes a `Mesh` (vertices, triangles, optional vertex colours) or a `PointCloud` as an
 ASCII PLY file, the format MeshLab, Blender, Open3D and trimesh all read.
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from nextgpt.errors import MediaError
+from nextgpt.files import check_media_file
 
 EXTENSIONS: tuple[str, ...] = (".ply", ".obj", ".npy")
 """Suffixes `load_3d` accepts (lower case)."""
@@ -318,15 +319,12 @@ def load_3d(path: str | Path) -> PointCloud:
             not one of `EXTENSIONS`.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _READERS:
-        raise MediaError(path, f"unsupported 3D suffix {suffix or '(none)'!r}; expected one of {EXTENSIONS}")
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    data = path.read_bytes()
-    if not data:
-        raise MediaError(path, "file is empty")
-    points = _READERS[suffix](path, data)
+    check_media_file(path, EXTENSIONS, "3D")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise MediaError(path, f"cannot read: {exc.strerror or exc}") from exc
+    points = _READERS[path.suffix.lower()](path, data)
     if len(points) == 0:
         raise MediaError(path, "no points (zero vertices)")
     if not np.isfinite(points).all():

@@ -2,8 +2,9 @@
 
 `load_audio` returns an `AudioClip` (float32 waveform ``[channels, samples]`` and its sample
 rate) and turns every kind of bad input (missing, empty, truncated, mislabelled file,
-unsupported suffix) into a `nextgpt.errors.MediaError` naming the file. `save_audio` writes
-16-bit PCM WAV, which every tool reads.
+unsupported suffix, a folder or an unreadable file, NaN or infinite samples in a float file)
+into a `nextgpt.errors.MediaError` naming the file. `save_audio` writes 16-bit PCM WAV, which
+every tool reads.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from nextgpt.errors import MediaError
+from nextgpt.files import check_media_file
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
 """Suffixes `load_audio` accepts (lower case)."""
@@ -60,20 +62,6 @@ class AudioClip:
         return self.waveform.shape[1] / self.sample_rate
 
 
-def _check_file(path: Path) -> None:
-    """Reject an unsupported suffix, a missing file and an empty file before decoding."""
-    suffix = path.suffix.lower()
-    if suffix not in AUDIO_EXTENSIONS:
-        raise MediaError(
-            path,
-            f"unsupported audio suffix {suffix or '(none)'!r}; expected one of {AUDIO_EXTENSIONS}",
-        )
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "file is empty")
-
-
 def _riff_is_truncated(path: Path) -> bool:
     """Whether a RIFF/WAVE file is shorter than its header says.
 
@@ -97,16 +85,17 @@ def load_audio(path: str | Path) -> AudioClip:
         path: a ``.wav``, ``.flac`` or ``.ogg`` (Vorbis/Opus) file.
 
     Raises:
-        MediaError: naming the file, when it is missing, empty, truncated or corrupt, holds no
-            samples, is another format than its suffix says, or has an unsupported suffix.
+        MediaError: naming the file, when it is missing, empty, truncated or corrupt, a folder
+            or unreadable, holds no samples or NaN / infinite ones, is another format than its
+            suffix says, or has an unsupported suffix.
     """
     path = Path(path)
-    _check_file(path)
+    check_media_file(path, AUDIO_EXTENSIONS, "audio")
     suffix = path.suffix.lower()
     try:
         info = sf.info(str(path))
-    except Exception:  # libsndfile: "Format not recognised", "file is malformed"...
-        raise MediaError(path, "not a readable sound file (unknown, truncated or corrupt content)") from None
+    except Exception as exc:  # libsndfile: "Format not recognised", "file is malformed"...
+        raise MediaError(path, f"not a readable sound file (unknown, truncated or corrupt content): {exc}") from exc
     if info.format not in _FORMATS[suffix]:
         raise MediaError(
             path,
@@ -117,9 +106,15 @@ def load_audio(path: str | Path) -> AudioClip:
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
-        raise MediaError(path, f"truncated or corrupt sound file: {exc}") from None
+        raise MediaError(path, f"truncated or corrupt sound file: {exc}") from exc
     if data.shape[0] == 0:
         raise MediaError(path, "file holds no audio samples")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise MediaError(
+            path, f"{int(bad.sum())} sample(s) are NaN or infinite (the first at {first / int(sample_rate):.3f} s)"
+        )
     if info.frames > 0 and data.shape[0] < info.frames:
         raise MediaError(path, f"truncated sound file: {data.shape[0]} of {info.frames} samples readable")
     return AudioClip(waveform=np.ascontiguousarray(data.T), sample_rate=int(sample_rate))
@@ -135,7 +130,7 @@ def save_audio(clip: AudioClip, path: str | Path) -> Path:
 
     Raises:
         MediaError: when ``path`` has another suffix than ``.wav`` or ``clip`` is not an
-            `AudioClip`, or holds no samples.
+            `AudioClip`, or holds no samples or NaN / infinite ones.
     """
     path = Path(path)
     if path.suffix == "":
@@ -146,6 +141,8 @@ def save_audio(clip: AudioClip, path: str | Path) -> Path:
         raise MediaError(path, f"expected an AudioClip, got {type(clip).__name__}")
     if clip.waveform.shape[1] == 0:
         raise MediaError(path, "the clip holds no samples")
+    if not np.isfinite(clip.waveform).all():
+        raise MediaError(path, "the clip holds NaN or infinite samples; nothing written")
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = np.clip(clip.waveform, -1.0, 1.0).T
     sf.write(str(path), samples, clip.sample_rate, subtype="PCM_16", format="WAV")

@@ -2,7 +2,8 @@
 
 `load_video` decodes every frame of the first video stream into a `VideoClip` (uint8
 ``[T, H, W, 3]`` RGB frames and the frame rate) and turns every kind of bad input (missing,
-empty, truncated, mislabelled file, no video stream, unsupported suffix) into a
+empty, truncated, mislabelled file, no video stream, unsupported suffix, a folder or an
+unreadable file) into a
 `nextgpt.errors.MediaError` naming the file. `save_video` writes H.264 in MP4 (yuv420p,
 ``+faststart``), which browsers and standard players open.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import av
 import numpy as np
 from nextgpt.errors import MediaError
+from nextgpt.files import check_media_file
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".mov")
 """Suffixes `load_video` accepts (lower case)."""
@@ -54,20 +56,6 @@ class VideoClip:
         return self.num_frames / self.fps
 
 
-def _check_file(path: Path) -> None:
-    """Reject an unsupported suffix, a missing file and an empty file before decoding."""
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_EXTENSIONS:
-        raise MediaError(
-            path,
-            f"unsupported video suffix {suffix or '(none)'!r}; expected one of {VIDEO_EXTENSIONS}",
-        )
-    if not path.is_file():
-        raise MediaError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise MediaError(path, "file is empty")
-
-
 def _expected_frames(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream, fps: float
 ) -> int | None:
@@ -86,17 +74,18 @@ def load_video(path: str | Path) -> VideoClip:
         path: a ``.mp4``, ``.mov`` or ``.webm`` file.
 
     Raises:
-        MediaError: naming the file, when it is missing, empty, truncated or corrupt, has no
+        MediaError: naming the file, when it is missing, empty, truncated or corrupt, a folder
+            or unreadable, has no
             video stream or no decodable frame, is another container than its suffix says, or
             has an unsupported suffix.
     """
     path = Path(path)
-    _check_file(path)
+    check_media_file(path, VIDEO_EXTENSIONS, "video")
     suffix = path.suffix.lower()
     try:
         container = av.open(str(path), mode="r")
-    except Exception:  # av.error.InvalidDataError etc.; MP4 cut before its moov atom lands here
-        raise MediaError(path, "not a readable video (unknown, truncated or corrupt content)") from None
+    except Exception as exc:  # av.error.InvalidDataError etc.; MP4 cut before its moov atom lands here
+        raise MediaError(path, f"not a readable video (unknown, truncated or corrupt content): {exc}") from exc
     with container:
         demuxers = set(container.format.name.split(","))
         if not demuxers & set(_DEMUXERS[suffix]):
@@ -111,7 +100,7 @@ def load_video(path: str | Path) -> VideoClip:
         try:
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
         except Exception as exc:
-            raise MediaError(path, f"truncated or corrupt video: {exc}") from None
+            raise MediaError(path, f"truncated or corrupt video: {exc}") from exc
         if not frames:
             raise MediaError(path, "no decodable video frame (truncated or corrupt file)")
         if rate is None or rate <= 0:
@@ -169,6 +158,8 @@ def save_video(clip: VideoClip, path: str | Path, crf: int = 18, threads: int = 
                 frame.pts = index
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
+    except OSError as exc:  # PyAV's errors for a file it cannot create are OSErrors
+        raise MediaError(path, f"cannot write: {exc.strerror or exc}") from exc
     except Exception as exc:
-        raise MediaError(path, f"could not encode H.264 MP4: {exc}") from None
+        raise MediaError(path, f"could not encode H.264 MP4: {exc}") from exc
     return path
