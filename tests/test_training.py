@@ -419,7 +419,7 @@ def test_checkpoints_hold_trainable_state_and_resume_reproduces_the_run(tmp_path
         assert resumed == losses[resume_step:], (resume_step, losses, resumed)
 
     ckpt = tmp_path / "full" / "ckpt" / "step=4.ckpt"
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     trainable = module.model.trainable_state_dict()
     assert set(checkpoint["state_dict"]) == set(trainable)
     for key, value in trainable.items():
@@ -514,7 +514,7 @@ def test_fit_and_export_commands_run_a_tiny_config(tmp_path, monkeypatch, regist
         ]
     )
     assert handlers["fit"](args) == 0
-    assert torch.load(last, weights_only=False)["global_step"] == 3
+    assert torch.load(last, weights_only=True)["global_step"] == 3
     args = parser.parse_args(["export", str(last), "exported"])
     assert handlers["export"](args) == 0
     model = NextGPTModel.from_pretrained(tmp_path / "exported", registry=registry)
@@ -551,7 +551,7 @@ def test_two_process_ddp_on_cpu_completes_a_tiny_stage(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distributed_backend=gloo" in result.stdout + result.stderr
     assert "All distributed processes registered" in result.stdout + result.stderr
-    checkpoint = torch.load(tmp_path / "outputs" / "tiny_stage1" / "checkpoints" / "last.ckpt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "outputs" / "tiny_stage1" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2
     trainable = (
         "input_projectors.",
@@ -660,7 +660,7 @@ def test_stage2_trains_signal_rows_without_vocabulary_sized_optimizer_state(tmp_
     vocab = len(model.tokenizer)
     for state in [
         *optimizer.state.values(),
-        *torch.load(tmp_path / "full" / "ckpt" / "step=2.ckpt", map_location="cpu", weights_only=False)[
+        *torch.load(tmp_path / "full" / "ckpt" / "step=2.ckpt", map_location="cpu", weights_only=True)[
             "optimizer_states"
         ][0]["state"].values(),
     ]:

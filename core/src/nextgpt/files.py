@@ -27,7 +27,7 @@ def describe_os_error(exc: OSError) -> str:
     return reason
 
 
-def file_problem(path: Path, kind: str = "") -> str | None:
+def file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be read as a file, or None when it can: it does not exist, is a
     broken symbolic link or a symbolic-link loop, is a folder (e.g. a folder named ``x.png``) or
     not a regular file, or cannot be opened (permission refused)."""
@@ -38,7 +38,7 @@ def file_problem(path: Path, kind: str = "") -> str | None:
     except OSError as exc:  # ELOOP (a symbolic-link loop), EACCES on a parent folder, ENAMETOOLONG...
         return "cannot read: " + ("symbolic-link loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)))
     if stat.S_ISDIR(info.st_mode):
-        return f"is a folder, not a {kind + ' ' if kind else ''}file"
+        return "is a folder, not a file"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
     try:
@@ -58,7 +58,7 @@ def check_media_file(path: Path, extensions: tuple[str, ...], kind: str) -> None
     suffix = path.suffix.lower()
     if suffix not in extensions:
         raise MediaError(path, f"unsupported {kind} suffix {suffix or '(none)'!r}; expected one of {extensions}")
-    problem = file_problem(path, kind)
+    problem = file_problem(path)
     if problem is not None:
         raise MediaError(path, problem)
     if path.stat().st_size == 0:

@@ -84,6 +84,7 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     return run
 
 
@@ -101,6 +102,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit: expected a positive number, got {args.limit}")
     if not Path(args.data).expanduser().is_file():
         raise ConfigError(f"--data: {args.data} is not a file")
+    if args.json:  # checked before the run, not after it
+        from nextgpt.files import check_new_file, check_writable_folder
+
+        check_new_file(Path(args.json), args.overwrite)
+        check_writable_folder(Path(args.json).parent, "folder of --json")
     metric_options = parse_options(args.metric_option, "--metric-option")
     decode = DecodeOptions.from_flat(parse_options(args.decode_option, "--decode-option"), "--decode-option")
     is_preset = args.model in PRESETS

@@ -125,12 +125,13 @@ class NextGPTDataset(Dataset):
         """The record's sample with its media loaded. A file that cannot be read raises a
         `MediaError` naming it and the record, or with ``on_bad_record="skip"`` gives an
         `UnreadableSample` (the batch leaves it out; the data module reports it)."""
+        record = self.records[index]
         try:
-            return self._load(self.records[index])
+            return self._load(record)
         except MediaError as exc:
             if self.on_bad_record == "error":
                 raise
-            return UnreadableSample(bad_record(self.records[index].source, str(exc)))
+            return UnreadableSample(bad_record(record.source, str(exc).removesuffix(f" (record {record.source})")))
 
     def _load(self, record: SampleRecord) -> Sample:
         media, keys = [], []

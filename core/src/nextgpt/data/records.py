@@ -224,7 +224,7 @@ def safe_media_path(root: Path, name: str, spec: ModalitySpec, check_exists: boo
     if path.suffix.lower() not in spec.extensions:
         raise ValueError(f"media path {name!r}: not a {spec.name} file (expected {', '.join(spec.extensions)})")
     if check_exists:
-        problem = file_problem(path, spec.name)
+        problem = file_problem(path)
         if problem is not None:
             raise ValueError(f"media file {str(path)!r}: {problem}")
     return path

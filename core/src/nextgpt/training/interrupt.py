@@ -52,20 +52,20 @@ class InterruptCheckpoint(Callback):
             return
         reason = self._unsafe(trainer, pl_module)
         if reason:
-            self._say(f"training stopped at step {trainer.global_step} ({_what(exception)}); no checkpoint: {reason}")
+            self._say(f"training stopped after {trainer.global_step} steps ({_what(exception)}); no checkpoint: {reason}")
             return
         loader = trainer.train_dataloader
         if isinstance(loader, ResumableDataLoader):  # resume after the last batch whose step completed
             loader.consumed = int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)
         path = self.checkpoint_path(trainer)
         try:
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole training state
         except Exception as exc:  # the original exception is what the user must see; say this too
-            self._say(f"training stopped at step {trainer.global_step}; could not save {path}: {exc}")
+            self._say(f"training stopped after {trainer.global_step} steps; could not save {path}: {exc}")
             return
         self.saved = path
         self._say(
-            f"training stopped at step {trainer.global_step} ({_what(exception)}): saved {path}; "
+            f"training stopped after {trainer.global_step} steps ({_what(exception)}): saved {path}; "
             f"resume with --ckpt_path {path} (or --ckpt_path last)"
         )
 

@@ -460,7 +460,7 @@ class NextGPTLightningModule(LightningModule):
         if not bool(torch.isfinite(terms.total.detach())):
             parts = ", ".join(f"{k.removeprefix('train/')}={float(v):.4g}" for k, v in terms.as_logs("train/").items())
             raise NonFiniteTrainingError(
-                f"the loss is not finite at step {self.global_step} ({parts}); the batch's records: "
+                f"the loss is not finite in training step {self.global_step + 1} ({parts}); the batch's records: "
                 f"{', '.join(sources)}. Nothing was trained on this batch and no checkpoint of it is written; "
                 "check these records' media, or lower the learning rate"
             )
@@ -572,7 +572,7 @@ class NextGPTLightningModule(LightningModule):
         bad = self.non_finite_parameters()
         if bad:
             raise NonFiniteTrainingError(
-                f"the optimizer step {self.global_step} made trained weights NaN or infinite ({', '.join(bad[:5])}); "
+                f"optimizer step {self.global_step + 1} made trained weights NaN or infinite ({', '.join(bad[:5])}); "
                 f"the batch's records: {', '.join(sources)}. No checkpoint of these weights is written; lower the "
                 "learning rate or check these records"
             )
