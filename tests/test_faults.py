@@ -636,3 +636,30 @@ def test_generated_sounds_with_nan_are_not_written(tmp_path):
     with pytest.raises(MediaError, match="NaN or infinite"):
         save_audio(AudioClip(np.array([0.0, np.nan], dtype=np.float32), 16000), tmp_path / "x.wav")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_eval_leaves_out_a_file_that_cannot_be_decoded(workdir, data, capsys):
+    import shutil
+
+    root = shutil.copytree(data["pairs"].parent, workdir / "d")
+    (root / "media" / "image_1.png").write_bytes(b"")
+    args = ["eval", "--model", "tiny", "--task", "caption", "--modality", "image", "--data", str(root / "pairs.json")]
+    assert main([*args, "--no-progress", "--max-new-tokens", "4", "--json", "r.json"]) == 0
+    assert "note: left out of the scores: " in capsys.readouterr().err
+    report = json.loads((workdir / "r.json").read_text())
+    assert [m["n"] for m in report["details"]] == [1, 1, 1]
+    assert [i.get("error", "")[-13:] for i in report["items"]] == ["", "file is empty"]
+
+
+def test_training_samples_longer_than_max_length_are_named(tiny_model):
+    from nextgpt.data.dataset import Sample, SampleBatch
+    from nextgpt.errors import NextGPTWarning
+    from nextgpt.templates import Turn
+    from nextgpt.training.module import NextGPTLightningModule
+
+    module = NextGPTLightningModule("tiny", stage=1, plugins=PLUGINS, max_length=16)
+    module.model = tiny_model  # the step only reads it
+    turns = [Turn(role="user", text="a question"), Turn(role="assistant", text="a long answer " * 10)]
+    batch = SampleBatch([Sample(turns=turns, source="d.json:3"), Sample(turns=turns[:1] + [turns[0]], source="d:4")])
+    with pytest.warns(NextGPTWarning, match=r"max_length=16 positions are cut .*d\.json:3 \(\d+\)"):
+        module.prepare(batch)

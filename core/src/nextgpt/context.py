@@ -95,8 +95,15 @@ def _cut_last_text(
             f"the last message's media alone take more than the {budget} positions the LLM's context allows "
             "(lower max_new_tokens or send fewer media)"
         )
-    low, high = 0, len(text)  # fits(low) holds, fits(high) does not
-    while high - low > 1:
+    # gallop up from a few characters per position, then halve: only about as much text as
+    # fits is ever tokenised, however long the message
+    low, high, probe = 0, len(text), min(len(text), 4 * budget)
+    while probe < high:
+        if not fits(probe):
+            high = probe
+            break
+        low, probe = probe, min(high, 2 * probe)
+    while high - low > 1:  # fits(low) holds, fits(high) does not
         middle = (low + high) // 2
         if fits(middle):
             low = middle

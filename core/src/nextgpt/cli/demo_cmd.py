@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     inputs_dir = out / "inputs"
     examples = {}
-    for name in modalities:
-        spec = model.specs[name]
-        examples[name] = spec.save(spec.example(), inputs_dir / f"example_{name}{spec.output_extension}")
+    for name in modalities:  # numbered names: an earlier demo's files (or a user's) are never replaced
+        examples[name] = model.save_output(name, model.specs[name].example(), inputs_dir, f"example_{name}")
 
     session = ChatSession(model, out, seed=args.seed)
     rows = []

@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
         check_new_file(Path(args.json), args.overwrite)
         check_writable_folder(Path(args.json).parent, "folder of --json")
+    if args.task == "generate":
+        from nextgpt.files import check_writable_folder
+
+        check_writable_folder(Path(args.out), "--out folder")
     metric_options = parse_options(args.metric_option, "--metric-option")
     decode = DecodeOptions.from_flat(parse_options(args.decode_option, "--decode-option"), "--decode-option")
     is_preset = args.model in PRESETS

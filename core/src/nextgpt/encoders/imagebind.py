@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.files import file_problem
 from nextgpt.interfaces import Encoder
 from nextgpt.licences import IMAGEBIND
 from nextgpt.paths import nextgpt_home
@@ -253,8 +254,11 @@ def load_imagebind(source: str, variant: str | None = None) -> nn.Module:
     else:
         if source == "imagebind_huge" and not path.is_file():
             _download_huge(path)
-        if not path.is_file():
+        problem = file_problem(path)
+        if problem == "file not found":
             raise CheckpointNotFoundError(f"ImageBind checkpoint not found: {path} (encoder source {source!r})")
+        if problem is not None:
+            raise ConfigError(f"{path}: {problem} (ImageBind checkpoint, encoder source {source!r})")
         model = _load_checkpoint(path, variant)
     model.requires_grad_(False)
     return model.eval()

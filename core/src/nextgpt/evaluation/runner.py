@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nextgpt.config import DecodeOptions
-from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.errors import ConfigError, MediaError, NextGPTError
 from nextgpt.tables import format_table
 
 DEFAULT_CAPTION_PROMPT = "Generate a caption for this {modality}."
@@ -165,11 +165,14 @@ def evaluate_captioning(
     temperature: float = 0.0,
     model_name: str = "",
     progress: bool = True,
+    note: Callable[[str], None] | None = None,
 ) -> EvalReport:
     """Caption each media file of ``data`` with ``model``; BLEU-4, ROUGE-L, CIDEr against its
-    gold captions. ``prompt`` may contain ``{modality}``; decoding is greedy by default."""
+    gold captions. ``prompt`` may contain ``{modality}``; decoding is greedy by default. A media
+    file that cannot be decoded is left out with a note naming it (and an ``error`` in its item)."""
     from nextgpt.evaluation.captioning import CAPTION_METRICS
 
+    note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
     items = group_pairs(read_pairs(data, modality, model.specs, root))
     if limit is not None:
@@ -178,6 +181,7 @@ def evaluate_captioning(
     text = prompt.format(modality=modality)
     predictions: list[str] = []
     records: list[dict[str, Any]] = []
+    scored: list[PairItem] = []
     for item in _progress(items, len(items), f"caption {modality}", progress):
         message = {
             "role": "user",
@@ -186,13 +190,19 @@ def evaluate_captioning(
                 {"type": "text", "text": text},
             ],
         }
-        output = model.generate(
-            [message],
-            output_dir=None,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed,
-        )
+        try:
+            output = model.generate(
+                [message],
+                output_dir=None,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+            )
+        except MediaError as exc:
+            note(f"note: left out of the scores: {exc}")
+            records.append({"media": _relative(item.media, base), "error": str(exc), "references": item.captions})
+            continue
+        scored.append(item)
         predictions.append(output.text)
         records.append(
             {
@@ -201,11 +211,13 @@ def evaluate_captioning(
                 "references": item.captions,
             }
         )
-    references = [item.captions for item in items]
+    if not scored:
+        raise ConfigError(f"{data}: none of the {len(items)} {modality} file(s) could be read")
+    references = [item.captions for item in scored]
     results = [
-        MetricResult(name, fn(predictions, references), True, len(items)) for name, fn in CAPTION_METRICS.items()
+        MetricResult(name, fn(predictions, references), True, len(scored)) for name, fn in CAPTION_METRICS.items()
     ]
-    if len(items) < 2:
+    if len(scored) < 2:
         for r in results:
             if r.name == "cider":
                 r.note = "CIDEr needs several items (document frequencies); 0 on one item"
@@ -296,7 +308,10 @@ def evaluate_generation(
             for _, path, _ in batch:
                 if path not in seen_refs:
                     seen_refs.add(path)
-                    references.append(spec.load(path))
+                    try:
+                        references.append(spec.load(path))
+                    except MediaError as exc:
+                        note(f"note: reference left out of the metrics: {exc}")
         for backend, metric in built:
             if backend.name in failed:
                 continue

@@ -52,7 +52,9 @@ class InterruptCheckpoint(Callback):
             return
         reason = self._unsafe(trainer, pl_module)
         if reason:
-            self._say(f"training stopped after {trainer.global_step} steps ({_what(exception)}); no checkpoint: {reason}")
+            self._say(
+                f"training stopped after {trainer.global_step} steps ({_what(exception)}); no checkpoint: {reason}"
+            )
             return
         loader = trainer.train_dataloader
         if isinstance(loader, ResumableDataLoader):  # resume after the last batch whose step completed

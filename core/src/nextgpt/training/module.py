@@ -168,6 +168,7 @@ class NextGPTLightningModule(LightningModule):
         self._step_sources: list[str] = []
         self.in_optimizer_step = False
         """True while an optimizer step is changing the weights (a checkpoint then would be torn)."""
+        self._truncated: set[str] = set()
         self.skipped: list[str] = []
         """Samples left out by the training step itself (a feature-cache miss it could not read)."""
 
@@ -337,7 +338,26 @@ class NextGPTLightningModule(LightningModule):
             model.pack(self.output_turns(s.turns), per_sample[i], add_generation_prompt=False)  # type: ignore[arg-type]
             for i, s in enumerate(batch.samples)
         ]
+        self._warn_truncated(batch, packed)
         return pad_packed(packed, model.tokenizer.pad_token_id, self.hparams.max_length)
+
+    def _warn_truncated(self, batch: SampleBatch, packed: Sequence[Any]) -> None:
+        """Say (once per record) which samples are longer than ``max_length`` and lose their end."""
+        limit = int(self.hparams.max_length)
+        long = {
+            s.source: int(p.input_ids.shape[0])
+            for s, p in zip(batch.samples, packed, strict=True)
+            if p.input_ids.shape[0] > limit and s.source not in self._truncated
+        }
+        if long:
+            self._truncated.update(long)
+            shown = [f"{source} ({length})" for source, length in long.items()]
+            warnings.warn(
+                f"{len(long)} record(s) longer than model.max_length={limit} positions are cut at the end, where "
+                f"the answer is: {', '.join(shown[:5])}{' ...' if len(shown) > 5 else ''}",
+                NextGPTWarning,
+                stacklevel=2,
+            )
 
     def media_features(self, modality: str, items: Sequence[Any], keys: Sequence[str | None]) -> torch.Tensor:
         """Frozen-encoder features ``[B, n, d_enc]`` of ``items``, through the feature cache: a hit
