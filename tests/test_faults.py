@@ -81,9 +81,16 @@ def test_export_refuses_a_checkpoint_that_would_run_code(workdir, capsys):
     assert not marker.exists() and not (workdir / "out").exists()
 
 
-def test_fit_refuses_weights_only_false(workdir, data, capsys):
+def test_fit_refuses_weights_only_false_and_unsafe_or_damaged_checkpoints(workdir, data, capsys):
     assert main(fit_args(data["pairs"], "--weights_only", "false")) == 1
     assert "error: --weights_only false: refused" in capsys.readouterr().err
+    marker = workdir / "marker"
+    torch.save({"nextgpt": _RunsCode(marker), "state_dict": {}}, workdir / "crafted.ckpt")
+    assert main(fit_args(data["pairs"], "--ckpt_path", "crafted.ckpt")) == 1
+    assert "crafted.ckpt: refused" in capsys.readouterr().err and not marker.exists()
+    (workdir / "cut.ckpt").write_bytes((workdir / "crafted.ckpt").read_bytes()[:200])
+    assert main(fit_args(data["pairs"], "--ckpt_path", "cut.ckpt")) == 1
+    assert "cut.ckpt: cannot read the checkpoint (truncated" in capsys.readouterr().err
     assert not (workdir / "outputs").exists() or not list((workdir / "outputs").rglob("*.ckpt"))
 
 
@@ -405,6 +412,15 @@ def test_resuming_with_more_steps_keeps_the_checkpoints_schedule(workdir, data):
     assert after_four["global_step"] == 4
     for key, value in after_two.items():
         assert torch.equal(after_four["state_dict"][key], value), key
+    # an explicit --model.schedule_steps stretches it, also with a checkpoint named by its path
+    step_two = next((workdir / "outputs/tiny_stage1/checkpoints").glob("*step=2.ckpt"))
+    args = ["--trainer.max_steps=4", "--model.schedule_steps=4", "--ckpt_path", str(step_two)]
+    with pytest.warns(NextGPTWarning, match="changes from the checkpoint's 2 steps"):
+        assert main(fit_args(data["pairs"], *args)) == 0
+    stretched = trained_state(
+        max((workdir / "outputs/tiny_stage1/checkpoints").glob("*step=4*.ckpt"), key=os.path.getmtime)
+    )
+    assert any(not torch.equal(stretched[key], value) for key, value in after_two.items())
 
 
 def test_schedule_steps_changes_the_length_on_resume_explicitly():
@@ -663,3 +679,16 @@ def test_training_samples_longer_than_max_length_are_named(tiny_model):
     batch = SampleBatch([Sample(turns=turns, source="d.json:3"), Sample(turns=turns[:1] + [turns[0]], source="d:4")])
     with pytest.warns(NextGPTWarning, match=r"max_length=16 positions are cut .*d\.json:3 \(\d+\)"):
         module.prepare(batch)
+
+
+def test_a_cache_shard_damaged_after_indexing_is_a_miss_not_a_crash(tmp_path):
+    from nextgpt.training.cache import TensorCache, text_key
+
+    cache = TensorCache(tmp_path, "targets", "image", "decoder A", shard_size=1)
+    cache.put(text_key("a"), torch.ones(2))  # a full shard: written
+    shard = next(cache.directory.glob("*.safetensors"))
+    again = TensorCache(tmp_path, "targets", "image", "decoder A")
+    shard.write_bytes(shard.read_bytes()[:20])
+    with pytest.warns(UserWarning, match="is unreadable and ignored"):
+        assert again.get(text_key("a")) is None
+    assert text_key("a") not in again

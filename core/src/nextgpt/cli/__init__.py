@@ -63,12 +63,15 @@ def _one_line_warnings() -> None:
     from nextgpt.errors import NextGPTWarning
 
     default = warnings.formatwarning
+    if getattr(default, "one_line_for_nextgpt", False):
+        return  # already installed (main called again in the same process)
 
     def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
         if issubclass(category, NextGPTWarning):
             return f"warning: {message}\n"
         return default(message, category, filename, lineno, line)
 
+    formatwarning.one_line_for_nextgpt = True  # type: ignore[attr-defined]
     warnings.formatwarning = formatwarning
 
 

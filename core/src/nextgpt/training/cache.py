@@ -121,8 +121,14 @@ class TensorCache:
             return self._memory[key]
         value = self._pending.get(key)
         if value is None and key in self._index:
-            with safe_open(str(self._index[key]), framework="pt") as fh:
-                value = fh.get_tensor(key)
+            shard = self._index[key]
+            try:
+                with safe_open(str(shard), framework="pt") as fh:
+                    value = fh.get_tensor(key)
+            except Exception as exc:  # damaged or removed since it was indexed: a miss, said once
+                warnings.warn(f"cache shard {shard} is unreadable and ignored: {exc}", stacklevel=2)
+                self._index = {k: v for k, v in self._index.items() if v != shard}
+                value = None
         if value is None:
             self.misses += 1
             return None

@@ -29,6 +29,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from nextgpt.errors import ConfigError
 from nextgpt.training.datamodule import NextGPTDataModule
+from nextgpt.training.export import check_checkpoint
 from nextgpt.training.interrupt import InterruptCheckpoint
 from nextgpt.training.module import NextGPTLightningModule
 
@@ -70,6 +71,22 @@ class NextGPTCLI(LightningCLI):
         parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
         parser.link_arguments("model.diffusion_loss_weight", "data.load_outputs", compute_fn=_is_positive)
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the model settings of a ``--ckpt_path FILE`` into the config; first check
+        the file (a clear error naming it), and keep an explicit ``--model.schedule_steps`` (the
+        documented way to change the schedule on resume) over the checkpoint's."""
+        subcommand = self.config.get("subcommand")
+        settings = self.config.get(subcommand) if subcommand else None
+        if settings is None:
+            return super()._parse_ckpt_path()
+        ckpt_path = settings.get("ckpt_path")
+        if ckpt_path and ckpt_path not in LIGHTNING_CKPT_NAMES:
+            check_checkpoint(ckpt_path)
+        chosen = settings.get("model.schedule_steps")
+        super()._parse_ckpt_path()
+        if chosen is not None:
+            self.config[subcommand]["model.schedule_steps"] = chosen
+
     def before_fit(self) -> None:
         """Refuse unsafe or destructive settings and add the interrupt checkpoint (see the module
         docstring); runs after the classes are built and before anything is trained."""
@@ -81,7 +98,7 @@ class NextGPTCLI(LightningCLI):
             )
         settings["weights_only"] = True
         folders = checkpoint_folders(self.trainer)
-        interrupt = InterruptCheckpoint(folders[0] if folders else None)
+        interrupt = InterruptCheckpoint(folders[0] if folders else Path(self.trainer.default_root_dir) / "checkpoints")
         if not any(isinstance(c, InterruptCheckpoint) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(interrupt)
         ckpt_path = settings.get("ckpt_path")
@@ -96,6 +113,13 @@ class NextGPTCLI(LightningCLI):
                     )
         if ckpt_path == "last":
             settings["ckpt_path"] = newest_last_checkpoint(interrupt.checkpoint_path(self.trainer), folders) or "last"
+        resolved = settings["ckpt_path"]
+        if resolved is not None and resolved != ckpt_path and resolved not in LIGHTNING_CKPT_NAMES:
+            check_checkpoint(resolved)  # "last" resolved to interrupted.ckpt: a clear error before Lightning reads it
+
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")
+"""``--ckpt_path`` values Lightning resolves itself."""
 
 
 def checkpoint_folders(trainer: Any) -> list[Path]:

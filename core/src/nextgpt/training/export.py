@@ -13,6 +13,12 @@ from nextgpt.files import check_new_folder, file_problem
 from nextgpt.training.module import CHECKPOINT_KEY, NextGPTLightningModule
 
 
+def check_checkpoint(path: str | Path) -> None:
+    """Check that ``path`` is a training checkpoint `load_checkpoint` can read (it is memory-mapped:
+    cheap even for a large file); raises `ConfigError` naming it otherwise."""
+    load_checkpoint(path)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True``: tensors and plain data only, so a
     crafted file cannot run code; anything else in it is refused with an error naming it."""
@@ -21,7 +27,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if problem is not None:
         raise ConfigError(f"{path}: {problem}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
