@@ -7,6 +7,7 @@ The model never branches on a modality's name: every modality reaches it through
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,8 +361,6 @@ class NextGPTModel(nn.Module):
             turns, media_embeds, placeholder_pattern(self.specs), length_of, budget
         )
         if note:
-            import warnings
-
             note += f" (the LLM reads {context} positions, {max_new_tokens} of them kept for the answer)"
             warnings.warn(note, PromptTruncatedWarning, stacklevel=3)
         return turns, media_embeds, note
