@@ -65,9 +65,10 @@ class StableAudioDecoder(DiffusersDecoder):
 
     @classmethod
     def build_tiny_pipeline(cls) -> Any:
-        """A 1-layer DiT (2 heads of 8, 4 latent channels, 64 latent frames), a stereo Oobleck VAE at
-        16 kHz with a hop of 8 (a 0.032 s window), a 2-layer T5 encoder of width 16 projected to 8,
-        a character-level T5 tokenizer padding to 16, and Stable Audio's cosine DPM-Solver."""
+        """A 1-layer DiT (2 heads of 8, 4 latent channels, 256 latent frames), a stereo Oobleck VAE
+        at 16 kHz with a hop of 64 (a 1.024 s window, so the tiny preset's 1 s fits), a 2-layer T5
+        encoder of width 16 projected to 8, a character-level T5 tokenizer padding to 16, and
+        Stable Audio's cosine DPM-Solver."""
         from diffusers import (
             AutoencoderOobleck,
             CosineDPMSolverMultistepScheduler,
@@ -80,7 +81,7 @@ class StableAudioDecoder(DiffusersDecoder):
 
         tokenizer = build_t5_tokenizer(model_max_length=16)
         transformer = StableAudioDiTModel(
-            sample_size=64,
+            sample_size=256,
             in_channels=4,
             num_layers=1,
             attention_head_dim=8,
@@ -94,8 +95,8 @@ class StableAudioDecoder(DiffusersDecoder):
         )
         vae = AutoencoderOobleck(
             encoder_hidden_size=8,
-            downsampling_ratios=[2, 4],
-            channel_multiples=[1, 2],
+            downsampling_ratios=[4, 4, 4],
+            channel_multiples=[1, 2, 2],
             decoder_channels=4,
             decoder_input_channels=4,
             audio_channels=2,
@@ -105,7 +106,7 @@ class StableAudioDecoder(DiffusersDecoder):
             vae=vae,
             text_encoder=tiny_t5_encoder(tokenizer, d_model=16),
             projection_model=StableAudioProjectionModel(
-                text_encoder_dim=16, conditioning_dim=8, min_value=0, max_value=1
+                text_encoder_dim=16, conditioning_dim=8, min_value=0, max_value=2
             ),
             tokenizer=tokenizer,
             transformer=transformer,
@@ -134,6 +135,12 @@ class StableAudioDecoder(DiffusersDecoder):
         return None  # the pipeline zeroes the whole conditioning for its unconditional branch
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
+        longest = self.window() / self.pipeline.vae.config.sampling_rate
+        if options.seconds is not None and options.seconds > longest:
+            raise ConfigError(
+                f"decoder {self.identity}: decode option seconds={options.seconds} is longer than the "
+                f"model's window of {longest:g} s"
+            )
         return {"audio_end_in_s": options.seconds, "output_type": "np"}
 
     def _to_media(self, output: Any, options: DecodeOptions) -> list[AudioClip]:
