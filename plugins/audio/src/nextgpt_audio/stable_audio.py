@@ -48,7 +48,7 @@ class StableAudioDecoder(DiffusersDecoder):
     supports_denoising_loss: ClassVar[bool] = True
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=100, guidance=7.0)
     """The pipeline's own defaults."""
-    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2)
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, seconds=0.25)
 
     def __init__(self, source: str, *args: Any, **kwargs: Any) -> None:
         if importlib.util.find_spec("torchsde") is None:

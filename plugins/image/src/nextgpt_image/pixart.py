@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 from nextgpt.conditions import Condition, ConditionPart, ConditionSpec
 from nextgpt.config import DecodeOptions
-from nextgpt.decoders import TINY, DiffusersDecoder
+from nextgpt.decoders import DiffusersDecoder
 from nextgpt.errors import ConfigError
 from nextgpt.licences import OPENRAIL_PLUS_PLUS
 
@@ -31,12 +31,14 @@ class PixArtSigmaDecoder(DiffusersDecoder):
         source: ``"tiny"``, a folder written by ``PixArtSigmaPipeline.save_pretrained``, or a hub
             id such as ``PixArt-alpha/PixArt-Sigma-XL-2-1024-MS``.
         max_sequence_length: ``Q``, the caption length in T5 tokens the condition holds (the
-            pipeline's ``max_sequence_length``; 300 as PixArt-Sigma was trained, 16 for ``tiny``).
+            pipeline's ``max_sequence_length``); default 300, as PixArt-Sigma was trained, or the
+            tokenizer's ``model_max_length`` if smaller (16 for ``tiny``).
         device, dtype, progress_bar, defaults, **options: see `DiffusersDecoder`.
 
     ``generate`` uses ``height``, ``width``, ``steps``, ``guidance`` and ``seed`` and returns PIL
-    images; ``extra`` passes other call arguments (the tiny decoder sets
-    ``use_resolution_binning=False``: its transformer matches no resolution bin). Captions are
+    images; ``extra`` passes other call arguments. A transformer whose sample size has no
+    resolution bins in diffusers (the tiny one) is called with ``use_resolution_binning=False``,
+    which the pipeline would otherwise refuse. Captions are
     embedded as given (``clean_caption=False``). ``denoising_loss`` is the epsilon-prediction
     loss of the transformer (its learned-variance channels left out) on the VAE latents of the
     target images, under a DDPM schedule with the pipeline scheduler's betas.
@@ -46,21 +48,18 @@ class PixArtSigmaDecoder(DiffusersDecoder):
     licence = OPENRAIL_PLUS_PLUS
     supports_denoising_loss: ClassVar[bool] = True
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=20, guidance=4.5)
-    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(
-        steps=2, height=32, width=32, extra={"use_resolution_binning": False}
-    )
+    tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, height=32, width=32)
+    binned_sample_sizes: ClassVar[tuple[int, ...]] = (32, 64, 128, 256)
+    """Transformer sample sizes the pipeline has resolution bins for (256 to 2048 pixels)."""
     default_sequence_length: ClassVar[int] = 300
-    tiny_sequence_length: ClassVar[int] = 16
 
     def __init__(self, source: str, *args: Any, max_sequence_length: int | None = None, **kwargs: Any) -> None:
         super().__init__(source, *args, **kwargs)
-        if max_sequence_length is None:
-            max_sequence_length = self.tiny_sequence_length if self.source == TINY else self.default_sequence_length
-        if int(max_sequence_length) < 1:
+        if max_sequence_length is not None and int(max_sequence_length) < 1:
             raise ConfigError(
                 f"decoder {self.backend!r}: max_sequence_length must be positive, got {max_sequence_length}"
             )
-        self.max_sequence_length = int(max_sequence_length)
+        self.max_sequence_length = None if max_sequence_length is None else int(max_sequence_length)
 
     @classmethod
     def pipeline_class(cls) -> type:
@@ -77,7 +76,7 @@ class PixArtSigmaDecoder(DiffusersDecoder):
         from nextgpt.tiny.text_encoders import tiny_t5_encoder
         from nextgpt.tiny.tokenizers import build_t5_tokenizer
 
-        tokenizer = build_t5_tokenizer(model_max_length=cls.tiny_sequence_length)
+        tokenizer = build_t5_tokenizer(model_max_length=16)
         transformer = PixArtTransformer2DModel(
             sample_size=8,
             num_layers=1,
@@ -111,9 +110,10 @@ class PixArtSigmaDecoder(DiffusersDecoder):
 
     def _read_condition_spec(self, location: str) -> ConditionSpec:
         width = int(self.text_encoder_config(location).d_model)
-        part = ConditionPart(
-            name="prompt_embeds", shape=(self.max_sequence_length, width), mask="prompt_attention_mask"
+        length = self.max_sequence_length or min(
+            self.default_sequence_length, self.tokenizer_max_length(location, fallback=self.default_sequence_length)
         )
+        part = ConditionPart(name="prompt_embeds", shape=(length, width), mask="prompt_attention_mask")
         return ConditionSpec(parts=(part,))
 
     def _encode(self, pipeline: Any, prompt: list[str] | None, **kwargs: Any) -> tuple[Any, ...]:
@@ -121,7 +121,7 @@ class PixArtSigmaDecoder(DiffusersDecoder):
             prompt,
             device=pipeline._execution_device,
             clean_caption=False,
-            max_sequence_length=self.max_sequence_length,
+            max_sequence_length=self.condition_spec["prompt_embeds"].tokens,
             **kwargs,
         )
 
@@ -147,7 +147,10 @@ class PixArtSigmaDecoder(DiffusersDecoder):
         return {**super()._pipeline_kwargs(condition, negative), "negative_prompt": None}
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
-        return {"height": options.height, "width": options.width, "output_type": "pil"}
+        call = {"height": options.height, "width": options.width, "output_type": "pil"}
+        if int(self.denoiser.config.sample_size) not in self.binned_sample_sizes:
+            call["use_resolution_binning"] = False
+        return call
 
     def _to_media(self, output: Any, options: DecodeOptions) -> list[Any]:
         return list(output.images)
