@@ -135,6 +135,8 @@ class ModalityPluginTests:
     """The modality name the plugin registers."""
     plugins: tuple[str, ...] | None = None
     """Entry-point names to load (default: every installed plugin)."""
+    extra_plugins: ClassVar[dict[str, object]] = {}
+    """In-process plugins (name -> module with hookimpls) to load beside the installed ones."""
     round_trip_atol: float = 0.0
     """The largest difference per value a save/load round trip may introduce (0: lossless, as
     PNG; e.g. ``1 / 2**15`` for 16-bit PCM audio)."""
@@ -154,7 +156,7 @@ class ModalityPluginTests:
     # -- fixtures ---------------------------------------------------------------------------------
     @pytest.fixture(scope="class")
     def plugin_registry(self) -> PluginRegistry:
-        return load_plugins(allow=self.plugins)
+        return load_plugins(allow=self.plugins, extra_plugins=self.extra_plugins)
 
     @pytest.fixture(scope="class")
     def spec(self, plugin_registry: PluginRegistry) -> ModalitySpec:
@@ -255,6 +257,8 @@ class DecoderBackendTests:
     """The backend name, as registered (``modalities.<modality>.decoder.backend``)."""
     plugins: tuple[str, ...] | None = None
     """Entry-point names to load (default: every installed plugin)."""
+    extra_plugins: ClassVar[dict[str, object]] = {}
+    """In-process plugins (name -> module with hookimpls) to load beside the installed ones."""
     source: str = "tiny"
     build_options: ClassVar[dict[str, Any]] = {}
     decode_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, seed=0)
@@ -274,7 +278,7 @@ class DecoderBackendTests:
     # -- fixtures ---------------------------------------------------------------------------------
     @pytest.fixture(scope="class")
     def plugin_registry(self) -> PluginRegistry:
-        return load_plugins(allow=self.plugins)
+        return load_plugins(allow=self.plugins, extra_plugins=self.extra_plugins)
 
     @pytest.fixture(scope="class")
     def spec(self, plugin_registry: PluginRegistry) -> ModalitySpec:
