@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nextgpt.config import DecodeOptions
 from nextgpt.testing import DecoderBackendTests, ModalityPluginTests, assert_media_equal
 
 
@@ -41,6 +42,7 @@ class TestPixArtSigmaBackend(DecoderBackendTests):
 
 class TestAudioLDMBackend(DecoderBackendTests):
     modality, backend, plugins = "audio", "audioldm", ("audio",)
+    decode_options = DecodeOptions(steps=2, seconds=0.064, seed=0)
 
 
 class TestStableAudioBackend(DecoderBackendTests):
@@ -49,6 +51,7 @@ class TestStableAudioBackend(DecoderBackendTests):
 
 class TestZeroscopeBackend(DecoderBackendTests):
     modality, backend, plugins = "video", "zeroscope", ("video",)
+    decode_options = DecodeOptions(steps=1, num_frames=2, height=16, width=16, seed=0)
 
 
 # ----- the kits can fail ---------------------------------------------------------------------------

@@ -262,7 +262,8 @@ class DecoderBackendTests:
     source: str = "tiny"
     build_options: ClassVar[dict[str, Any]] = {}
     decode_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, seed=0)
-    """Options every ``generate`` of the kit uses (small: the tiny pipeline's defaults fill the rest)."""
+    """Options every ``generate`` of the kit uses, in the tiny system too (keep them small: the
+    tiny pipeline's defaults, then the modality's, fill the rest)."""
     captions: ClassVar[tuple[str, str]] = ("a red circle on a white background", "a low beep")
 
     # -- hooks ------------------------------------------------------------------------------------
@@ -384,7 +385,13 @@ class DecoderBackendTests:
         )
         assert model.output_projectors[self.modality].condition_spec == model.decoders[self.modality].condition_spec
         messages = [{"role": "user", "content": [{"type": "text", "text": "make one"}]}]
-        out = model.generate(messages, output_dir=tmp_path, request=[self.modality], max_new_tokens=2)
+        out = model.generate(
+            messages,
+            output_dir=tmp_path,
+            request=[self.modality],
+            max_new_tokens=2,
+            decode={self.modality: self.decode_options},
+        )
         assert [m.modality for m in out.media] == [self.modality]
         path = out.media[0].path
         assert path is not None and path.suffix == spec.output_extension and spec.load(path) is not None
