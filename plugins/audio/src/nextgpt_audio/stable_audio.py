@@ -11,6 +11,7 @@ has no negative condition (None). Output is stereo at the VAE's sampling rate (4
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -133,6 +134,14 @@ class StableAudioDecoder(DiffusersDecoder):
 
     def _encode_negative(self, pipeline: Any) -> None:
         return None  # the pipeline zeroes the whole conditioning for its unconditional branch
+
+    def generate(self, condition: Condition, options: DecodeOptions | None = None) -> list[AudioClip]:
+        """See `DiffusersDecoder.generate`. The cosine DPM-Solver asks torchsde for noise a rounding
+        step past the ends of its interval, and torchsde warns about it on every call: harmless,
+        so those warnings are silenced (only those)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Should have t", category=UserWarning, module=r"torchsde\.")
+            return super().generate(condition, options)
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
         longest = self.window() / self.pipeline.vae.config.sampling_rate
