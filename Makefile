@@ -18,7 +18,7 @@ $(STAMP): $(PACKAGES) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e "core[imagebind,train,dev]" -e plugins/image -e plugins/audio -e plugins/video
+	$(PIP) install -q -e "core[imagebind,train,dev]" -e plugins/image -e "plugins/audio[stable-audio]" -e plugins/video
 	$(PIP) install -q -e examples/nextgpt-3d -e examples/toy_world   # example plugin, synthetic world
 	$(PIP) install -q --no-deps imagebind-unofficial==0.1.1
 	touch $(STAMP)

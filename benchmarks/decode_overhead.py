@@ -1,8 +1,9 @@
 """Overhead of the toolkit's decoders over calling the diffusers pipelines directly (tiny, CPU).
 
-For each backend (Stable Diffusion, AudioLDM, zeroscope) on its tiny random pipeline, times
-``decoder.generate(condition, options)`` against a hand-written direct pipeline call with the
-same ``prompt_embeds`` / ``negative_prompt_embeds``, steps, guidance, size and seed. The two
+For each backend (Stable Diffusion, AudioLDM, zeroscope, PixArt-Sigma, Stable Audio) on its tiny
+random pipeline, times ``decoder.generate(condition, options)`` against a hand-written direct
+pipeline call with the same embeddings (``prompt_embeds``, attention masks, the negative's under
+``negative_*``), steps, guidance, size and seed. The two
 are interleaved call by call (alternating which goes first) so that drift in machine load hits
 both alike; the first pair is checked to give identical media. Reported per call: median ms of
 each, and ``direct / toolkit`` (1.0 = no overhead; below 0.95 would mean >5% overhead).
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nextgpt.conditions import Condition
 from nextgpt.config import DecodeOptions
 from nextgpt.decoders import DiffusersDecoder
 
@@ -30,9 +32,11 @@ CAPTIONS = ["a red circle on a white background", "a short high beep"]
 
 
 def backends() -> list[tuple[str, DiffusersDecoder, DecodeOptions, dict[str, Any]]]:
-    """(name, tiny decoder, decode options, matching size arguments of a direct pipeline call)."""
+    """(name, tiny decoder, decode options, matching other arguments of a direct pipeline call)."""
     from nextgpt_audio.decoder import AudioLDMDecoder
+    from nextgpt_audio.stable_audio import StableAudioDecoder
     from nextgpt_image.decoder import StableDiffusionDecoder
+    from nextgpt_image.pixart import PixArtSigmaDecoder
     from nextgpt_video.decoder import TextToVideoDecoder
 
     return [
@@ -54,7 +58,34 @@ def backends() -> list[tuple[str, DiffusersDecoder, DecodeOptions, dict[str, Any
             DecodeOptions(steps=2, guidance=9.0, num_frames=4, height=32, width=32),
             {"num_frames": 4, "height": 32, "width": 32, "output_type": "np"},
         ),
+        (
+            "pixart-sigma",
+            PixArtSigmaDecoder("tiny"),
+            DecodeOptions(steps=2, guidance=4.5, height=32, width=32),
+            {"height": 32, "width": 32, "output_type": "pil", "use_resolution_binning": False, "negative_prompt": None},
+        ),
+        (
+            "stable-audio",
+            StableAudioDecoder("tiny"),
+            DecodeOptions(steps=2, guidance=7.0, seconds=0.25),
+            {"audio_end_in_s": 0.25, "output_type": "np"},
+        ),
     ]
+
+
+def direct_embeddings(decoder: DiffusersDecoder, condition: Condition) -> dict[str, torch.Tensor]:
+    """Each condition part and mask under its pipeline keyword, the negative's as ``negative_*``."""
+    out: dict[str, torch.Tensor] = {}
+    negative = decoder.negative_condition()
+    pairs = ((condition, ""), (None if negative is None else negative.expand(condition.batch_size), "negative_"))
+    for source, prefix in pairs:
+        if source is None:
+            continue
+        for part in source.spec.parts:
+            out[prefix + part.name] = source[part.name]
+            if part.mask:
+                out[prefix + part.mask] = source.mask(part.name)
+    return out
 
 
 def first_array(output: Any) -> np.ndarray:
@@ -68,7 +99,8 @@ def first_array(output: Any) -> np.ndarray:
     if hasattr(output, "images"):
         return np.asarray(output.images[0])
     if hasattr(output, "audios"):
-        return np.asarray(output.audios[0])[None, :]
+        audio = np.asarray(output.audios[0])
+        return audio if audio.ndim == 2 else audio[None, :]
     return (np.asarray(output.frames[0]) * 255).round().clip(0, 255).astype(np.uint8)
 
 
@@ -77,10 +109,7 @@ def measure(
 ) -> dict[str, Any]:
     """Time ``calls`` toolkit and direct calls, interleaved, after one untimed pair."""
     condition = decoder.condition_from_text(CAPTIONS)
-    negative = decoder.negative_condition().expand(len(CAPTIONS), *decoder.condition_shape)
-    prompt_embeds, negative_embeds = condition, negative
-    if decoder.backend == "audioldm":
-        prompt_embeds, negative_embeds = condition[:, 0], negative[:, 0]  # AudioLDM takes 2-D
+    embeddings = direct_embeddings(decoder, condition)
     pipeline = decoder.pipeline
 
     def toolkit(seed: int) -> Any:
@@ -88,8 +117,7 @@ def measure(
 
     def direct(seed: int) -> Any:
         return pipeline(
-            prompt_embeds=prompt_embeds,
-            negative_prompt_embeds=negative_embeds,
+            **embeddings,
             num_inference_steps=options.steps,
             guidance_scale=options.guidance,
             generator=torch.Generator().manual_seed(seed),

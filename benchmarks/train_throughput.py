@@ -116,9 +116,10 @@ class PlainLoop:
         self.model.encoders.eval()
         self.optimizer = torch.optim.AdamW(module.parameter_groups(), lr=module.hparams.lr, betas=(0.9, 0.95))
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        self.targets: dict[tuple[str, str], torch.Tensor] = {}
+        self.targets: dict[tuple[str, str], Any] = {}
 
     def step(self, batch: Any) -> float:
+        from nextgpt.conditions import Condition
         from nextgpt.data import pad_packed
         from nextgpt.training.losses import alignment_loss, lm_loss
 
@@ -148,9 +149,10 @@ class PlainLoop:
                 for c in caps:
                     if (modality, c) not in self.targets:
                         with torch.no_grad():
-                            self.targets[(modality, c)] = decoder.condition_from_text([c])[0]
-                target = torch.stack([self.targets[(modality, c)] for c in caps])
-                loss = loss + model.modality_configs[modality].loss_weight * alignment_loss(cond[keep], target)
+                            self.targets[(modality, c)] = decoder.condition_from_text([c])
+                target = Condition.cat(self.targets[(modality, c)] for c in caps)
+                weight = model.modality_configs[modality].loss_weight
+                loss = loss + weight * alignment_loss(cond.select(keep), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)

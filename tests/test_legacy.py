@@ -87,12 +87,12 @@ def release_state(vicuna_like, registry):
             state[f"{base_key}.lora_A.default.weight"] = rnd(RANK, HIDDEN)
             state[f"{base_key}.lora_B.default.weight"] = rnd(HIDDEN, RANK)
     for p in RELEASED_PROJECTORS:
-        shape = (
+        spec = (
             registry.decoder_backend(p.modality, registry.modality(p.modality).config_model().decoder.backend)
             .build("tiny")
-            .condition_shape
+            .condition_spec
         )
-        module = QueryTransformerProjector(HIDDEN, shape, TINY_PROJECTOR)
+        module = QueryTransformerProjector(HIDDEN, spec, TINY_PROJECTOR)
         for key, value in module.state_dict().items():
             state[f"{p.prefix}.{key}"] = rnd(*value.shape)
     return state
@@ -165,7 +165,8 @@ def test_converted_model_reproduces_the_release(tmp_path, release_state, vicuna_
             tfm.load_state_dict({k[4:]: v for k, v in sub.items() if k.startswith("tfm.")})
             y = tfm(F.linear(x, sub["fc.weight"], sub["fc.bias"]), sub["query_embs"].expand(2, -1, -1))
             expected = F.linear(y, sub["model.weight"], sub["model.bias"])
-            torch.testing.assert_close(model.project_signal(hidden, p.modality), expected, rtol=1e-4, atol=1e-5)
+            projected = model.project_signal(hidden, p.modality)["prompt_embeds"]  # audio: one pooled vector
+            torch.testing.assert_close(projected, expected.reshape(projected.shape), rtol=1e-4, atol=1e-5)
 
 
 def test_legacy_prompt_building(tmp_path, release_state, vicuna_like, registry):

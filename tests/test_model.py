@@ -36,8 +36,7 @@ def test_tiny_model_shape(tiny_model):
     emb = tiny_model.llm.get_input_embeddings().weight
     assert torch.allclose(emb[tiny_model.signal_ids["video"][5]], emb[: tiny_model.base_vocab_size].mean(0), atol=1e-6)
     for name in MODALITIES:
-        q, d = tiny_model.decoders[name].condition_shape
-        assert tiny_model.output_projectors[name].condition_shape == (q, d)
+        assert tiny_model.output_projectors[name].condition_spec == tiny_model.decoders[name].condition_spec
 
 
 @pytest.mark.parametrize("modality", MODALITIES)
@@ -85,7 +84,7 @@ def test_projector_reads_the_states_at_the_signal_tokens_as_in_training(tiny_mod
     decoder = tiny_model.decoders["image"]
 
     def fake_generate(condition, options):
-        captured["condition"] = condition.clone()
+        captured["condition"] = condition["prompt_embeds"].clone()
         return [None]
 
     monkeypatch.setattr(decoder, "generate", fake_generate)
@@ -106,8 +105,8 @@ def test_projector_reads_the_states_at_the_signal_tokens_as_in_training(tiny_mod
         start = int((ids[0] == tiny_model.signal_ids["image"][0]).nonzero()[0])
         shifted = tiny_model.project_signal(hidden[:, start - 1 : start + 3], "image")
     assert rows.tolist() == [0]
-    torch.testing.assert_close(captured["condition"], expected)
-    assert not torch.allclose(captured["condition"], shifted)
+    torch.testing.assert_close(captured["condition"], expected["prompt_embeds"])
+    assert not torch.allclose(captured["condition"], shifted["prompt_embeds"])
 
 
 def test_gather_signal_states_per_row():

@@ -46,6 +46,6 @@ def test_scaffolded_plugin_installs_is_listed_and_passes_the_kit(tmp_path):
             text=True,
         )
         assert kit.returncode == 0, kit.stdout[-3000:]
-        assert "8 passed" in kit.stdout
+        assert "18 passed" in kit.stdout
     finally:
         subprocess.run([*pip, "uninstall", "-y", f"nextgpt-{name}"], check=True)

@@ -131,18 +131,30 @@ def test_lm_loss_is_shifted_and_masked():
 
 
 def test_alignment_loss_is_mean_euclidean_distance_not_mse():
-    from nextgpt.training.losses import alignment_loss, combine
+    from nextgpt.conditions import Condition, ConditionPart, ConditionSpec
+    from nextgpt.training.losses import alignment_loss, combine, mean_token_distance
 
     u = torch.zeros(2, 3, 2)
     v = torch.tensor([3.0, 4.0]).expand(2, 3, 2)
     v = v.clone()
     v[1] = 0  # half the tokens at distance 5, half at 0
-    assert alignment_loss(u, v).item() == pytest.approx(2.5)
+    assert mean_token_distance(u, v).item() == pytest.approx(2.5)
+    spec = ConditionSpec.sequence(3, 2)
+    assert alignment_loss(Condition(spec, {"prompt_embeds": u}), Condition(spec, {"prompt_embeds": v})).item() == 2.5
+    # several parts: each part's mean per-token distance (a pooled vector is one token), averaged
+    both = ConditionSpec(
+        parts=(ConditionPart(name="prompt_embeds", shape=(3, 2)), ConditionPart(name="pooled", shape=(2,)))
+    )
+    pooled = torch.tensor([[0.0, 1.0], [0.0, 3.0]])  # distances 1 and 3 from zero: mean 2
+    prediction = Condition(both, {"prompt_embeds": u, "pooled": torch.zeros(2, 2)})
+    assert alignment_loss(prediction, Condition(both, {"prompt_embeds": v, "pooled": pooled})).item() == 2.25
     terms = combine(torch.tensor(1.0), {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}, {"a": 1.0, "b": 2.0})
     assert terms.total.item() == pytest.approx(1 + 2 + 6)
     assert set(terms.as_logs()) == {"train/lm_loss", "train/align_a", "train/align_b", "train/loss"}
     with pytest.raises(ValueError):
-        alignment_loss(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3))
+        mean_token_distance(torch.zeros(1, 2, 3), torch.zeros(1, 3, 3))
+    with pytest.raises(ValueError, match="prediction is"):
+        alignment_loss(prediction, Condition(spec, {"prompt_embeds": v}))
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -637,7 +649,7 @@ def test_cache_command_then_training_reads_features_and_targets_from_disk(tmp_pa
     assert cached.lm.item() == pytest.approx(fresh.lm.item(), rel=1e-3)
     for name in PLUGINS:
         assert cached.align[name].item() == pytest.approx(fresh.align[name].item(), rel=1e-2)
-    assert module.caches.features["image"].hits > 0 and module.caches.targets["video"].hits > 0
+    assert module.caches.features["image"].hits > 0 and module.caches.targets["video"].tensors.hits > 0
     # and a whole fit: the data module hands out keys and paths only, nothing is re-encoded
     recorder = LossRecorder()
     make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["instruction"], "instruction", cache_media=True))
@@ -740,10 +752,10 @@ def test_diffusion_loss_trains_the_output_projectors(tmp_path, data):
     module = make_module(2, align_loss=False, train_signal_rows=False, diffusion_loss_weight=1.0, min_snr_gamma=5.0)
     module.check_diffusion_support()  # every in-repo decoder offers one (audio: through its mel front end)
     audio = module.model.decoders["audio"]
-    audio.denoising_loss = None
-    with pytest.raises(ConfigError, match=r"offer no denoising_loss.*audio"):
+    audio.supports_denoising_loss = False  # as a decoder without the loss declares
+    with pytest.raises(ConfigError, match=r"offer no denoising_loss.*audio \(audioldm\)"):
         module.check_diffusion_support()
-    del audio.denoising_loss  # the decoder's own again
+    del audio.supports_denoising_loss  # the decoder's own again
     before = snapshot(module)
     recorder = LossRecorder()
     make_trainer(tmp_path, 2, [recorder]).fit(module, make_data(data["pairs"], task="generate", load_outputs=True))

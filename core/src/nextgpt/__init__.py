@@ -1,5 +1,6 @@
 """nextgpt: an any-to-any multimodal LLM toolkit after NExT-GPT, with modalities as plugins."""
 
+from nextgpt.conditions import Condition, ConditionPart, ConditionSpec
 from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig
 from nextgpt.errors import (
     ConfigError,
@@ -26,6 +27,9 @@ from nextgpt.plugins import PluginRegistry, default_registry, load_plugins
 __version__ = "0.1.0"
 
 __all__ = [
+    "Condition",
+    "ConditionPart",
+    "ConditionSpec",
     "ConfigError",
     "DecodeOptions",
     "Decoder",

@@ -4,7 +4,10 @@ Data flow for one modality (see DESIGN.md)::
 
     file --ModalitySpec.load--> media --Encoder.preprocess/forward--> [B, n, d_enc]
          --InputProjector--> [B, k, d_llm] --(LLM)--> hidden states at the signal tokens
-         --OutputProjector--> [B, Q, d_cond] --Decoder.generate--> media --ModalitySpec.save--> file
+         --OutputProjector--> Condition --Decoder.generate--> media --ModalitySpec.save--> file
+
+A `Condition` holds the tensors the decoder's pipeline is conditioned on (a sequence, its
+attention mask, a pooled vector...), as the decoder declares them in its `ConditionSpec`.
 
 Core only ever talks to a modality through these classes; anything that differs between
 image, audio, video or a third-party modality lives in the plugin that implements them.
@@ -16,12 +19,13 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions, ModalityConfig
 from nextgpt.errors import ConfigError
 
@@ -36,8 +40,12 @@ class Licence(BaseModel):
     commercial_use: bool
     """Whether the licence allows commercial use."""
     url: str | None = None
+    note: str | None = None
+    """A restriction worth stating with the name, e.g. a revenue limit on commercial use."""
 
     def __str__(self) -> str:
+        if self.note:
+            return f"{self.name} ({self.note})"
         return f"{self.name}{'' if self.commercial_use else ' (non-commercial)'}"
 
 
@@ -116,46 +124,80 @@ class InputProjector(nn.Module, ABC):
 
 
 class OutputProjector(nn.Module, ABC):
-    """Trainable map from signal-token states ``[B, n_sig, d_llm]`` to a decoder condition."""
+    """Trainable map from signal-token states ``[B, n_sig, d_llm]`` to a decoder `Condition`.
 
-    condition_shape: tuple[int, int]
-    """``(Q, d_cond)`` of the condition it produces."""
+    Built from the decoder's `ConditionSpec`; every condition it returns is of that spec, with
+    all-ones attention masks (the projected sequence fills every position)."""
+
+    condition_spec: ConditionSpec
+    """The spec of the conditions it produces (the decoder's)."""
 
     @abstractmethod
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``[B, n_sig, d_llm] -> [B, Q, d_cond]``."""
+    def forward(self, hidden: torch.Tensor) -> Condition:
+        """``[B, n_sig, d_llm] -> Condition`` of ``condition_spec`` with ``B`` rows."""
 
 
 class Decoder(ABC):
-    """A frozen generator (a diffusers pipeline) conditioned on an embedding, never on text.
+    """A frozen generator (a diffusers pipeline) conditioned on embeddings, never on text.
 
-    Implementations load their weights lazily on first use and keep them; the negative
-    (empty-prompt) condition is computed once.
+    The contract a decoder backend implements:
+
+    * ``condition_spec``: the parts its generator is conditioned on (`ConditionSpec`: names,
+      shapes, attention masks); readable without loading weights. Output projectors are built
+      from it.
+    * ``condition_from_text(captions)``: the `Condition` its own text encoder makes of captions,
+      exactly what it would feed its denoiser for them: the stage-2/3 alignment target.
+    * ``negative_condition()``: the unconditional condition (one row) used for classifier-free
+      guidance, computed once; None where the pipeline forms its unconditional input itself or
+      uses no guidance (e.g. FLUX-schnell, Stable Audio's zeroed embeddings).
+    * ``generate(condition, options)``: one media item per condition row.
+    * optional: ``denoising_loss(condition, media, min_snr_gamma)``, the noise-prediction loss of
+      its frozen denoiser for target media, differentiable in the condition. A decoder that
+      offers it sets ``supports_denoising_loss = True``; training checks that flag.
+
+    Implementations load their weights lazily on first use and keep them.
     """
 
     licence: Licence
     identity: str
     """A string naming the pipeline and its weights; caches of caption embeddings are keyed by it."""
+    supports_denoising_loss: ClassVar[bool] = False
+    """Whether `denoising_loss` is implemented (set it with the method, never alone)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.supports_denoising_loss and cls.denoising_loss is Decoder.denoising_loss:
+            raise TypeError(f"{cls.__name__} sets supports_denoising_loss but does not implement denoising_loss")
 
     @property
     @abstractmethod
-    def condition_shape(self) -> tuple[int, int]:
-        """``(Q, d_cond)`` of the condition ``generate`` takes (e.g. ``(77, 768)`` for SD-1.5)."""
+    def condition_spec(self) -> ConditionSpec:
+        """What ``generate`` is conditioned on, e.g. ``ConditionSpec.sequence(77, 768)`` for SD-1.5."""
 
     @abstractmethod
-    def condition_from_text(self, captions: Sequence[str]) -> torch.Tensor:
-        """Embed captions with the decoder's own text encoder: ``[B, Q, d_cond]``.
+    def condition_from_text(self, captions: Sequence[str]) -> Condition:
+        """Embed captions with the decoder's own text encoder: a `Condition` of ``B`` rows.
 
-        This is what a pipeline would feed its denoiser for the caption, and the stage-2 target.
+        This is what the pipeline would feed its denoiser for the caption, and the stage-2 target.
         """
 
     @abstractmethod
-    def negative_condition(self) -> torch.Tensor:
-        """The unconditional (empty prompt) condition ``[1, Q, d_cond]``, computed once."""
+    def negative_condition(self) -> Condition | None:
+        """The unconditional (empty prompt) condition, one row, computed once; None where the
+        pipeline forms its unconditional input itself or has none."""
 
     @abstractmethod
-    def generate(self, condition: torch.Tensor, options: DecodeOptions) -> list[Any]:
-        """Generate one media item per condition row of ``[B, Q, d_cond]``."""
+    def generate(self, condition: Condition, options: DecodeOptions) -> list[Any]:
+        """Generate one media item per row of ``condition``."""
+
+    def denoising_loss(
+        self, condition: Condition, media: Sequence[Any], min_snr_gamma: float | None = None
+    ) -> torch.Tensor:
+        """The frozen denoiser's noise-prediction loss for target ``media`` (one per condition
+        row) conditioned on ``condition``, a scalar differentiable in the condition; ``min_snr_gamma``
+        clips the per-sample min-SNR weight (None: plain mean). Optional: only decoders with
+        ``supports_denoising_loss`` implement it (see `nextgpt.training.diffusion`)."""
+        raise ConfigError(f"decoder {self.identity}: offers no denoising_loss (supports_denoising_loss is False)")
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Decoder:
         """Move the decoder (if loaded) and any later loads to ``device`` / ``dtype``."""

@@ -12,6 +12,20 @@ OPENRAIL_M = Licence(
     commercial_use=True,
     url="https://huggingface.co/spaces/CompVis/stable-diffusion-license",
 )
+OPENRAIL_PLUS_PLUS = Licence(
+    name="CreativeML-OpenRAIL++-M",
+    commercial_use=True,
+    url="https://huggingface.co/PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+)
+"""PixArt-Sigma weights (and SDXL's VAE it uses): use-based restrictions, commercial use allowed."""
+STABILITY_COMMUNITY = Licence(
+    name="Stability-AI-Community",
+    commercial_use=False,
+    note="commercial use only under USD 1M annual revenue",
+    url="https://huggingface.co/stabilityai/stable-audio-open-1.0/blob/main/LICENSE.md",
+)
+"""Stable Audio Open 1.0: free for research and for organisations under USD 1M annual revenue;
+commercial use above that needs an enterprise licence (so not marked as commercial)."""
 LLAMA_1 = Licence(name="LLaMA-1 research licence", commercial_use=False)
 RANDOM_WEIGHTS = Licence(name="random weights (no licence needed)", commercial_use=True)
 IMAGEBIND = CC_BY_NC_4

@@ -8,7 +8,7 @@ The model never branches on a modality's name: every modality reaches it through
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nextgpt.config import DecodeOptions, ModalityConfig, NextGPTConfig, validate_model
+from nextgpt.conditions import Condition
+from nextgpt.config import DecodeOptions, DecoderSettings, ModalityConfig, NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError, MediaError, PromptTruncatedWarning
 from nextgpt.files import check_writable_folder
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
@@ -128,7 +129,7 @@ class NextGPTModel(nn.Module):
                     decoder = backend.build(cfg.decoder.source, **cfg.decoder.options)
                     self.decoders[name] = decoder
                     self.output_projectors[name] = build_output_projector(
-                        cfg.output_projector, self.d_llm, self.specs[name].signal_tokens.count, decoder.condition_shape
+                        cfg.output_projector, self.d_llm, self.specs[name].signal_tokens.count, decoder.condition_spec
                     )
 
     def _build_encoder(self, name: str, cfg: ModalityConfig, shared: SharedModels) -> Encoder:
@@ -216,15 +217,15 @@ class NextGPTModel(nn.Module):
     # -- outputs --------------------------------------------------------------------------------
     def signal_conditions(
         self, last_hidden: torch.Tensor, input_ids: torch.Tensor, modality: str
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[Condition, torch.Tensor]:
         """Decoder conditions for every row of ``input_ids`` ``[B, T]`` that holds a complete run of
         ``modality``'s signal tokens, read from the last-layer states ``[B, T, d]`` at the
-        positions where those tokens are the inputs. Returns ``(conditions [R, Q, d], rows [R])``."""
+        positions where those tokens are the inputs. Returns ``(conditions of R rows, rows [R])``."""
         states, rows = gather_signal_states(last_hidden, input_ids, self.signal_ids[modality])
         return self.project_signal(states, modality), rows
 
-    def project_signal(self, states: torch.Tensor, modality: str) -> torch.Tensor:
-        """``[R, N, d_llm]`` signal-token states -> ``[R, Q, d_cond]`` decoder conditions.
+    def project_signal(self, states: torch.Tensor, modality: str) -> Condition:
+        """``[R, N, d_llm]`` signal-token states -> a decoder `Condition` of ``R`` rows.
 
         As released, the signal tokens' input embeddings are added to their states first
         (``output_projector.add_token_embeddings``)."""
@@ -472,11 +473,23 @@ class NextGPTModel(nn.Module):
         missing = sorted(set(expected) - set(state))
         unused = sorted(set(state) - set(expected))
         if missing or unused:
-            raise ConfigError(f"{source}: missing keys {missing[:10]}, unused keys {unused[:10]}")
+            hint = ""
+            if any(k.startswith("output_projectors.") for k in (*missing, *unused)):
+                hint = (
+                    " (trained for another decoder? start the folder with a new decoder: "
+                    "NextGPTModel.from_pretrained(folder, decoders={...}))"
+                )
+            raise ConfigError(f"{source}: missing keys {missing[:10]}, unused keys {unused[:10]}{hint}")
         for key, value in state.items():
             if value.shape != expected[key].shape:
+                hint = ""
+                if key.startswith("output_projectors."):
+                    hint = (
+                        " (trained for another decoder? start the folder with a new decoder: "
+                        "NextGPTModel.from_pretrained(folder, decoders={...}))"
+                    )
                 raise ConfigError(
-                    f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
+                    f"{source}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}{hint}"
                 )
             if value.is_floating_point() and not torch.isfinite(value).all():
                 raise ConfigError(f"{source}: {key} holds NaN or infinite values")
@@ -512,27 +525,68 @@ class NextGPTModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, registry: PluginRegistry | None = None, modalities: Sequence[str] | None = None
+        cls,
+        name_or_path: str | Path,
+        registry: PluginRegistry | None = None,
+        modalities: Sequence[str] | None = None,
+        decoders: Mapping[str, DecoderSettings | Mapping[str, Any]] | None = None,
     ) -> NextGPTModel:
         """Build a model from a preset name (``tiny``, ``nextgpt-7b-v0``), a local folder written by
         `save_pretrained`, a named model (a folder in `nextgpt.paths.models_dir`, e.g. ``toy``
         once ``examples/toy_world/build_toy.py`` has built it), or a hub repository id holding
-        such a folder."""
+        such a folder.
+
+        Args:
+            name_or_path: the preset, folder, named model or hub id.
+            registry: the plugins to draw modalities from (default: the installed ones).
+            modalities: with a preset, the modalities to enable (default: every installed one).
+            decoders: start with other decoders: per modality, the `DecoderSettings` (``backend``,
+                ``source``, ``options``) to use instead of those the preset or folder names, e.g.
+                ``{"image": {"backend": "pixart-sigma", "source": "tiny"}}``. A folder's output
+                projector for such a modality keeps its trained weights where the new decoder's
+                condition has the same shapes; otherwise it starts from a fresh initialisation
+                (train it again with stage 2), and a warning names it.
+        """
         from nextgpt.presets import PRESETS, preset_config
 
         registry = registry or default_registry()
         if str(name_or_path) in PRESETS:
-            return cls(preset_config(str(name_or_path), registry, modalities), registry)
+            config = preset_config(str(name_or_path), registry, modalities)
+            return cls(with_decoders(config, decoders, f"preset {name_or_path}"), registry)
         folder = read_model_folder(name_or_path)
         weights = folder.load_weights()  # checked against its checksum before anything is built
-        model = cls(folder.config, registry)
+        model = cls(with_decoders(folder.config, decoders, str(folder.config_path)), registry)
         if folder.signal_token_ids and folder.signal_token_ids != model.signal_ids:
             raise ConfigError(
                 f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
                 f"tokenizer's {model.signal_ids}"
             )
+        for name in decoders or {}:
+            weights = model._fresh_projector_if_reshaped(weights, name, folder.config, str(folder.directory))
         model.load_trainable_state_dict(weights, source=str(folder.weights_path))
         return model
+
+    def _fresh_projector_if_reshaped(
+        self, state: dict[str, torch.Tensor], modality: str, saved: NextGPTConfig, folder: str
+    ) -> dict[str, torch.Tensor]:
+        """``state`` with the output projector of ``modality`` replaced by this model's freshly
+        initialised one if the saved tensors do not fit it (other names or shapes), with a warning."""
+        prefix = f"output_projectors.{modality}."
+        fresh = {
+            prefix + key: value.detach().cpu() for key, value in self.output_projectors[modality].state_dict().items()
+        }
+        old = {key: value for key, value in state.items() if key.startswith(prefix)}
+        if {k: tuple(v.shape) for k, v in old.items()} == {k: tuple(v.shape) for k, v in fresh.items()}:
+            return state
+        before = (saved.modalities[modality].get("decoder") or {}).get("backend", "none")
+        after = self.modality_configs[modality].decoder
+        warnings.warn(
+            f"{folder}: output projector {modality!r} re-initialised: its decoder changed from {before!r} to "
+            f"{after.backend if after else 'none'!r} (condition {self.decoders[modality].condition_spec}) "
+            "and the trained weights do not fit it; train it again (stage 2)",
+            stacklevel=3,
+        )
+        return {**{k: v for k, v in state.items() if not k.startswith(prefix)}, **fresh}
 
     def licences(self) -> dict[str, str]:
         """The licence of every frozen component, by role."""
@@ -542,3 +596,20 @@ class NextGPTModel(nn.Module):
             if cfg.decoder is not None:
                 out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
         return out
+
+
+def with_decoders(
+    config: NextGPTConfig, decoders: Mapping[str, DecoderSettings | Mapping[str, Any]] | None, where: str
+) -> NextGPTConfig:
+    """``config`` with the decoder settings of some modalities replaced (validated, each must be a
+    modality of the config); the rest of each modality's settings is kept."""
+    if not decoders:
+        return config
+    modalities = {name: dict(raw) for name, raw in config.modalities.items()}
+    for name, settings in decoders.items():
+        if name not in modalities:
+            raise ConfigError(f"decoders.{name}: {where} has no modality {name!r} (it has {sorted(modalities)})")
+        if not isinstance(settings, DecoderSettings):
+            settings = validate_model(DecoderSettings, dict(settings), f"decoders.{name}")
+        modalities[name]["decoder"] = settings.model_dump(mode="json")
+    return config.model_copy(update={"modalities": modalities})

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
+from nextgpt.conditions import Condition, ConditionPart, ConditionSpec
 from nextgpt.config import InputProjectorConfig, OutputProjectorConfig
 from nextgpt.interfaces import InputProjector, OutputProjector
 
@@ -36,18 +39,32 @@ class MLPInputProjector(InputProjector):
         return self.mlp(pooled).view(features.shape[0], self.num_tokens, self.d_llm)
 
 
+def _per_part(spec: ConditionSpec, make: Callable[[ConditionPart], nn.Module]) -> nn.Module:
+    """One module per condition part: the module itself for a one-part spec (so parameter names
+    stay those of the released projectors), an `nn.ModuleDict` keyed by part name otherwise."""
+    if len(spec.parts) == 1:
+        return make(spec.parts[0])
+    return nn.ModuleDict({part.name: make(part) for part in spec.parts})
+
+
+def _part_module(modules: nn.Module, spec: ConditionSpec, part: ConditionPart) -> nn.Module:
+    return modules if len(spec.parts) == 1 else modules[part.name]  # type: ignore[index]
+
+
 class QueryTransformerProjector(OutputProjector):
-    """NExT-GPT's output projection (after GILL's mapper).
+    """NExT-GPT's output projection (after GILL's mapper), for any `ConditionSpec`.
 
     ``Linear(d_llm -> d_model)``, then ``nn.Transformer`` whose encoder reads the signal-token
-    states and whose decoder reads ``Q`` learned queries, then ``Linear(d_model -> d_out)``.
-    Sub-module names (``fc``, ``tfm``, ``query_embs``, ``model``) follow the released code.
+    states and whose decoder reads learned queries, then one ``Linear(d_model -> d)`` per
+    condition part. The queries are one group per part, in the spec's order (``Q`` for a
+    sequence, 1 for a pooled vector), all rows of ``query_embs``; the groups attend to each other
+    in the shared transformer. Sub-module names (``fc``, ``tfm``, ``query_embs``, ``model``)
+    follow the released code; with several parts ``model`` is a dict keyed by part name.
     """
 
-    def __init__(self, d_llm: int, condition_shape: tuple[int, int], config: OutputProjectorConfig) -> None:
+    def __init__(self, d_llm: int, condition_spec: ConditionSpec, config: OutputProjectorConfig) -> None:
         super().__init__()
-        num_queries, d_out = condition_shape
-        self.condition_shape = (num_queries, d_out)
+        self.condition_spec = condition_spec
         self.fc = nn.Linear(d_llm, config.d_model)
         self.tfm = nn.Transformer(
             d_model=config.d_model,
@@ -59,28 +76,41 @@ class QueryTransformerProjector(OutputProjector):
             batch_first=True,
             norm_first=True,
         )
-        self.model = nn.Linear(config.d_model, d_out)
-        self.query_embs = nn.Parameter(torch.randn(1, num_queries, config.d_model))
+        self.model = _per_part(condition_spec, lambda part: nn.Linear(config.d_model, part.width))
+        total = sum(part.tokens for part in condition_spec.parts)
+        self.query_embs = nn.Parameter(torch.randn(1, total, config.d_model))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor) -> Condition:
         x = self.fc(hidden)
         queries = self.query_embs.expand(hidden.shape[0], -1, -1).to(x.dtype)
-        return self.model(self.tfm(x, queries))
+        out = self.tfm(x, queries)
+        tensors = {}
+        start = 0
+        for part in self.condition_spec.parts:
+            value = _part_module(self.model, self.condition_spec, part)(out[:, start : start + part.tokens])
+            tensors[part.name] = value[:, 0] if part.pooled else value
+            start += part.tokens
+        return Condition(self.condition_spec, tensors)
 
 
 class LinearOutputProjector(OutputProjector):
-    """A light alternative: ``Linear(d_llm -> d_out)`` per token, then a linear mix of the
-    ``n_sig`` tokens into ``Q`` condition positions."""
+    """A light alternative: per condition part, ``Linear(d_llm -> d)`` per token, then a linear mix
+    of the ``n_sig`` tokens into the part's ``Q`` positions (1 for a pooled vector)."""
 
-    def __init__(self, d_llm: int, num_signal_tokens: int, condition_shape: tuple[int, int]) -> None:
+    def __init__(self, d_llm: int, num_signal_tokens: int, condition_spec: ConditionSpec) -> None:
         super().__init__()
-        num_queries, d_out = condition_shape
-        self.condition_shape = (num_queries, d_out)
-        self.proj = nn.Linear(d_llm, d_out)
-        self.mix = nn.Linear(num_signal_tokens, num_queries)
+        self.condition_spec = condition_spec
+        self.proj = _per_part(condition_spec, lambda part: nn.Linear(d_llm, part.width))
+        self.mix = _per_part(condition_spec, lambda part: nn.Linear(num_signal_tokens, part.tokens))
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.proj(hidden).transpose(1, 2)).transpose(1, 2)
+    def forward(self, hidden: torch.Tensor) -> Condition:
+        tensors = {}
+        for part in self.condition_spec.parts:
+            proj = _part_module(self.proj, self.condition_spec, part)
+            mix = _part_module(self.mix, self.condition_spec, part)
+            value = mix(proj(hidden).transpose(1, 2)).transpose(1, 2)
+            tensors[part.name] = value[:, 0] if part.pooled else value
+        return Condition(self.condition_spec, tensors)
 
 
 def build_input_projector(config: InputProjectorConfig, d_enc: int, d_llm: int) -> InputProjector:
@@ -90,8 +120,9 @@ def build_input_projector(config: InputProjectorConfig, d_enc: int, d_llm: int) 
 
 
 def build_output_projector(
-    config: OutputProjectorConfig, d_llm: int, num_signal_tokens: int, condition_shape: tuple[int, int]
+    config: OutputProjectorConfig, d_llm: int, num_signal_tokens: int, condition_spec: ConditionSpec
 ) -> OutputProjector:
+    """The output projector ``config.kind`` asks for, producing conditions of ``condition_spec``."""
     if config.kind == "query_transformer":
-        return QueryTransformerProjector(d_llm, condition_shape, config)
-    return LinearOutputProjector(d_llm, num_signal_tokens, condition_shape)
+        return QueryTransformerProjector(d_llm, condition_spec, config)
+    return LinearOutputProjector(d_llm, num_signal_tokens, condition_spec)

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nextgpt.conditions import ConditionSpec
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, MediaError, NextGPTError
 from nextgpt.licences import APACHE_2
-from nextgpt.testing import ModalityPluginTests
+from nextgpt.testing import DecoderBackendTests, ModalityPluginTests, random_condition
 from nextgpt_3d import SPEC, ThreeDConfig, example_point_cloud
 from nextgpt_3d.media import Mesh, PointCloud, load_3d, normalise_points, save_3d
 
@@ -321,11 +322,11 @@ def test_encoder_bad_sources(tmp_path):
 # ----- decoder -----------------------------------------------------------------------------------
 
 
-def test_decoder_condition_shape_without_loading(nextgpt_home_folder):
+def test_decoder_condition_spec_without_loading(nextgpt_home_folder):
     from nextgpt_3d.decoder import ShapEDecoder
 
     decoder = ShapEDecoder("tiny")
-    assert decoder.condition_shape == (1, 32) and not decoder.is_loaded
+    assert decoder.condition_spec == ConditionSpec.pooled_vector(32) and not decoder.is_loaded
     assert decoder.identity == "shap-e:tiny-v1" and decoder.licence.name == "MIT"
     assert decoder.licence.commercial_use and decoder.grid_size == 16
     assert decoder.tiny_folder().parent == nextgpt_home_folder / "tiny"
@@ -342,16 +343,16 @@ def test_condition_from_text_is_the_pipelines_own(tiny_decoder):
     from diffusers import ShapEPipeline
 
     captions = ["make a chair", "a small red teapot"]
-    condition = tiny_decoder.condition_from_text(captions)
-    assert condition.shape == (2, 1, 32)
+    condition = tiny_decoder.condition_from_text(captions)["prompt_embeds"]
+    assert condition.shape == (2, 32)
     reference = ShapEPipeline.from_pretrained(tiny_decoder.location())
     with torch.no_grad():
         expected = reference._encode_prompt(captions, torch.device("cpu"), 1, False)
-    torch.testing.assert_close(condition[:, 0], expected)
-    torch.testing.assert_close(condition.norm(dim=-1), torch.full((2, 1), math.sqrt(32)))
-    torch.testing.assert_close(tiny_decoder.condition_from_text("make a chair"), condition[:1])
-    negative = tiny_decoder.negative_condition()
-    assert negative.shape == (1, 1, 32) and not negative.any()
+    torch.testing.assert_close(condition, expected)
+    torch.testing.assert_close(condition.norm(dim=-1), torch.full((2,), math.sqrt(32)))
+    torch.testing.assert_close(tiny_decoder.condition_from_text("make a chair")["prompt_embeds"], condition[:1])
+    negative = tiny_decoder.negative_condition()["prompt_embeds"]
+    assert negative.shape == (1, 32) and not negative.any()
 
 
 @pytest.mark.parametrize("guidance", [15.0, 1.0])
@@ -383,7 +384,7 @@ def test_generate_returns_a_mesh_deterministic_per_seed(tiny_decoder, tmp_path):
     again = tiny_decoder.generate(condition, DecodeOptions(seed=3))
     np.testing.assert_array_equal(again[0].vertices, mesh.vertices)
     np.testing.assert_array_equal(again[0].faces, mesh.faces)
-    other = tiny_decoder.generate(condition[:1], DecodeOptions(seed=4))[0]
+    other = tiny_decoder.generate(condition.select([0]), DecodeOptions(seed=4))[0]
     assert other.vertices.shape != mesh.vertices.shape or not np.array_equal(other.vertices, mesh.vertices)
     path = save_3d(mesh, tmp_path / "chair.ply")
     assert len(read_ply_faces(path)) == len(mesh.faces)
@@ -391,8 +392,8 @@ def test_generate_returns_a_mesh_deterministic_per_seed(tiny_decoder, tmp_path):
 
 
 def test_generate_rejects_a_wrong_condition_shape(tiny_decoder):
-    with pytest.raises(ValueError, match=r"\[B, 1, 32\]"):
-        tiny_decoder.generate(torch.zeros(1, 77, 32))
+    with pytest.raises(ValueError, match=r"condition must be prompt_embeds \[32\]"):
+        tiny_decoder.generate(random_condition(ConditionSpec.sequence(77, 32), 1))
 
 
 def test_decoder_sources_and_options(tmp_path, tiny_decoder):
@@ -401,9 +402,9 @@ def test_decoder_sources_and_options(tmp_path, tiny_decoder):
     folder = tmp_path / "shap-e-copy"
     tiny_decoder.pipeline.save_pretrained(folder)
     local = ShapEDecoder(str(folder), grid_size=8)
-    assert local.condition_shape == (1, 32) and local.grid_size == 8
+    assert local.condition_spec == tiny_decoder.condition_spec and local.grid_size == 8
     condition = tiny_decoder.condition_from_text(["make a chair"])
-    torch.testing.assert_close(local.condition_from_text(["make a chair"]), condition)
+    torch.testing.assert_close(local.condition_from_text(["make a chair"])["prompt_embeds"], condition["prompt_embeds"])
     assert len(local.generate(condition, DecodeOptions(steps=2, seed=1))[0].faces) > 0
     with pytest.raises(NextGPTError, match="does not exist"):
         ShapEDecoder(str(tmp_path / "missing"))
@@ -490,7 +491,7 @@ def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
     assert len(read_ply_faces(item.path)) == len(item.media.faces)
     assert len(load_3d(item.path)) == len(item.media.vertices)
     assert answer.as_message()["content"][-1] == {"type": "3d", "path": str(item.path)}
-    assert model_3d.decoders["3d"].condition_shape == (1, 32)
+    assert model_3d.decoders["3d"].condition_spec == ConditionSpec.pooled_vector(32)
     assert model_3d.licences() == {
         "3d encoder (pointnet)": "Apache-2.0",
         "3d decoder (shap-e)": "MIT",
@@ -545,6 +546,13 @@ class Test3DPluginConformance(ModalityPluginTests):
 
     def assert_same_media(self, original, reloaded):
         np.testing.assert_allclose(reloaded.points, normalise_points(original.points), atol=1e-6)
+
+
+class TestShapEBackendConformance(DecoderBackendTests):
+    """Shap-E runs its own denoising loop and offers no denoising loss: the kit checks both."""
+
+    modality, backend, plugins = "3d", "shap-e", ("3d",)
+    build_options = {"grid_size": 8}
 
 
 def test_a_field_without_surface_gives_an_empty_mesh(tmp_path):

@@ -42,6 +42,7 @@ def describe(registry: PluginRegistry) -> dict[str, Any]:
                         "name": name,
                         "licence": backend.licence.name,
                         "commercial_use": backend.licence.commercial_use,
+                        "licence_note": backend.licence.note,
                     }
                 )
         plugins.append(
@@ -66,7 +67,8 @@ def format_table(data: dict[str, Any]) -> str:
             span = f"{toks[0]}..{toks[-1]}" if len(toks) > 1 else toks[0]
             tokens.append(f"{len(toks)} {span}")
         backends = [
-            f"{b['kind']} {b['modality']}:{b['name']}" + ("" if b["commercial_use"] else " (non-commercial)")
+            f"{b['kind']} {b['modality']}:{b['name']}"
+            + (f" ({b['licence_note']})" if b["licence_note"] else "" if b["commercial_use"] else " (non-commercial)")
             for b in p["backends"]
         ]
         rows.append(

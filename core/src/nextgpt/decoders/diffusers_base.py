@@ -1,18 +1,24 @@
 """`DiffusersDecoder`: what every diffusers-backed `Decoder` shares.
 
-A backend (Stable Diffusion, AudioLDM, zeroscope...) subclasses it and supplies only what
-differs: the pipeline class, how to build its tiny random pipeline, how its text encoder
-turns captions into the condition, and how pipeline outputs become media. The base handles:
+A backend (Stable Diffusion, AudioLDM, zeroscope, PixArt, Stable Audio...) subclasses it and
+supplies only what differs: the pipeline class, how to build its tiny random pipeline, the
+`ConditionSpec` its pipeline takes, how its text encoder turns captions into a `Condition`, and
+how pipeline outputs become media. UNet and transformer pipelines are handled alike (the
+denoiser is ``pipeline.unet`` or ``pipeline.transformer``). The base handles:
 
 * sources: ``"tiny"`` (a random tiny pipeline built once, deterministically, saved into
   ``nextgpt_home()/tiny/<backend>-v<N>/`` and then loaded like any local folder), a local folder
   written by ``save_pretrained``, or a hub id; failures become `NextGPTError` naming the source;
 * laziness: nothing is loaded until ``condition_from_text``, ``negative_condition`` or
   ``generate`` is first called, and the pipeline is then kept (the reference code reloaded it
-  on every call); ``condition_shape`` reads only the text encoder's config;
-* the negative (empty prompt) condition, computed once with the pipeline's own encoder;
-* ``generate``: conditions go in as ``prompt_embeds`` with the cached negative as
-  ``negative_prompt_embeds``; conditions are never decoded back to text.
+  on every call); ``condition_spec`` reads only the text encoder's config;
+* the negative (empty prompt) condition, computed once with the pipeline's own encoder (or
+  None where the pipeline forms its unconditional input itself);
+* ``generate``: each condition part goes in under its own keyword (``prompt_embeds``,
+  ``prompt_attention_mask``...), the cached negative under ``negative_<keyword>``; conditions
+  are never decoded back to text;
+* the noise-prediction loss of UNet and transformer denoisers (`_noise_prediction_loss`), on
+  which a backend builds its optional ``denoising_loss``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.interfaces import Decoder
@@ -216,8 +223,9 @@ class DiffusersDecoder(Decoder):
         else:
             self.identity = f"{self.backend}:{self.source}"
         self._pipeline: Any = None
-        self._negative: torch.Tensor | None = None
-        self._condition_shape: tuple[int, int] | None = None
+        self._negative: Condition | None = None
+        self._negative_computed = False
+        self._condition_spec: ConditionSpec | None = None
         self._lock = threading.RLock()
 
     # ----- hooks a backend implements -------------------------------------------------------
@@ -233,16 +241,17 @@ class DiffusersDecoder(Decoder):
         """A pipeline with tiny random weights; called once, under a fixed torch seed."""
 
     @abstractmethod
-    def _read_condition_shape(self, location: str) -> tuple[int, int]:
-        """``(Q, d_cond)`` from the configs in ``location`` without loading any weights."""
+    def _read_condition_spec(self, location: str) -> ConditionSpec:
+        """The `ConditionSpec` of the pipeline in ``location``, from its configs only (no weights)."""
 
     @abstractmethod
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
-        """The pipeline's own text embedding of ``captions``, ``[B, Q, d_cond]``."""
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> Condition:
+        """The pipeline's own text condition for ``captions``: what it feeds its denoiser."""
 
     @abstractmethod
-    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
-        """The embedding the pipeline uses when no negative prompt is given, ``[1, Q, d_cond]``."""
+    def _encode_negative(self, pipeline: Any) -> Condition | None:
+        """The condition the pipeline uses when no negative prompt is given (one row), or None
+        where the pipeline forms its unconditional input itself (or has none)."""
 
     @abstractmethod
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
@@ -256,31 +265,68 @@ class DiffusersDecoder(Decoder):
         """Extra ``from_pretrained`` arguments of this backend (e.g. ``safety_checker=None``)."""
         return {}
 
-    def _pipeline_embeds(self, condition: torch.Tensor) -> torch.Tensor:
-        """``[B, Q, d]`` condition -> the pipeline's ``prompt_embeds`` layout (default: as is)."""
-        return condition
+    def _pipeline_kwargs(self, condition: Condition, negative: Condition | None) -> dict[str, Any]:
+        """The pipeline call's condition keywords: each part under its name and its mask under the
+        mask's keyword; the negative's as ``negative_<name>`` and ``negative_<mask>`` (diffusers'
+        convention). Override for a pipeline that names them otherwise."""
+        kwargs: dict[str, Any] = {}
+        for source, prefix in ((condition, ""), (negative, "negative_")):
+            if source is None:
+                continue
+            for part in source.spec.parts:
+                kwargs[prefix + part.name] = source[part.name]
+                if part.mask is not None:
+                    kwargs[prefix + part.mask] = source.mask(part.name)
+        return kwargs
 
-    def _denoiser_condition(self, embeds: torch.Tensor) -> dict[str, Any]:
-        """How the pipeline hands its ``prompt_embeds`` to the UNet (default: cross-attention
-        ``encoder_hidden_states``; AudioLDM: ``class_labels``)."""
-        return {"encoder_hidden_states": embeds}
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The pipeline's denoising network: ``unet`` or ``transformer`` (override for another)."""
+        components = self.pipeline.components
+        for name in ("unet", "transformer"):
+            if isinstance(components.get(name), torch.nn.Module):
+                return components[name]
+        raise NextGPTError(
+            f"decoder {self.backend!r}: {type(self.pipeline).__name__} has neither a unet nor a transformer; "
+            "override DiffusersDecoder.denoiser"
+        )
+
+    def _denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, condition: Condition) -> torch.Tensor:
+        """The denoiser's prediction for ``noisy`` latents at ``timesteps`` under ``condition`` (cast
+        to the denoiser's dtype), as the pipeline calls it. Default: a UNet conditioned through
+        cross-attention on a one-part sequence spec (``encoder_hidden_states``; its mask, if any,
+        as ``encoder_attention_mask``). Override for other denoisers or conditions."""
+        spec = condition.spec
+        if len(spec.parts) != 1 or spec.parts[0].pooled:
+            raise NextGPTError(
+                f"decoder {self.backend!r}: the default _denoise takes one sequence part, not {spec}; override it"
+            )
+        part = spec.parts[0]
+        kwargs: dict[str, Any] = {"encoder_hidden_states": condition[part.name]}
+        if part.mask is not None:
+            kwargs["encoder_attention_mask"] = condition.mask(part.name)
+        return self.denoiser(noisy, timesteps, **kwargs, return_dict=False)[0]
+
+    def _training_scheduler(self) -> Any:
+        """The noise schedule the denoising loss samples from (default: the pipeline's scheduler;
+        a backend whose sampler cannot add noise at arbitrary timesteps returns a DDPM one)."""
+        return self.pipeline.scheduler
 
     def _noise_prediction_loss(
-        self, condition: torch.Tensor, latents: torch.Tensor, min_snr_gamma: float | None
+        self, condition: Condition, latents: torch.Tensor, min_snr_gamma: float | None
     ) -> torch.Tensor:
-        """One denoising step of the frozen UNet on ``latents`` conditioned on ``condition``
+        """One denoising step of the frozen denoiser on ``latents`` conditioned on ``condition``
         (gradients reach the condition), as `nextgpt.training.diffusion` defines the loss.
-        Backends whose media map to UNet latents build ``denoising_loss`` on this."""
+        Backends whose media map to latents build ``denoising_loss`` on this."""
         from nextgpt.training.diffusion import noise_prediction_loss
 
-        unet = self.pipeline.unet
-        weight = next(unet.parameters())
-        embeds = self._pipeline_embeds(condition).to(device=weight.device, dtype=weight.dtype)
+        weight = next(self.denoiser.parameters())
+        condition = condition.to(device=weight.device, dtype=weight.dtype)
 
         def denoise(noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            return unet(noisy.to(weight.dtype), timesteps, **self._denoiser_condition(embeds)).sample
+            return self._denoise(noisy.to(weight.dtype), timesteps, condition)
 
-        return noise_prediction_loss(denoise, self.pipeline.scheduler, latents.to(weight.device), min_snr_gamma)
+        return noise_prediction_loss(denoise, self._training_scheduler(), latents.to(weight.device), min_snr_gamma)
 
     @torch.no_grad()
     def _vae_latents(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -354,7 +400,7 @@ class DiffusersDecoder(Decoder):
             self._device = torch.device(device)
         if dtype is not None and dtype != self._dtype:
             self._dtype = dtype
-            self._negative = None
+            self._negative, self._negative_computed = None, False
         if self._pipeline is not None:
             self._pipeline.to(device=self._device, dtype=self._dtype)
         if self._negative is not None and self._device is not None:
@@ -364,12 +410,12 @@ class DiffusersDecoder(Decoder):
     # ----- conditions -----------------------------------------------------------------------
 
     @property
-    def condition_shape(self) -> tuple[int, int]:
-        """``(Q, d_cond)``, read from the text encoder/tokenizer configs; no weights are loaded."""
-        if self._condition_shape is None:
+    def condition_spec(self) -> ConditionSpec:
+        """What the pipeline is conditioned on, read from its configs; no weights are loaded."""
+        if self._condition_spec is None:
             location = self.location()
             try:
-                shape = self._read_condition_shape(location)
+                spec = self._read_condition_spec(location)
             except NextGPTError:
                 raise
             except Exception as exc:
@@ -377,13 +423,12 @@ class DiffusersDecoder(Decoder):
                     f"decoder {self.backend!r}: could not read the text encoder config of source "
                     f"{self.source!r}: {type(exc).__name__}: {exc}"
                 ) from exc
-            self._condition_shape = (int(shape[0]), int(shape[1]))
-        return self._condition_shape
+            self._condition_spec = spec
+        return self._condition_spec
 
-    def condition_from_text(self, captions: Sequence[str] | str) -> torch.Tensor:
-        """Embed captions exactly as the pipeline would for its denoiser: ``[B, Q, d_cond]``.
-
-        This is the stage-2 alignment target. Computed without gradients.
+    def condition_from_text(self, captions: Sequence[str] | str) -> Condition:
+        """Embed captions exactly as the pipeline would for its denoiser: a `Condition` of one row
+        per caption. This is the stage-2 alignment target. Computed without gradients.
 
         Args:
             captions: one caption or a list of them.
@@ -394,29 +439,28 @@ class DiffusersDecoder(Decoder):
         with torch.no_grad():
             return self._encode_captions(self.pipeline, batch)
 
-    def negative_condition(self) -> torch.Tensor:
-        """The unconditional (empty prompt) condition ``[1, Q, d_cond]``, computed once."""
-        if self._negative is None:
+    def negative_condition(self) -> Condition | None:
+        """The unconditional (empty prompt) condition, one row, computed once; None where the
+        pipeline forms its unconditional input itself."""
+        if not self._negative_computed:
             with self._lock, torch.no_grad():
-                if self._negative is None:
+                if not self._negative_computed:
                     self._negative = self._encode_negative(self.pipeline)
+                    self._negative_computed = True
         return self._negative
 
-    def _check_condition(self, condition: torch.Tensor) -> None:
-        expected = self.condition_shape
-        if condition.ndim != 3 or tuple(condition.shape[1:]) != expected:
-            raise ValueError(
-                f"decoder {self.identity}: condition must have shape "
-                f"[B, {expected[0]}, {expected[1]}], got {list(condition.shape)}"
-            )
+    def _check_condition(self, condition: Condition) -> None:
+        if not isinstance(condition, Condition) or condition.spec != self.condition_spec:
+            got = condition.spec if isinstance(condition, Condition) else type(condition).__name__
+            raise ValueError(f"decoder {self.identity}: condition must be {self.condition_spec}, got {got}")
 
     # ----- generation -----------------------------------------------------------------------
 
-    def generate(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> list[Any]:
-        """Generate one media item per row of ``condition`` (``[B, Q, d_cond]``).
+    def generate(self, condition: Condition, options: DecodeOptions | None = None) -> list[Any]:
+        """Generate one media item per row of ``condition``.
 
         Args:
-            condition: decoder conditions, e.g. from an `OutputProjector` or
+            condition: decoder conditions of ``condition_spec``, e.g. from an `OutputProjector` or
                 `condition_from_text`; any float dtype/device (cast to the pipeline's).
             options: steps, guidance, size/frames/seconds and seed; unset fields come from
                 ``self.defaults`` and then from the pipeline's own defaults. The seed makes a
@@ -426,15 +470,15 @@ class DiffusersDecoder(Decoder):
         self._check_condition(condition)
         opts = (options or DecodeOptions()).merged_over(self.defaults)
         pipeline = self.pipeline
-        # Read from one UNet weight: pipeline.dtype/.device walk every module (about 1 ms a call).
-        weight = next(pipeline.unet.parameters())
+        # Read from one denoiser weight: pipeline.dtype/.device walk every module (about 1 ms a call).
+        weight = next(self.denoiser.parameters())
         dtype, device = weight.dtype, weight.device
         condition = condition.detach().to(device=device, dtype=dtype)
-        negative = self.negative_condition().to(device=device, dtype=dtype)
-        negative = negative.expand(condition.shape[0], *negative.shape[1:])
+        negative = self.negative_condition()
+        if negative is not None:
+            negative = negative.to(device=device, dtype=dtype).expand(condition.batch_size)
         kwargs: dict[str, Any] = {
-            "prompt_embeds": self._pipeline_embeds(condition),
-            "negative_prompt_embeds": self._pipeline_embeds(negative),
+            **self._pipeline_kwargs(condition, negative),
             "generator": None if opts.seed is None else torch.Generator().manual_seed(opts.seed),
         }
         if opts.steps is not None:

@@ -114,6 +114,7 @@ def _need(state: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
 
 def legacy_manifest(shape: LegacyShape) -> dict[str, tuple[int, ...]]:
     """Every key and shape a release-format checkpoint of ``shape`` holds (meta tensors only)."""
+    from nextgpt.conditions import ConditionSpec
     from nextgpt.projectors import QueryTransformerProjector
 
     keys: dict[str, tuple[int, ...]] = {
@@ -129,7 +130,9 @@ def legacy_manifest(shape: LegacyShape) -> dict[str, tuple[int, ...]]:
             keys[f"{base}.lora_B.default.weight"] = (shape.hidden, shape.lora_r)
     with torch.device("meta"):
         for p in RELEASED_PROJECTORS:
-            module = QueryTransformerProjector(shape.hidden, shape.condition_shapes[p.modality], shape.projector)
+            # A one-part condition: (Q, d) and a pooled (d,) with Q = 1 give the same tensors.
+            spec = ConditionSpec.sequence(*shape.condition_shapes[p.modality])
+            module = QueryTransformerProjector(shape.hidden, spec, shape.projector)
             for key, tensor in module.state_dict().items():
                 keys[f"{p.prefix}.{key}"] = tuple(tensor.shape)
     return keys

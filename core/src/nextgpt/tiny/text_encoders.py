@@ -1,4 +1,5 @@
-"""Tiny random CLIP text encoders for the tiny diffusers pipelines (Stable Diffusion, zeroscope)."""
+"""Tiny random text encoders for the tiny diffusers pipelines: CLIP (Stable Diffusion, zeroscope,
+Shap-E) and T5 (PixArt, Stable Audio)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,24 @@ def tiny_clip_text_encoder(
     settings.update(config)
     model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
     return model_class(CLIPTextConfig(**settings))
+
+
+def tiny_t5_encoder(tokenizer: Any, d_model: int, **config: Any) -> Any:
+    """A 2-layer, 2-head `T5EncoderModel` of width ``d_model`` sized for ``tokenizer``; ``config``
+    overrides other `T5Config` fields."""
+    from transformers import T5Config, T5EncoderModel
+
+    settings = {
+        "vocab_size": len(tokenizer),
+        "d_model": d_model,
+        "d_kv": max(1, d_model // 2),
+        "d_ff": 2 * d_model,
+        "num_layers": 2,
+        "num_heads": 2,
+        "relative_attention_num_buckets": 8,
+        "dropout_rate": 0.0,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    settings.update(config)
+    return T5EncoderModel(T5Config(**settings))

@@ -1,11 +1,12 @@
 """Tiny tokenizers built offline from small local vocabularies, for the tiny diffusers pipelines.
 
-Real pipelines ship a CLIP tokenizer (Stable Diffusion, zeroscope) or a RoBERTa tokenizer
-(AudioLDM's CLAP text encoder). Tests have no model hub, so these builders write a minimal
-``vocab.json`` / ``merges.txt`` pair into a temporary folder and load it with the tokenizer
-class's own ``from_pretrained``: the result is a genuine `CLIPTokenizer` / `RobertaTokenizer`
-that saves and reloads like a downloaded one. With no merges, every word is split into
-single byte-characters, so any text can be tokenized with a few hundred ids.
+Real pipelines ship a CLIP tokenizer (Stable Diffusion, zeroscope), a RoBERTa tokenizer
+(AudioLDM's CLAP text encoder) or a T5 tokenizer (PixArt, Stable Audio). Tests have no model
+hub, so these builders write a minimal ``vocab.json`` / ``merges.txt`` pair into a temporary
+folder and load it with the tokenizer class's own ``from_pretrained`` (CLIP, RoBERTa), or give
+a small unigram vocabulary to the class's constructor (T5): the result is a genuine tokenizer of
+that class that saves and reloads like a downloaded one. With no merges (one-character pieces),
+every word is split into single characters, so any text can be tokenized with a few hundred ids.
 """
 
 from __future__ import annotations
@@ -84,3 +85,26 @@ def build_roberta_tokenizer(model_max_length: int = 77) -> Any:
     from transformers import RobertaTokenizer
 
     return _load_from_files(RobertaTokenizer, roberta_vocab(), model_max_length=model_max_length)
+
+
+T5_SPECIALS = ("<pad>", "</s>", "<unk>")
+"""T5's special tokens, ids 0, 1 and 2 (padding, end of sequence, unknown)."""
+
+
+def t5_vocab() -> list[tuple[str, float]]:
+    """A unigram vocabulary: T5's specials, the word-start piece ``▁``, then the printable ASCII
+    characters (each alone), all with the same score so every word splits into characters."""
+    pieces = [(token, 0.0) for token in T5_SPECIALS] + [("\u2581", -1.0)]
+    return pieces + [(chr(code), -1.0) for code in range(ord("!"), ord("~") + 1)]
+
+
+def build_t5_tokenizer(model_max_length: int = 16) -> Any:
+    """A `transformers.T5Tokenizer` over `t5_vocab` (98 ids; unknown characters map to ``<unk>``).
+
+    Args:
+        model_max_length: the padded prompt length (Stable Audio's ``Q``; PixArt pads to its
+            ``max_sequence_length`` instead).
+    """
+    from transformers import T5Tokenizer
+
+    return T5Tokenizer(vocab=t5_vocab(), extra_ids=0, model_max_length=model_max_length)

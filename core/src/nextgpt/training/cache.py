@@ -3,8 +3,10 @@ embeddings of captions (the alignment targets).
 
 Each cache lives in ``<root>/<kind>/<modality>/<digest of its identity>/`` as safetensors
 shards; a tensor's name is the digest of its content (the media file's bytes, or the caption's
-text). The identity names the frozen component exactly (the encoder's or decoder's ``identity``,
-its backend and its settings), and every shard records it in its metadata: a different encoder or
+text). A caption's condition is stored part by part (`ConditionCache`): ``<digest>/<part>`` and,
+for a part with an attention mask, ``<digest>/<part>/mask``. The identity names the frozen
+component exactly (the encoder's or decoder's ``identity``, its backend, its settings and, for a
+decoder, its condition spec), and every shard records it in its metadata: a different encoder or
 decoder uses another folder and never reads a stale entry. Shards are written whole, under a
 temporary name then renamed, one writer per process, so DDP ranks and restarts can share a
 cache. Features are stored in float16 by default (as the released code cached its targets).
@@ -26,6 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.errors import MediaError, SkippedRecordWarning
 
 IDENTITY_KEY = "nextgpt_cache_identity"
@@ -166,13 +169,61 @@ class TensorCache:
             self._memory.popitem(last=False)
 
 
+class ConditionCache:
+    """Decoder conditions of captions (the alignment targets) in a `TensorCache`, one tensor per
+    condition part and mask, keyed by the caption's digest (`text_key`)."""
+
+    def __init__(self, tensors: TensorCache, spec: ConditionSpec) -> None:
+        self.tensors, self.spec = tensors, spec
+
+    def _keys(self, caption: str) -> list[tuple[str, str, bool]]:
+        """(tensor name, part name, is mask) of every tensor of one caption."""
+        base = text_key(caption)
+        keys = [(f"{base}/{part.name}", part.name, False) for part in self.spec.parts]
+        keys += [(f"{base}/{part.name}/mask", part.name, True) for part in self.spec.parts if part.mask]
+        return keys
+
+    def __contains__(self, caption: str) -> bool:
+        return all(key in self.tensors for key, _, _ in self._keys(caption))
+
+    def get(self, caption: str) -> Condition | None:
+        """The stored one-row condition of ``caption`` (on the CPU, in the storage dtype) or None."""
+        tensors: dict[str, torch.Tensor] = {}
+        masks: dict[str, torch.Tensor] = {}
+        for key, part, is_mask in self._keys(caption):
+            value = self.tensors.get(key)
+            if value is None:
+                return None
+            if is_mask:
+                masks[part] = value.to(torch.long)[None]
+            else:
+                tensors[part] = value[None]
+        return Condition(self.spec, tensors, masks)
+
+    def put(self, caption: str, condition: Condition) -> None:
+        """Store the one-row ``condition`` of ``caption``."""
+        for key, part, is_mask in self._keys(caption):
+            value = condition.mask(part) if is_mask else condition[part]
+            self.tensors.put(key, value[0])  # type: ignore[index]
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return self.tensors.dtype
+
+    def flush(self) -> None:
+        self.tensors.flush()
+
+    def refresh(self) -> None:
+        self.tensors.refresh()
+
+
 class ModelCaches:
     """The feature cache of every modality's encoder and the target cache of every decoder of a
     `NextGPTModel`."""
 
     def __init__(self, model: Any, root: str | Path, shard_size: int = 256) -> None:
         self.features: dict[str, TensorCache] = {}
-        self.targets: dict[str, TensorCache] = {}
+        self.targets: dict[str, ConditionCache] = {}
         for name, cfg in model.modality_configs.items():
             encoder = model.encoders[name]
             self.features[name] = TensorCache(
@@ -183,17 +234,21 @@ class ModelCaches:
                 shard_size,
             )
             if name in model.decoders:
-                self.targets[name] = TensorCache(
-                    root,
-                    "targets",
-                    name,
-                    component_identity(
-                        "decoder", name, model.decoders[name].identity, cfg.decoder.model_dump(mode="json")
+                decoder = model.decoders[name]
+                spec = decoder.condition_spec
+                settings = {**cfg.decoder.model_dump(mode="json"), "condition": spec.model_dump(mode="json")}
+                self.targets[name] = ConditionCache(
+                    TensorCache(
+                        root,
+                        "targets",
+                        name,
+                        component_identity("decoder", name, decoder.identity, settings),
+                        shard_size,
                     ),
-                    shard_size,
+                    spec,
                 )
 
-    def all(self) -> Iterable[TensorCache]:
+    def all(self) -> Iterable[TensorCache | ConditionCache]:
         return [*self.features.values(), *self.targets.values()]
 
     def flush(self) -> None:
@@ -260,7 +315,7 @@ def fill_caches(module: Any, datasets: Iterable[Any], batch_size: int = 16) -> d
                 cache = module.caches.targets.get(modality)
                 if cache is None:
                     continue
-                if text_key(caption) in cache or caption in captions.get(modality, []):
+                if caption in cache or caption in captions.get(modality, []):
                     counts["cached"] += 1
                     continue
                 captions.setdefault(modality, []).append(caption)

@@ -8,13 +8,17 @@ min-SNR weighting (Hang et al. 2023; gamma 5 for images in the rewrite) is appli
 with the formula matching that prediction type.
 
 How media become latents and how a condition reaches the denoiser differ per pipeline (VAE
-latents for images, per-frame for video, a mel VAE and ``class_labels`` for AudioLDM), so a
-decoder opts in by providing ``denoising_loss(condition, media, min_snr_gamma=None)``; this
-module gives it `noise_prediction_loss` to build it from its own parts.
+latents for images, per-frame for video, a mel VAE and ``class_labels`` for AudioLDM, the
+prompt attention mask for PixArt), so a decoder opts in by implementing
+``Decoder.denoising_loss(condition, media, min_snr_gamma=None)`` and declaring
+``supports_denoising_loss = True``; this module gives it `noise_prediction_loss` (discrete-time
+schedulers: DDPM, DDIM, DPM-Solver...) and `edm_prediction_loss` (EDM-preconditioned
+continuous-sigma schedulers, e.g. Stable Audio's) to build it from its own parts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -85,4 +89,56 @@ def noise_prediction_loss(
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
     if min_snr_gamma is not None:
         per_sample = per_sample * min_snr_weights(scheduler, timesteps, min_snr_gamma)
+    return per_sample.mean()
+
+
+def edm_prediction_loss(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scheduler: Any,
+    latents: torch.Tensor,
+    min_snr_gamma: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean (optionally min-SNR weighted) squared error of one denoising step of an EDM-preconditioned
+    denoiser (Karras et al. 2022), for the continuous-sigma schedulers of diffusers that expose
+    ``precondition_inputs`` / ``precondition_noise`` (EDM Euler / DPM-Solver, the cosine
+    DPM-Solver of Stable Audio).
+
+    A noise level per sample is drawn with ``atan(sigma / sigma_data)`` uniform between those of
+    the scheduler's ``sigma_min`` and ``sigma_max`` (uniform cosine time, as v-diffusion models are
+    trained); the denoiser sees ``precondition_inputs(x + sigma * noise)`` at
+    ``precondition_noise(sigma)``. Its raw output ``F`` is regressed on the target that makes the
+    preconditioned estimate ``c_skip * x_t + c_out * F`` equal the clean latents: ``(x - c_skip
+    * x_t) / c_out`` (the velocity for ``v_prediction``); its squared error is EDM's
+    ``lambda(sigma) * |D - x|^2`` with ``lambda = 1 / c_out^2``. Min-SNR weights use
+    ``SNR = sigma_data^2 / sigma^2``.
+
+    Args:
+        denoise: ``(model_input, noise_levels) -> F`` (the frozen denoiser with the condition bound).
+        scheduler: a diffusers EDM-style scheduler (``config.sigma_min``, ``sigma_max``,
+            ``sigma_data``, ``prediction_type`` of ``epsilon`` or ``v_prediction``).
+        latents: ``[B, ...]`` clean latents of the target media (no grad needed).
+        min_snr_gamma: clip the SNR weight at this value (None: plain mean).
+    """
+    config = scheduler.config
+    kind = config.prediction_type
+    if kind not in ("epsilon", "v_prediction"):
+        raise ConfigError(f"diffusion loss: EDM preconditioning has no prediction_type {kind!r}")
+    data = float(config.sigma_data)
+    low, high = math.atan(config.sigma_min / data), math.atan(config.sigma_max / data)
+    batch = latents.shape[0]
+    angle = low + (high - low) * torch.rand(batch, generator=generator, device="cpu", dtype=torch.float64)
+    sigma = (data * torch.tan(angle)).to(latents.device, torch.float32)
+    noise = torch.randn(latents.shape, generator=generator, device="cpu", dtype=latents.dtype).to(latents.device)
+    s = sigma.view(-1, *([1] * (latents.ndim - 1)))
+    noisy = latents + noise * s.to(latents.dtype)
+    output = denoise(scheduler.precondition_inputs(noisy, s.to(latents.dtype)), scheduler.precondition_noise(sigma))
+    c_skip = data**2 / (s**2 + data**2)
+    c_out = s * data / (s**2 + data**2).sqrt() * (1 if kind == "epsilon" else -1)
+    target = (latents.float() - c_skip * noisy.float()) / c_out
+    per_sample = F.mse_loss(output.float(), target, reduction="none").flatten(1).mean(1)
+    if min_snr_gamma is not None:
+        ratio = data**2 / sigma**2
+        clipped = torch.clamp(ratio, max=min_snr_gamma)
+        per_sample = per_sample * (clipped / ratio if kind == "epsilon" else clipped / (ratio + 1))
     return per_sample.mean()

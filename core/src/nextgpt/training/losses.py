@@ -4,7 +4,11 @@
   positions), shifted as Hugging Face causal LMs do: the logits at position t predict label t+1.
 * The alignment loss ("l2" in the paper and the released code): the mean over tokens of the
   per-token Euclidean distance ``sqrt(sum((u - v)^2, -1))`` between the output projector's
-  condition and the decoder's own text-encoder embedding of the gold caption. Not MSE.
+  condition and the decoder's own text-encoder embedding of the gold caption. Not MSE. A
+  condition of several parts (a sequence and a pooled vector, say) gives the mean per-token
+  distance of each part, a pooled vector counting as one token, averaged over the parts. Every
+  position counts, padding included: the projected condition is fed to the pipeline with an
+  all-ones mask, so it learns what the pipeline's text encoder produces there too.
 * Per-modality weights come from ``ModalityConfig.loss_weight`` (video 2.0 as released).
 
 Every term is returned separately so the trainer can log each on its own.
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from nextgpt.conditions import Condition
 
 IGNORE_INDEX = -100
 
@@ -39,12 +45,21 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def alignment_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over tokens of the per-token Euclidean distance between ``[R, Q, d]`` tensors."""
+def mean_token_distance(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of the per-token Euclidean distance between ``[R, Q, d]`` (or ``[R, d]``,
+    one token per row) tensors."""
     if prediction.shape != target.shape:
         raise ValueError(f"alignment loss: prediction {tuple(prediction.shape)} vs target {tuple(target.shape)}")
     diff = prediction.float() - target.to(prediction.device).float()
     return diff.pow(2).sum(-1).sqrt().mean()
+
+
+def alignment_loss(prediction: Condition, target: Condition) -> torch.Tensor:
+    """`mean_token_distance` of each condition part, averaged over the parts."""
+    if prediction.spec != target.spec:
+        raise ValueError(f"alignment loss: prediction is {prediction.spec}, target is {target.spec}")
+    distances = [mean_token_distance(prediction[name], target[name]) for name in prediction.spec.names]
+    return torch.stack(distances).mean()
 
 
 @dataclass

@@ -35,6 +35,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch.nn.modules.module import _IncompatibleKeys
 
+from nextgpt.conditions import Condition
 from nextgpt.data.collate import PaddedBatch, pad_packed
 from nextgpt.data.dataset import SampleBatch
 from nextgpt.errors import ConfigError, MediaError, NextGPTError, NextGPTWarning, SkippedRecordWarning
@@ -92,8 +93,9 @@ class NextGPTLightningModule(LightningModule):
         cache_write: add what is computed to the cache (off: read only).
         diffusion_loss_weight: add the noise-prediction loss through the frozen decoders with
             this weight (times the modality's ``loss_weight``); 0 turns it off. Each decoder
-            must provide ``denoising_loss`` (`nextgpt.training.diffusion`), and the data the
-            output media (``generate`` pairs, inline output files).
+            must offer ``denoising_loss`` (``supports_denoising_loss``, see
+            `nextgpt.training.diffusion`), and the data the output media (``generate`` pairs,
+            inline output files).
         min_snr_gamma: min-SNR weighting of the noise-prediction loss (5 for images in the
             2024 rewrite); None: plain mean.
         schedule_steps: the length of the learning-rate schedule in optimizer steps. None: the
@@ -102,6 +104,9 @@ class NextGPTLightningModule(LightningModule):
             schedule the interrupted one was on even if ``max_steps`` changed. Set it to change
             the schedule's length on resume (an explicit choice: the run then differs from an
             uninterrupted one).
+        decoders: start ``model`` with other decoders, per modality (``{"image": {"backend":
+            "pixart-sigma", "source": "..."}}``), as `NextGPTModel.from_pretrained` does: an output
+            projector that no longer fits is re-initialised, with a warning naming it.
 
     Training stops with a `NonFiniteTrainingError` naming the batch's records (``file:index``)
     when the loss is NaN or infinite, or when an optimizer step made a trained weight so;
@@ -135,6 +140,7 @@ class NextGPTLightningModule(LightningModule):
         diffusion_loss_weight: float = 0.0,
         min_snr_gamma: float | None = None,
         schedule_steps: int | None = None,
+        decoders: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -162,7 +168,7 @@ class NextGPTLightningModule(LightningModule):
         self.trainable_groups = {k: (STAGE_DEFAULTS[stage][k] if v is None else bool(v)) for k, v in overrides.items()}
         self.model: Any = None
         self.caches: Any = None
-        self._targets: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+        self._targets: OrderedDict[tuple[str, str], Condition] = OrderedDict()
         self._saved_schedule: dict[str, int] | None = None
         self._schedule: dict[str, int] | None = None
         self._step_sources: list[str] = []
@@ -185,7 +191,9 @@ class NextGPTLightningModule(LightningModule):
         registry = load_plugins(allow=hp.plugins) if hp.plugins else default_registry()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hp.seed)
-            self.model = NextGPTModel.from_pretrained(hp.model, registry=registry, modalities=hp.modalities)
+            self.model = NextGPTModel.from_pretrained(
+                hp.model, registry=registry, modalities=hp.modalities, decoders=hp.decoders
+            )
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
         self._apply_trainable()
@@ -233,19 +241,19 @@ class NextGPTLightningModule(LightningModule):
         return self
 
     def check_diffusion_support(self) -> None:
-        """With ``diffusion_loss_weight > 0`` every decoder must offer ``denoising_loss``."""
+        """With ``diffusion_loss_weight > 0`` every decoder must declare ``supports_denoising_loss``."""
         if self.hparams.diffusion_loss_weight <= 0:
             return
         model = self.model
         lacking = [
             f"{name} ({cfg.decoder.backend})"
             for name, cfg in model.modality_configs.items()
-            if name in model.decoders and not callable(getattr(model.decoders[name], "denoising_loss", None))
+            if name in model.decoders and not model.decoders[name].supports_denoising_loss
         ]
         if lacking:
             raise ConfigError(
-                "model.diffusion_loss_weight: these decoders offer no denoising_loss(condition, media, "
-                f"min_snr_gamma): {', '.join(lacking)}"
+                "model.diffusion_loss_weight: these decoders offer no denoising_loss (supports_denoising_loss "
+                f"is False): {', '.join(lacking)}"
             )
 
     def on_fit_start(self) -> None:
@@ -393,8 +401,8 @@ class NextGPTLightningModule(LightningModule):
         projector = model.input_projectors[modality]
         return projector(features.to(next(projector.parameters()).dtype))
 
-    def caption_targets(self, modality: str, captions: list[str]) -> torch.Tensor:
-        """The decoder's embeddings of ``captions`` (no grad), kept in a bounded memory cache
+    def caption_targets(self, modality: str, captions: list[str]) -> Condition:
+        """The decoder's conditions of ``captions`` (no grad), kept in a bounded memory cache
         and, with ``cache_dir``, on disk."""
         disk = self.caches.targets.get(modality) if self.caches is not None else None
         missing = []
@@ -402,28 +410,23 @@ class NextGPTLightningModule(LightningModule):
             if (modality, caption) in self._targets:
                 continue
             if disk is not None:
-                from nextgpt.training.cache import text_key
-
-                stored = disk.get(text_key(caption))
+                stored = disk.get(caption)
                 if stored is not None:
                     self._remember_target(modality, caption, stored)
                     continue
             missing.append(caption)
         if missing:
             with torch.no_grad():
-                values = self.model.decoders[modality].condition_from_text(missing)
-            for caption, value in zip(missing, values, strict=True):
-                value = value.detach()
+                values = self.model.decoders[modality].condition_from_text(missing).detach()
+            for caption, value in zip(missing, values.rows(), strict=True):
                 if disk is not None:
-                    from nextgpt.training.cache import text_key
-
-                    value = value.to("cpu", disk.dtype or value.dtype)
+                    value = value.to("cpu", disk.dtype)
                     if self.hparams.cache_write:
-                        disk.put(text_key(caption), value)
+                        disk.put(caption, value)
                 self._remember_target(modality, caption, value)
-        return torch.stack([self._targets[(modality, c)] for c in captions])
+        return Condition.cat(self._targets[(modality, c)] for c in captions)
 
-    def _remember_target(self, modality: str, caption: str, value: torch.Tensor) -> None:
+    def _remember_target(self, modality: str, caption: str, value: Condition) -> None:
         self._targets[(modality, caption)] = value
         if len(self._targets) > self.hparams.target_cache_size:
             self._targets.popitem(last=False)
@@ -457,12 +460,13 @@ class NextGPTLightningModule(LightningModule):
                 keep = [k for k, sample in enumerate(samples) if modality in sample.targets]
                 if keep and self.align_enabled:
                     captions = [samples[k].targets[modality] for k in keep]
-                    target = self.caption_targets(modality, captions).to(conditions.device, conditions.dtype)
-                    align[modality] = alignment_loss(conditions[keep], target)
+                    predicted = conditions.select(keep)
+                    target = self.caption_targets(modality, captions).to(predicted.device, predicted.dtype)
+                    align[modality] = alignment_loss(predicted, target)
                 with_media = [k for k, sample in enumerate(samples) if modality in sample.outputs]
                 if with_media and weight > 0:
                     diffusion[modality] = model.decoders[modality].denoising_loss(
-                        conditions[with_media],
+                        conditions.select(with_media),
                         [samples[k].outputs[modality] for k in with_media],
                         min_snr_gamma=self.hparams.min_snr_gamma,
                     )

@@ -3,8 +3,9 @@
 Shap-E's prior (a ``PriorTransformer`` sampled with a Karras-sigma ``HeunDiscreteScheduler``)
 denoises a latent ``[num_embeddings, embedding_dim]`` conditioned on one vector: the CLIP text
 encoder's projected ``text_embeds`` of the prompt, divided by its norm and multiplied by
-``sqrt(projection_dim)`` (``ShapEPipeline._encode_prompt``). That vector, as ``[B, 1, d]``, is the
-condition here; the unconditional one is zeros, as in the pipeline's classifier-free guidance.
+``sqrt(projection_dim)`` (``ShapEPipeline._encode_prompt``). That vector is the condition here,
+one pooled part ``prompt_embeds [B, d]``; the unconditional one is zeros, as in the pipeline's
+classifier-free guidance.
 The latent parametrises an MLP whose signed distance field ``ShapERenderer.decode_to_mesh``
 turns into a mesh with marching cubes.
 
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
 from nextgpt.decoders import TINY, DiffusersDecoder
 from nextgpt.errors import ConfigError
@@ -36,7 +38,7 @@ PIPELINE_GUIDANCE = 4.0
 
 
 class ShapEDecoder(DiffusersDecoder):
-    """Shap-E text-to-3D, conditioned on ``[B, 1, d]`` scaled CLIP text embeddings.
+    """Shap-E text-to-3D, conditioned on ``prompt_embeds [B, d]``, scaled CLIP text embeddings.
 
     Args:
         source: ``"tiny"``, a folder written by ``ShapEPipeline.save_pretrained``, or a hub id
@@ -133,17 +135,21 @@ class ShapEDecoder(DiffusersDecoder):
             shap_e_renderer=renderer,
         )
 
-    def _read_condition_shape(self, location: str) -> tuple[int, int]:
-        return 1, int(self.text_encoder_config(location).projection_dim)
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.pipeline.prior
 
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
+    def _read_condition_spec(self, location: str) -> ConditionSpec:
+        return ConditionSpec.pooled_vector(int(self.text_encoder_config(location).projection_dim))
+
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> Condition:
         embeds = pipeline._encode_prompt(captions, pipeline._execution_device, 1, False)
-        return embeds.unsqueeze(1)
+        return Condition(self.condition_spec, {"prompt_embeds": embeds})
 
-    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
+    def _encode_negative(self, pipeline: Any) -> Condition:
         # ShapEPipeline._encode_prompt's unconditional embedding: zeros (and zero after rescaling).
         weight = next(pipeline.prior.parameters())
-        return torch.zeros(1, *self.condition_shape, dtype=weight.dtype, device=weight.device)
+        return self.condition_spec.zeros(1, weight.device, weight.dtype)
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
         """``decode_to_mesh`` keyword arguments: the grid (``extra["grid_size"]``, otherwise the
@@ -174,10 +180,10 @@ class ShapEDecoder(DiffusersDecoder):
 
     # ----- generation -----------------------------------------------------------------------
 
-    def denoise(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> torch.Tensor:
-        """Sample Shap-E latents ``[B, num_embeddings, embedding_dim]`` for ``condition``
-        ``[B, 1, d]``: ``ShapEPipeline.__call__``'s loop, with the condition as the prompt
-        embedding and zeros as the unconditional one.
+    def denoise(self, condition: Condition, options: DecodeOptions | None = None) -> torch.Tensor:
+        """Sample Shap-E latents ``[B, num_embeddings, embedding_dim]`` for ``condition``:
+        ``ShapEPipeline.__call__``'s loop, with the condition as the prompt embedding and zeros as
+        the unconditional one.
 
         Args:
             condition: decoder conditions, e.g. from an `OutputProjector` or
@@ -194,11 +200,11 @@ class ShapEDecoder(DiffusersDecoder):
         pipeline = self.pipeline
         weight = next(pipeline.prior.parameters())
         dtype, device = weight.dtype, weight.device
-        embeds = condition.detach().to(device=device, dtype=dtype)[:, 0, :]
+        embeds = condition.detach().to(device=device, dtype=dtype)["prompt_embeds"]
         batch = embeds.shape[0]
         do_guidance = guidance > 1.0
         if do_guidance:
-            negative = self.negative_condition().to(device=device, dtype=dtype)[:, 0, :]
+            negative = self.negative_condition().to(device=device, dtype=dtype)["prompt_embeds"]
             embeds = torch.cat([negative.expand(batch, -1), embeds])
         prior, scheduler = pipeline.prior, pipeline.scheduler
         num_embeddings, embedding_dim = prior.config.num_embeddings, prior.config.embedding_dim
@@ -244,8 +250,8 @@ class ShapEDecoder(DiffusersDecoder):
                     raw.append(None)
         return self._to_media(raw, opts)
 
-    def generate(self, condition: torch.Tensor, options: DecodeOptions | None = None) -> list[Mesh]:
-        """One `Mesh` per row of ``condition`` ``[B, 1, d]`` (see `denoise` for ``options``)."""
+    def generate(self, condition: Condition, options: DecodeOptions | None = None) -> list[Mesh]:
+        """One `Mesh` per row of ``condition`` (see `denoise` for ``options``)."""
         opts = (options or DecodeOptions()).merged_over(self.defaults)
         self._call_options(opts)  # a bad extra fails before the prior runs
         return self.meshes_from_latents(self.denoise(condition, opts), opts)

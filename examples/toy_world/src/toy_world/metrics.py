@@ -31,12 +31,20 @@ import torch
 import torch.nn.functional as F
 
 
+def condition_tokens(condition: Any) -> torch.Tensor:
+    """A one-part `nextgpt.conditions.Condition` as float ``[N, Q, d]`` (a pooled vector, as
+    AudioLDM's, is one position): what the retrieval metrics compare."""
+    (part,) = condition.spec.parts
+    value = condition[part.name].float()
+    return value.unsqueeze(1) if part.pooled else value
+
+
 def condition_mask(decoder: Any, captions: Sequence[str]) -> torch.Tensor:
     """``[N, Q]`` bool: the condition positions each caption fills with its own tokens.
 
     Uses the decoder pipeline's tokenizer when the condition is one row per token (CLIP text
     encoders: BOS, the caption, the first EOS); otherwise (one pooled vector) every position."""
-    q = int(decoder.condition_shape[0])
+    q = int(decoder.condition_spec.parts[0].tokens)
     full = torch.ones((len(captions), q), dtype=torch.bool)
     tokenizer = getattr(getattr(decoder, "pipeline", None), "tokenizer", None)
     if q == 1 or tokenizer is None:

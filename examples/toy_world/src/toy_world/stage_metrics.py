@@ -28,7 +28,7 @@ import torch
 
 from toy_world import world as W
 from toy_world.generate import PAIR_FILES
-from toy_world.metrics import condition_mask, retrieval
+from toy_world.metrics import condition_mask, condition_tokens, retrieval
 
 # -- shared evaluation helpers ---------------------------------------------------------------------
 
@@ -105,7 +105,7 @@ def answer_conditions(model: Any, packed: Any, ids: list[int]) -> dict[str, torc
         if name in out:
             continue
         position = packed.input_ids.shape[0] + start
-        out[name] = model.project_signal(hidden[:, position : position + len(runs[name])], name)[0]
+        out[name] = condition_tokens(model.project_signal(hidden[:, position : position + len(runs[name])], name))[0]
     return out
 
 
@@ -183,7 +183,7 @@ def stage1_trivial(
 
 def _candidates(model: Any, modality: str, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     decoder = model.decoders[modality]
-    return decoder.condition_from_text(captions).float(), condition_mask(decoder, captions)
+    return condition_tokens(decoder.condition_from_text(captions)), condition_mask(decoder, captions)
 
 
 def stage2_metrics(model: Any, world: dict[str, Any], limit: int | None = None) -> dict[str, dict[str, float]]:
@@ -211,14 +211,14 @@ def stage2_metrics(model: Any, world: dict[str, Any], limit: int | None = None) 
                     inputs_embeds=padded.embeds, attention_mask=padded.attention_mask, output_hidden_states=True
                 ).hidden_states[-1]
                 conditions, _ = model.signal_conditions(hidden, padded.input_ids, m)
-            predictions.append(conditions[0].float())
+            predictions.append(condition_tokens(conditions)[0])
             gold.append(index)
         out[m] = retrieval(torch.stack(predictions), gold, candidates, masks)
     return out
 
 
 def mean_train_embedding(model: Any, world: dict[str, Any], modality: str) -> torch.Tensor:
-    return model.decoders[modality].condition_from_text(world["captions"]["train"][modality]).float().mean(0)
+    return condition_tokens(model.decoders[modality].condition_from_text(world["captions"]["train"][modality])).mean(0)
 
 
 def stage2_trivial(model: Any, world: dict[str, Any], limit: int | None = None) -> dict[str, dict[str, float]]:

@@ -19,9 +19,9 @@ def caption_separation(decoder: Any, captions: Sequence[str]) -> dict[str, float
     """How well a decoder's caption embeddings tell ``captions`` apart: mean and max pairwise
     cosine and the smallest pairwise distance relative to the median one (flattened over the
     caption positions no caption pads)."""
-    from toy_world.metrics import condition_mask
+    from toy_world.metrics import condition_mask, condition_tokens
 
-    embeds = decoder.condition_from_text(list(captions)).float()
+    embeds = condition_tokens(decoder.condition_from_text(list(captions)))
     mask = condition_mask(decoder, list(captions))
     keep = mask.any(0)
     flat = embeds[:, keep].flatten(1)

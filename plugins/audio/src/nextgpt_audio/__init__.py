@@ -1,7 +1,9 @@
 """nextgpt-audio: the audio modality.
 
 Registers modality ``audio`` (placeholder ``<audio>``, signal tokens ``[AUD0]..[AUD7]`` as in the
-released NExT-GPT checkpoint), the ImageBind audio encoder and an AudioLDM decoder.
+released NExT-GPT checkpoint), the ImageBind audio encoder and two decoders: AudioLDM (a UNet
+on one CLAP vector; the default) and Stable Audio Open (a diffusion transformer on T5 embeddings
+with an attention mask; needs the ``stable-audio`` extra).
 Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
 """
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
-from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND
+from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND, STABILITY_COMMUNITY
 
 from nextgpt_audio.config import AudioConfig
 from nextgpt_audio.examples import example_audio
@@ -58,6 +60,12 @@ def build_audioldm(source: str, **options: Any) -> nextgpt.Decoder:
     return AudioLDMDecoder(source, **options)
 
 
+def build_stable_audio(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_audio.stable_audio import StableAudioDecoder
+
+    return StableAudioDecoder(source, **options)
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -72,3 +80,7 @@ def register_encoders(register):
 def register_decoders(register):
     # AudioLDM weights are released under CC BY-NC-SA 4.0.
     register(DecoderBackend(name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm))
+    # Stable Audio Open 1.0: Stability AI Community licence (commercial use under USD 1M revenue).
+    register(
+        DecoderBackend(name="stable-audio", modality="audio", licence=STABILITY_COMMUNITY, build=build_stable_audio)
+    )

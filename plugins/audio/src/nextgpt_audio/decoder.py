@@ -1,8 +1,8 @@
 """`AudioLDMDecoder`: sound from diffusers' ``AudioLDMPipeline``.
 
 AudioLDM is conditioned on one vector per prompt: the CLAP text embedding, L2-normalised
-(512-d for AudioLDM-l-full). The toolkit keeps conditions 3-D, so this decoder's condition is
-``[B, 1, d]`` and becomes the pipeline's 2-D ``prompt_embeds`` ``[B, d]`` in ``generate``.
+(512-d for AudioLDM-l-full), passed as the pipeline's 2-D ``prompt_embeds [B, d]``: the
+condition is one pooled part, ``ConditionSpec.pooled_vector(d)``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
 from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
 from nextgpt.licences import CC_BY_NC_SA_4
@@ -20,7 +21,7 @@ from nextgpt_audio.mel import MelSettings, log_mel, to_mono
 
 
 class AudioLDMDecoder(DiffusersDecoder):
-    """AudioLDM text-to-audio, conditioned on ``[B, 1, d]`` normalised CLAP text embeddings.
+    """AudioLDM text-to-audio, conditioned on ``prompt_embeds [B, d]``, normalised CLAP text embeddings.
 
     Args:
         source: ``"tiny"``, a folder written by ``AudioLDMPipeline.save_pretrained``, or a hub id
@@ -35,6 +36,7 @@ class AudioLDMDecoder(DiffusersDecoder):
 
     backend: ClassVar[str] = "audioldm"
     licence = CC_BY_NC_SA_4
+    supports_denoising_loss: ClassVar[bool] = True
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=10, guidance=2.5)
     """The pipeline's own defaults (length: the UNet's sample size, 5.12 s for AudioLDM)."""
     tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2)
@@ -119,24 +121,22 @@ class AudioLDMDecoder(DiffusersDecoder):
             vocoder=vocoder,
         )
 
-    def _read_condition_shape(self, location: str) -> tuple[int, int]:
-        return 1, self.text_encoder_config(location).projection_dim
+    def _read_condition_spec(self, location: str) -> ConditionSpec:
+        return ConditionSpec.pooled_vector(self.text_encoder_config(location).projection_dim)
 
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
+    def _encode_captions(self, pipeline: Any, captions: list[str]) -> Condition:
         # _encode_prompt returns the L2-normalised CLAP text embedding [B, d] the UNet is fed.
         embeds = pipeline._encode_prompt(captions, pipeline._execution_device, 1, False)
-        return embeds.unsqueeze(1)
+        return Condition(self.condition_spec, {"prompt_embeds": embeds})
 
-    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
+    def _encode_negative(self, pipeline: Any) -> Condition:
         # The pipeline's own unconditional path when it is given prompt_embeds and no negative
         # prompt. (It pads "" to prompt_embeds.shape[1], i.e. to d tokens: reproduced as is.)
         device = pipeline._execution_device
-        dummy = torch.zeros(1, self.condition_shape[1], dtype=pipeline.text_encoder.dtype, device=device)
+        width = self.condition_spec["prompt_embeds"].width
+        dummy = torch.zeros(1, width, dtype=pipeline.text_encoder.dtype, device=device)
         both = pipeline._encode_prompt(None, device, 1, True, prompt_embeds=dummy)
-        return both[:1].unsqueeze(1)
-
-    def _pipeline_embeds(self, condition: torch.Tensor) -> torch.Tensor:
-        return condition.reshape(condition.shape[0], condition.shape[2])
+        return Condition(self.condition_spec, {"prompt_embeds": both[:1]})
 
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
         return {"audio_length_in_s": options.seconds, "output_type": "np"}
@@ -145,9 +145,11 @@ class AudioLDMDecoder(DiffusersDecoder):
         rate = int(self.pipeline.vocoder.config.sampling_rate)
         return [AudioClip(waveform=audio[None, :].astype("float32"), sample_rate=rate) for audio in output.audios]
 
-    def _denoiser_condition(self, embeds: torch.Tensor) -> dict[str, Any]:
+    def _denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, condition: Condition) -> torch.Tensor:
         # AudioLDM's UNet reads the CLAP embedding as a class embedding, no cross-attention input.
-        return {"encoder_hidden_states": None, "class_labels": embeds}
+        return self.denoiser(
+            noisy, timesteps, encoder_hidden_states=None, class_labels=condition["prompt_embeds"], return_dict=False
+        )[0]
 
     def mel_settings(self) -> MelSettings:
         """The log-mel front end matching this pipeline's vocoder."""
@@ -166,7 +168,7 @@ class AudioLDMDecoder(DiffusersDecoder):
         return -(-frames // scale) * scale
 
     def denoising_loss(
-        self, condition: torch.Tensor, media: Sequence[AudioClip], min_snr_gamma: float | None = None
+        self, condition: Condition, media: Sequence[AudioClip], min_snr_gamma: float | None = None
     ) -> torch.Tensor:
         """The noise-prediction loss of the frozen UNet for target sounds (training option):
         each sound mono at the vocoder's rate, cut or padded to `target_frames`, as AudioLDM's

@@ -1,7 +1,9 @@
 """nextgpt-image: the image modality.
 
 Registers modality ``image`` (placeholder ``<image>``, signal tokens ``[IMG0]..[IMG3]`` as in the
-released NExT-GPT checkpoint), the ImageBind vision encoder and a Stable Diffusion decoder.
+released NExT-GPT checkpoint), the ImageBind vision encoder and two decoders: Stable Diffusion
+(a UNet on CLIP embeddings; the default) and PixArt-Sigma (a diffusion transformer on T5
+embeddings with an attention mask).
 Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
 """
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
-from nextgpt.licences import IMAGEBIND, OPENRAIL_M
+from nextgpt.licences import IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
@@ -52,6 +54,12 @@ def build_stable_diffusion(source: str, **options: Any) -> nextgpt.Decoder:
     return StableDiffusionDecoder(source, **options)
 
 
+def build_pixart_sigma(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_image.pixart import PixArtSigmaDecoder
+
+    return PixArtSigmaDecoder(source, **options)
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -66,6 +74,9 @@ def register_encoders(register):
 def register_decoders(register):
     register(
         DecoderBackend(name="stable-diffusion", modality="image", licence=OPENRAIL_M, build=build_stable_diffusion)
+    )
+    register(
+        DecoderBackend(name="pixart-sigma", modality="image", licence=OPENRAIL_PLUS_PLUS, build=build_pixart_sigma)
     )
 
 

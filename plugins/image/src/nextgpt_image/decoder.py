@@ -1,7 +1,7 @@
 """`StableDiffusionDecoder`: images from a diffusers ``StableDiffusionPipeline``.
 
-The condition is the CLIP text encoder's last hidden state, ``[B, 77, d]`` (``d`` = 768 for
-SD-1.5, as NExT-GPT uses), passed to the pipeline as ``prompt_embeds``.
+The condition is the CLIP text encoder's last hidden state, ``prompt_embeds [B, 77, d]`` (``d`` =
+768 for SD-1.5, as NExT-GPT uses); `CLIPTextDecoder` gives the condition hooks.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
+from nextgpt.conditions import Condition
 from nextgpt.config import DecodeOptions
-from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
+from nextgpt.decoders import CLIPTextDecoder, ddim_scheduler
 from nextgpt.licences import OPENRAIL_M
 
 
-class StableDiffusionDecoder(DiffusersDecoder):
+class StableDiffusionDecoder(CLIPTextDecoder):
     """Stable Diffusion text-to-image, conditioned on ``[B, 77, d]`` CLIP text embeddings.
 
     Args:
@@ -29,6 +30,7 @@ class StableDiffusionDecoder(DiffusersDecoder):
 
     backend: ClassVar[str] = "stable-diffusion"
     licence = OPENRAIL_M
+    supports_denoising_loss: ClassVar[bool] = True
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=50, guidance=7.5)
     tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, height=32, width=32)
 
@@ -82,27 +84,6 @@ class StableDiffusionDecoder(DiffusersDecoder):
     def _load_kwargs(self) -> dict[str, Any]:
         return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
-    def _read_condition_shape(self, location: str) -> tuple[int, int]:
-        config = self.text_encoder_config(location)
-        length = self.tokenizer_max_length(location, fallback=config.max_position_embeddings)
-        return length, config.hidden_size
-
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
-        embeds, _ = pipeline.encode_prompt(captions, pipeline._execution_device, 1, False)
-        return embeds
-
-    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
-        # The pipeline's own unconditional path: given prompt_embeds and no negative prompt,
-        # encode_prompt embeds "" padded to the condition length.
-        dummy = torch.zeros(
-            1,
-            *self.condition_shape,
-            dtype=pipeline.text_encoder.dtype,
-            device=pipeline._execution_device,
-        )
-        _, negative = pipeline.encode_prompt(None, pipeline._execution_device, 1, True, prompt_embeds=dummy)
-        return negative
-
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
         return {"height": options.height, "width": options.width, "output_type": "pil"}
 
@@ -110,17 +91,17 @@ class StableDiffusionDecoder(DiffusersDecoder):
         return list(output.images)
 
     def denoising_loss(
-        self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None
+        self, condition: Condition, media: Sequence[Any], min_snr_gamma: float | None = None
     ) -> torch.Tensor:
         """The noise-prediction loss of the frozen UNet for target images (training option):
         images are resized to the decoder's default size and encoded with the VAE."""
         height = self.defaults.height or 512
         width = self.defaults.width or 512
-        pixels = torch.stack([_to_pixels(image, height, width) for image in media])
+        pixels = torch.stack([image_to_pixels(image, height, width) for image in media])
         return self._noise_prediction_loss(condition, self._vae_latents(pixels), min_snr_gamma)
 
 
-def _to_pixels(image: Any, height: int, width: int) -> torch.Tensor:
+def image_to_pixels(image: Any, height: int, width: int) -> torch.Tensor:
     """A PIL image -> ``[3, height, width]`` in [-1, 1]."""
     import numpy as np
     from PIL import Image

@@ -1,7 +1,7 @@
 """`TextToVideoDecoder`: video from diffusers' ``TextToVideoSDPipeline`` (zeroscope, ModelScope).
 
-The condition is the CLIP text encoder's last hidden state, ``[B, 77, d]`` (``d`` = 1024 for
-zeroscope_v2_576w), passed to the pipeline as ``prompt_embeds``.
+The condition is the CLIP text encoder's last hidden state, ``prompt_embeds [B, 77, d]`` (``d`` =
+1024 for zeroscope_v2_576w); `CLIPTextDecoder` gives the condition hooks.
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from nextgpt.conditions import Condition
 from nextgpt.config import DecodeOptions
-from nextgpt.decoders import DiffusersDecoder, ddim_scheduler
+from nextgpt.decoders import CLIPTextDecoder, ddim_scheduler
 from nextgpt.licences import CC_BY_NC_4
 
 from nextgpt_video.media import VideoClip
 
 
-class TextToVideoDecoder(DiffusersDecoder):
+class TextToVideoDecoder(CLIPTextDecoder):
     """Text-to-video diffusion (zeroscope), conditioned on ``[B, 77, d]`` CLIP text embeddings.
 
     Args:
@@ -34,6 +35,7 @@ class TextToVideoDecoder(DiffusersDecoder):
 
     backend: ClassVar[str] = "zeroscope"
     licence = CC_BY_NC_4
+    supports_denoising_loss: ClassVar[bool] = True
     default_options: ClassVar[DecodeOptions] = DecodeOptions(steps=50, guidance=9.0, num_frames=16)
     """The pipeline's own defaults; the size defaults to the UNet's sample size."""
     tiny_options: ClassVar[DecodeOptions] = DecodeOptions(steps=2, num_frames=4, height=32, width=32)
@@ -100,23 +102,6 @@ class TextToVideoDecoder(DiffusersDecoder):
             scheduler=ddim_scheduler(),
         )
 
-    def _read_condition_shape(self, location: str) -> tuple[int, int]:
-        config = self.text_encoder_config(location)
-        length = self.tokenizer_max_length(location, fallback=config.max_position_embeddings)
-        return length, config.hidden_size
-
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> torch.Tensor:
-        embeds, _ = pipeline.encode_prompt(captions, pipeline._execution_device, 1, False)
-        return embeds
-
-    def _encode_negative(self, pipeline: Any) -> torch.Tensor:
-        # The pipeline's own unconditional path: given prompt_embeds and no negative prompt,
-        # encode_prompt embeds "" padded to the condition length.
-        device = pipeline._execution_device
-        dummy = torch.zeros(1, *self.condition_shape, dtype=pipeline.text_encoder.dtype, device=device)
-        _, negative = pipeline.encode_prompt(None, device, 1, True, prompt_embeds=dummy)
-        return negative
-
     def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
         return {
             "num_frames": options.num_frames,
@@ -131,7 +116,7 @@ class TextToVideoDecoder(DiffusersDecoder):
         return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
 
     def denoising_loss(
-        self, condition: torch.Tensor, media: Sequence[Any], min_snr_gamma: float | None = None
+        self, condition: Condition, media: Sequence[Any], min_snr_gamma: float | None = None
     ) -> torch.Tensor:
         """The noise-prediction loss of the frozen 3-D UNet for target videos (training option):
         ``num_frames`` evenly spaced frames at the decoder's default size, VAE-encoded per frame."""
