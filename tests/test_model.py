@@ -165,7 +165,7 @@ def test_save_and_load_round_trip_gives_identical_outputs(tiny_model, registry, 
 def test_named_models_load_from_the_models_folder(tiny_model, registry, tmp_path, monkeypatch):
     monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"my-model: not a model folder, a preset, a named model in .*home/models"):
+    with pytest.raises(ConfigError, match=r"unknown model .my-model.: not a preset .*a named model in .*home/models"):
         NextGPTModel.from_pretrained("my-model", registry=registry)
     tiny_model.save_pretrained(tmp_path / "home" / "models" / "my-model")
     loaded = NextGPTModel.from_pretrained("my-model", registry=registry)

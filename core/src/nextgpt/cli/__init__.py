@@ -38,8 +38,22 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Comm
     ]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: every installed nextgpt distribution and plugin, with versions."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the installed nextgpt distributions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from nextgpt.versions import version_report
+
+        print(version_report())
+        parser.exit()
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(prog="nextgpt", description="any-to-any multimodal LLM toolkit")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Command] = {}
     for name, help_text, add in _commands():
@@ -48,18 +62,35 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
 
 
 def _quiet_library_warnings() -> None:
-    """Hide deprecation chatter of the libraries underneath; our own errors still print."""
+    """Hide deprecation chatter of the libraries underneath; our own errors still print, and
+    warnings read ``warning: ...`` on one line, like errors."""
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+
+
+def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
+    """The error for a first argument that is no sub-command (with a "did you mean"), or None."""
+    from nextgpt.suggest import hint, listing
+
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    if first is None or first in commands:
+        return None
+    return f"unknown command {first!r}{hint(first, commands)} (commands: {listing(commands)})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_library_warnings()
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    problem = unknown_command(given, list(handlers))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(given)
     if args.command is None:
         parser.print_help()
         return 2

@@ -88,6 +88,9 @@ def add(parser: argparse.ArgumentParser):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextgpt.extras import require_extra
+
+    require_extra("eval", "nextgpt eval")  # before the model loads
     from nextgpt.evaluation.runner import (
         DEFAULT_CAPTION_PROMPT,
         evaluate_captioning,

@@ -27,6 +27,7 @@ from typing import Any
 
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.extras import require_extra
 from nextgpt.tables import format_table
 
 DEFAULT_CAPTION_PROMPT = "Generate a caption for this {modality}."
@@ -170,6 +171,7 @@ def evaluate_captioning(
     gold captions. ``prompt`` may contain ``{modality}``; decoding is greedy by default."""
     from nextgpt.evaluation.captioning import CAPTION_METRICS
 
+    require_extra("eval", "evaluation (nextgpt eval)")
     start = time.perf_counter()
     items = group_pairs(read_pairs(data, modality, model.specs, root))
     if limit is not None:
@@ -266,6 +268,7 @@ def evaluate_generation(
     ``decode`` holds decoding options of the modality (steps, guidance, size, ...; other names go
     to `DecodeOptions.extra`).
     """
+    require_extra("eval", "evaluation (nextgpt eval)")
     note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
     if modality not in getattr(model, "decoders", {}):

@@ -26,6 +26,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from nextgpt.paths import apply_default_mode
+
 IDENTITY_KEY = "nextgpt_cache_identity"
 
 
@@ -146,6 +148,7 @@ class TensorCache:
         target = self.directory / name
         tmp = target.with_suffix(".tmp")
         save_file(dict(self._pending), str(tmp), metadata={IDENTITY_KEY: self.identity})
+        apply_default_mode(tmp)  # safetensors writes 0600
         os.replace(tmp, target)
         for key in self._pending:
             self._index[key] = target
