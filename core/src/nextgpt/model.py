@@ -540,6 +540,26 @@ class NextGPTModel(nn.Module):
         return out
 
 
+def planned_modalities(name_or_path: str | Path, registry: PluginRegistry | None = None) -> tuple[list[str], list[str]]:
+    """The modalities that ``NextGPTModel.from_pretrained(name_or_path)`` would read and those it
+    would generate, from the configuration alone: nothing is loaded, so a command can check its
+    arguments in a fraction of a second (presets check their own settings too)."""
+    from nextgpt.presets import PRESETS, preset_config
+
+    registry = registry or default_registry()
+    if str(name_or_path) in PRESETS:
+        config = preset_config(str(name_or_path), registry)
+    else:
+        config = read_model_folder(name_or_path).config
+    reads, generates = [], []
+    for name, raw in config.modalities.items():
+        if name in registry.modalities:
+            reads.append(name)
+            if registry.modality(name).validate_config(raw).decoder is not None:
+                generates.append(name)
+    return reads, generates
+
+
 class SkippedModalityWarning(UserWarning):
     """A model folder's modality was left out because no installed plugin provides it."""
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from nextgpt.cli.options import apply_runtime_arguments
 from nextgpt.errors import NextGPTError
 
 Command = Callable[[argparse.Namespace], int]
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        apply_runtime_arguments(args)
         return handlers[args.command](args)
     except NextGPTError as exc:
         print(f"error: {exc}", file=sys.stderr)

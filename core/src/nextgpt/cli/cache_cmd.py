@@ -15,6 +15,9 @@ def add(parser: argparse.ArgumentParser):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextgpt.extras import require_extra
+
+    require_extra("train", "nextgpt cache")
     from nextgpt.errors import ConfigError
     from nextgpt.training.cache import fill_caches
     from nextgpt.training.cli import parse_config

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from nextgpt.cli.options import add_runtime_arguments
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError
 
@@ -83,7 +84,8 @@ def add(parser: argparse.ArgumentParser):
     )
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (as --quiet)")
+    add_runtime_arguments(parser)
     return run
 
 
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         model_name=args.model,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
     )
     if args.task == "caption":
         report = evaluate_captioning(

@@ -194,6 +194,7 @@ def evaluate_captioning(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=seed,
+            progress=False,  # the bar over the items is enough
         )
         predictions.append(output.text)
         records.append(
@@ -326,6 +327,7 @@ def evaluate_generation(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             file_prefix=f"{index:06d}_",
+            progress=False,  # the bar over the items is enough
         )
         media = [m for m in output.media if m.modality == modality]
         record = {

@@ -82,6 +82,9 @@ class NextGPTLightningModule(LightningModule):
             output media (``generate`` pairs, inline output files).
         min_snr_gamma: min-SNR weighting of the noise-prediction loss (5 for images in the
             2024 rewrite); None: plain mean.
+        num_threads: torch's CPU threads; None: ``NEXTGPT_NUM_THREADS``, ``OMP_NUM_THREADS``,
+            else the CPUs this process may use that other processes do not keep busy
+            (`nextgpt.threads`), as for the ``nextgpt`` commands.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class NextGPTLightningModule(LightningModule):
         cache_write: bool = True,
         diffusion_loss_weight: float = 0.0,
         min_snr_gamma: float | None = None,
+        num_threads: int | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -130,6 +134,9 @@ class NextGPTLightningModule(LightningModule):
     def configure_model(self) -> None:
         """Build the model (once) and choose what trains. Lightning calls this before fitting,
         inside the strategy's context; it is cheap to call again."""
+        from nextgpt.threads import configure_threads
+
+        configure_threads(self.hparams.get("num_threads"))
         if self.model is not None:
             return
         from nextgpt.model import NextGPTModel
