@@ -275,7 +275,10 @@ def test_chat_commands_are_checked_when_typed(tiny_model, example_files, tmp_pat
     shown = out.getvalue().splitlines()
     assert any(line.startswith("  /image FILE") for line in shown) and any("/want MODALITY" in line for line in shown)
     errors = [line for line in shown if line.startswith("error:")]
-    assert errors[0].startswith("error: this model cannot generate 'smell'") and "it can generate: audio, image" in errors[0]
+    assert (
+        errors[0].startswith("error: this model cannot generate 'smell'")
+        and "it can generate: audio, image" in errors[0]
+    )
     assert errors[1] == "error: unknown command /foo; /help lists the commands"
     assert errors[2].startswith("error: unknown command /imag; did you mean '/image'?")
     assert errors[3] == f"error: {tmp_path / 'nope.png'}: file not found"
