@@ -13,6 +13,7 @@ Whether the index can resolve those requirements is pip's business and is not te
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,10 +30,13 @@ SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 
 
 def build_wheel(project: Path, out: Path) -> Path:
-    """Build ``project``'s wheel into a folder of its own and return it."""
+    """Build ``project``'s wheel (from a copy: setuptools builds in the source folder) into a
+    folder of its own and return it."""
     target = out / project.name
+    source = out / "src" / project.name
+    shutil.copytree(project, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, "-w", str(target), str(project)], check=True, capture_output=True)
+    subprocess.run([*pip, "-w", str(target), str(source)], check=True, capture_output=True)
     (wheel,) = target.glob("*.whl")
     return wheel
 
