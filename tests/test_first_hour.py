@@ -305,3 +305,25 @@ def test_weights_are_written_with_the_default_mode(tiny_model, tmp_path):
         os.umask(previous)
     for name in ("model.safetensors", "config.json"):
         assert (folder / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_scaffolded_plugins_depend_on_a_compatible_core_range(tmp_path):
+    from nextgpt import __version__
+    from nextgpt.scaffold import compatible_range, scaffold_plugin
+
+    assert compatible_range("0.1.0") == ">=0.1.0,<0.2" and compatible_range("1.2.3") == ">=1.2.3,<2"
+    project = tomllib.loads((scaffold_plugin("depth", tmp_path) / "pyproject.toml").read_text())["project"]
+    assert f"nextgpt-core{compatible_range(__version__)}" in project["dependencies"]
+
+
+def test_package_versions_match_their_distributions():
+    import nextgpt
+    import nextgpt_audio
+    import nextgpt_image
+    import nextgpt_video
+
+    modules = {"core": nextgpt, "plugins/image": nextgpt_image, "plugins/audio": nextgpt_audio}
+    modules["plugins/video"] = nextgpt_video
+    for folder, module in modules.items():
+        project = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"]
+        assert module.__version__ == project["version"], folder

@@ -1,0 +1,148 @@
+"""Thread defaults: toy-world stage-1 training speed with nextgpt's default thread count against
+``OMP_NUM_THREADS=1``, torch's own default and every count up to the usable CPUs.
+
+    python benchmarks/thread_defaults.py [--workdir outputs/thread_bench] [--steps 50] [--repeats 2]
+
+Each setting trains stage 1 of the toy world with ``nextgpt fit`` (the Lightning CLI, config
+``examples/toy_world/configs/stage1.yaml``) in a process of its own; a callback times the steps
+after a warm-up. Settings are interleaved, ``--repeats`` rounds of all of them, so each sees the
+same machine load; a setting's speed is its median. Prints steps/s and the ratio of each to the
+best setting; nextgpt's default should be within 0.9 of the best. The world and a small-budget
+``toy`` model are built once into ``--workdir`` (about 2 minutes), and the frozen encoders'
+features are cached there before the timed runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "toy_world" / "configs" / "stage1.yaml"
+
+
+class StepTimer(Callback):
+    """Lightning callback (loaded by the child processes): writes the steps/s after ``warmup``
+    steps, and the thread count torch used, to ``path``."""
+
+    def __init__(self, path: str, warmup: int = 5) -> None:
+        self.path, self.warmup, self.starts = path, warmup, []
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, *args: Any) -> None:
+        import torch
+
+        self.starts.append(time.perf_counter())
+        timed = self.starts[self.warmup :]
+        rate = (len(timed) - 1) / (timed[-1] - timed[0])
+        Path(self.path).write_text(json.dumps({"steps_per_s": rate, "threads": torch.get_num_threads()}))
+
+
+def prepare(workdir: Path, env: dict[str, str]) -> Path:
+    """The toy world and a small-budget toy model in ``workdir`` (built once)."""
+    python = sys.executable
+    world = workdir / "outputs" / "toy_world"
+    if not (world / "heldout").is_dir():
+        script = ROOT / "examples" / "toy_world" / "generate_world.py"
+        subprocess.run([python, str(script), "--root", str(world)], check=True, env=env, capture_output=True)
+    toy = workdir / "toy"
+    if not (toy / "config.json").is_file():
+        print("building the small-budget toy model (about 2 minutes)...", flush=True)
+        build = ROOT / "examples" / "toy_world" / "build_toy.py"
+        subprocess.run([python, str(build), "--budget", "small", "--out", str(toy)], check=True, env=env)
+    return toy
+
+
+def fit(workdir: Path, toy: Path, steps: int, env: dict[str, str], result: Path | None) -> None:
+    callbacks = "[]"
+    if result is not None:
+        callbacks = json.dumps([{"class_path": "thread_defaults.StepTimer", "init_args": {"path": str(result)}}])
+    nextgpt = Path(sys.executable).parent / "nextgpt"
+    argv = [
+        str(nextgpt),
+        "fit",
+        "--config",
+        str(CONFIG),
+        f"--model.model={toy}",
+        f"--trainer.max_steps={steps}",
+        "--trainer.val_check_interval=100000",
+        "--trainer.logger=false",
+        "--trainer.enable_checkpointing=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.callbacks={callbacks}",
+        f"--trainer.default_root_dir={workdir / 'runs'}",
+    ]
+    done = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"nextgpt fit failed ({' '.join(argv)}):\n{done.stderr[-3000:]}")
+
+
+def main() -> int:
+    from nextgpt.threads import ENV_THREADS, default_num_threads, usable_cpus
+    from tqdm import tqdm
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("outputs/thread_bench"))
+    parser.add_argument("--steps", type=int, default=50, help="timed steps per run (after 5 warm-up steps)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", ENV_THREADS)}
+    base.update(
+        HF_HUB_OFFLINE="1",
+        NEXTGPT_PROGRESS="0",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "benchmarks"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    )
+    toy = prepare(workdir, base)
+    fit(workdir, toy, 2, base, None)  # fills the feature cache, untimed
+
+    import torch
+
+    cpus = usable_cpus()
+    settings = {"nextgpt default": {}, "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"}}
+    torch_default = torch.get_num_threads()  # this process has not set it: torch's own choice
+    for n in sorted({*range(1, cpus + 1), torch_default}):
+        label = f"{n} thread{'s' * (n > 1)}" + (" (torch's)" if n == torch_default else "")
+        settings[label] = {ENV_THREADS: str(n)}
+    rates: dict[str, list[float]] = {name: [] for name in settings}
+    threads: dict[str, int] = {}
+    runs = [(r, name) for r in range(args.repeats) for name in settings]
+    for round_, name in tqdm(runs, desc="stage-1 runs", unit="run"):
+        result = workdir / f"timing-{round_}-{name.replace(' ', '_').replace('=', '')}.json"
+        fit(workdir, toy, args.steps + 5, {**base, **settings[name]}, result)
+        measured = json.loads(result.read_text())
+        rates[name].append(measured["steps_per_s"])
+        threads[name] = measured["threads"]
+    speed = {name: statistics.median(values) for name, values in rates.items()}
+    best = max(speed.values())
+    print(
+        f"\ntoy stage 1, {args.steps} timed steps, {args.repeats} interleaved rounds; usable CPUs {cpus}, "
+        f"torch's own default {torch_default} threads, nextgpt's default now {default_num_threads()} "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+    print(f"{'setting':<20}{'threads':>8}{'steps/s':>10}{'/ best':>8}")
+    for name in settings:
+        print(f"{name:<20}{threads[name]:>8}{speed[name]:>10.2f}{speed[name] / best:>8.2f}")
+    ratio = speed["nextgpt default"] / best
+    print(f"nextgpt default / best: {ratio:.2f} ({'meets' if ratio >= 0.9 else 'misses'} the 0.9 target)")
+    if args.json:
+        args.json.write_text(json.dumps({"rates": rates, "threads": threads, "ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
