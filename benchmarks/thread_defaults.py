@@ -4,9 +4,10 @@
     python benchmarks/thread_defaults.py [--workdir outputs/thread_bench] [--steps 50] [--repeats 2]
 
 Each setting trains stage 1 of the toy world with ``nextgpt fit`` (the Lightning CLI, config
-``examples/toy_world/configs/stage1.yaml``) in a process of its own; a callback times the steps
-after a warm-up. Settings are interleaved, ``--repeats`` rounds of all of them, so each sees the
-same machine load; a setting's speed is its median. Prints steps/s and the ratio of each to the
+``examples/toy_world/configs/stage1.yaml``) in a process of its own; a callback times each step
+after a warm-up, and a run's speed is one over its median step time. Settings are interleaved,
+``--repeats`` rounds of all of them, so each sees the same machine load; a setting's speed is the
+median over rounds. Prints steps/s and the ratio of each to the
 best setting; nextgpt's default should be within 0.9 of the best. The world and a small-budget
 ``toy`` model are built once into ``--workdir`` (about 2 minutes), and the frozen encoders'
 features are cached there before the timed runs.
@@ -45,7 +46,8 @@ class StepTimer(Callback):
 
         self.starts.append(time.perf_counter())
         timed = self.starts[self.warmup :]
-        rate = (len(timed) - 1) / (timed[-1] - timed[0])
+        durations = [b - a for a, b in zip(timed, timed[1:], strict=False)]
+        rate = 1 / statistics.median(durations)  # the median step: robust to bursts of load from elsewhere
         Path(self.path).write_text(json.dumps({"steps_per_s": rate, "threads": torch.get_num_threads()}))
 
 
@@ -96,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("outputs/thread_bench"))
     parser.add_argument("--steps", type=int, default=50, help="timed steps per run (after 5 warm-up steps)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     workdir = args.workdir.resolve()

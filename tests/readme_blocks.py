@@ -83,7 +83,7 @@ def block_commands(block: Block) -> list[Command]:
             start = number
         stripped = raw.strip()
         if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
+            pending += stripped[:-1].rstrip() + " "
             continue
         full = (pending + stripped).strip()
         pending = ""
