@@ -15,7 +15,6 @@ import io
 import os
 import runpy
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -56,13 +55,12 @@ def workdir(tmp_path_factory):
 @pytest.fixture
 def isolated(workdir, monkeypatch):
     """Run in ``workdir`` with empty standard input; put back what the commands change in the
-    process (threads, warning format, progress setting, argv)."""
+    process (threads, progress setting, argv)."""
     from nextgpt.progress import set_progress
 
     monkeypatch.chdir(workdir)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     monkeypatch.setattr(sys, "argv", list(sys.argv))
-    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
     monkeypatch.setenv("NEXTGPT_PROGRESS", "0")
     threads = torch.get_num_threads()
     yield workdir

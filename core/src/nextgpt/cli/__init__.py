@@ -70,7 +70,11 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
@@ -84,7 +88,14 @@ def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_library_warnings()
+    import warnings
+
+    with warnings.catch_warnings():  # the warning settings are put back for in-process callers
+        _quiet_library_warnings()
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser, handlers = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
     problem = unknown_command(given, list(handlers))
