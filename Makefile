@@ -13,14 +13,13 @@ PACKAGES := core/pyproject.toml plugins/image/pyproject.toml plugins/audio/pypro
 install: $(STAMP)
 
 # torch and torchvision first, as their own step (pinned builds; see README "Install").
-# ImageBind's model code comes without its declared extras, which do not install.
+# ImageBind's model code (imagebind-unofficial) comes with the modality plugins' dependencies.
 $(STAMP): $(PACKAGES) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e "core[imagebind,train,dev]" -e plugins/image -e "plugins/audio[stable-audio]" -e plugins/video
+	$(PIP) install -q -e "core[train,dev]" -e plugins/image -e "plugins/audio[stable-audio]" -e plugins/video
 	$(PIP) install -q -e examples/nextgpt-3d -e examples/toy_world   # example plugin, synthetic world
-	$(PIP) install -q --no-deps imagebind-unofficial==0.1.1
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -218,6 +218,7 @@ def test_missing_checkpoint_names_the_file(tmp_path: Path) -> None:
 
 def test_huge_offline_says_where_to_put_the_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     calls = []
 
     def offline(url: str, dst: str, progress: bool = True) -> None:
@@ -232,13 +233,19 @@ def test_huge_offline_says_where_to_put_the_weights(tmp_path: Path, monkeypatch:
     assert ib.imagebind_identity("imagebind_huge") == f"imagebind:huge:{target}"
     with pytest.raises(ConfigError, match="huge variant"):
         load_imagebind("imagebind_huge", variant="tiny")
+    # with HF_HUB_OFFLINE set, no download is even tried
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls.clear()
+    with pytest.raises(CheckpointNotFoundError, match=f"HF_HUB_OFFLINE is set.*copy it to {target}"):
+        load_imagebind("imagebind_huge")
+    assert calls == []
 
 
 def test_missing_package_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in sys.modules if n == "imagebind" or n.startswith("imagebind.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
-    with pytest.raises(ImageBindNotInstalledError, match=r"pip install --no-deps imagebind-unofficial==0\.1\.1"):
+    with pytest.raises(ImageBindNotInstalledError, match=r'pip install "nextgpt-core\[imagebind\]"'):
         load_imagebind("tiny")
 
 

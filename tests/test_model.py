@@ -164,7 +164,7 @@ def test_save_and_load_round_trip_gives_identical_outputs(tiny_model, registry, 
 def test_named_models_load_from_the_models_folder(tiny_model, registry, tmp_path, monkeypatch):
     monkeypatch.setenv("NEXTGPT_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"my-model: not a model folder, a preset, a named model in .*home/models"):
+    with pytest.raises(ConfigError, match=r"unknown model .my-model.: not a preset .*a named model in .*home/models"):
         NextGPTModel.from_pretrained("my-model", registry=registry)
     tiny_model.save_pretrained(tmp_path / "home" / "models" / "my-model")
     loaded = NextGPTModel.from_pretrained("my-model", registry=registry)
@@ -219,9 +219,10 @@ def test_chat_session_keeps_history_after_an_error(tiny_model, example_files, tm
     from nextgpt.cli.chat_cmd import ChatSession
 
     session = ChatSession(tiny_model, tmp_path, max_new_tokens=4)
+    (tmp_path / "bad.png").write_text("not a picture")
     script = io.StringIO(
         "hello\n"
-        f"/image {tmp_path / 'nope.png'}\n"
+        f"/image {tmp_path / 'bad.png'}\n"
         "what is this?\n"
         f"/image {example_files['image']}\n"
         "/want audio\n"
@@ -231,7 +232,58 @@ def test_chat_session_keeps_history_after_an_error(tiny_model, example_files, tm
     out = io.StringIO()
     session.interactive(script, out, [], [])
     text = out.getvalue()
-    assert "nope.png" in text and "error:" in text and "conversation kept: 1 turns" in text
+    assert "bad.png" in text and "error:" in text and "conversation kept: 1 turns" in text
     assert len(session.history) == 4  # two successful turns, the failed one left no trace
     assert session.history[2]["content"][0] == {"type": "image", "path": str(example_files["image"])}
     assert any(p.suffix == ".wav" for p in tmp_path.iterdir())
+
+
+def test_chat_commands_are_checked_when_typed(tiny_model, example_files, tmp_path):
+    """Unknown commands, modalities and missing files are reported on the line that typed them
+    (with a "did you mean"), leave what is pending alone, and /reset clears what is pending."""
+    import io
+
+    from nextgpt.cli.chat_cmd import ChatSession
+
+    class Recorder(ChatSession):
+        def ask(self, text, attachments, want):
+            self.asked.append((text, list(attachments), list(want)))
+            return super().ask(text, attachments, want)
+
+    session = Recorder(tiny_model, tmp_path, max_new_tokens=2)
+    session.asked = []
+    image = str(example_files["image"])
+    lines = [
+        "/help",
+        f"/image {image}",
+        "/want smell",
+        f"/foo {image}",
+        f"/imag {image}",
+        f"/image {tmp_path / 'nope.png'}",
+        "/want imag",
+        "/want image",
+        "first",
+        "/want image",
+        f"/image {image}",
+        "/reset",
+        "second",
+        "/quit",
+    ]
+    out = io.StringIO()
+    session.interactive(io.StringIO("\n".join(lines) + "\n"), out, [], [])
+    shown = out.getvalue().splitlines()
+    assert any(line.startswith("  /image FILE") for line in shown) and any("/want MODALITY" in line for line in shown)
+    errors = [line for line in shown if line.startswith("error:")]
+    assert (
+        errors[0].startswith("error: this model cannot generate 'smell'")
+        and "it can generate: audio, image" in errors[0]
+    )
+    assert errors[1] == "error: unknown command /foo; /help lists the commands"
+    assert errors[2].startswith("error: unknown command /imag; did you mean '/image'?")
+    assert errors[3] == f"error: {tmp_path / 'nope.png'}: file not found"
+    assert "did you mean 'image'?" in errors[4]
+    assert len(errors) == 5
+    # the good attachment survived the bad commands; /reset dropped what was pending for "second"
+    assert session.asked[0] == ("first", [("image", image)], ["image"])
+    assert session.asked[1] == ("second", [], [])
+    assert len(session.history) == 2  # /reset cleared the first turn

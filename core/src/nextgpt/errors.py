@@ -63,3 +63,7 @@ class PromptTruncatedWarning(NextGPTWarning):
 
 class SkippedRecordWarning(NextGPTWarning):
     """A training record was skipped (``on_bad_record: skip``); the message names file and index."""
+
+
+class SkippedModalityWarning(NextGPTWarning):
+    """A model folder's modality was left out because no installed plugin provides it."""

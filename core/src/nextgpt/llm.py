@@ -34,9 +34,14 @@ def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per tiny shard is noise; big loads print their own logs
+    hub: dict[str, Any] = {}
+    if not looks_local:
+        from nextgpt.hub import prepare_hub_source
+
+        hub["local_files_only"] = prepare_hub_source(source, "config.json", "llm.source")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype])
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype], **hub)
     except OSError as exc:
         raise ConfigError(f"llm.source: cannot load {source!r}: {exc}") from exc
     if tokenizer.pad_token is None:

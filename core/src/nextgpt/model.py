@@ -18,7 +18,7 @@ from torch import nn
 
 from nextgpt.conditions import Condition
 from nextgpt.config import DecodeOptions, DecoderSettings, ModalityConfig, NextGPTConfig, validate_model
-from nextgpt.errors import ConfigError, MediaError, PromptTruncatedWarning
+from nextgpt.errors import ConfigError, MediaError, NextGPTWarning, PromptTruncatedWarning, SkippedModalityWarning
 from nextgpt.files import check_writable_folder
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
 from nextgpt.llm import (
@@ -30,11 +30,13 @@ from nextgpt.llm import (
     load_llm,
     write_embedding_rows,
 )
-from nextgpt.model_folder import read_model_folder, write_pretrained
+from nextgpt.model_folder import ModelFolder, read_model_folder, write_pretrained
 from nextgpt.plugins import PluginRegistry, default_registry
+from nextgpt.progress import TokenProgress, progress_scope
 from nextgpt.projectors import build_input_projector, build_output_projector
 from nextgpt.shared import SharedModels
 from nextgpt.signals import complete_signal_runs, find_signal_runs, gather_signal_states
+from nextgpt.suggest import hint, listing
 from nextgpt.templates import Turn, get_template
 
 
@@ -84,16 +86,31 @@ class NextGPTModel(nn.Module):
     Args:
         config: the system configuration (see `nextgpt.presets` for ready-made ones).
         registry: the plugins to draw modalities from (default: the installed ones).
+        inactive: modalities of ``config`` to leave out, with their signal tokens (what
+            `from_pretrained` does for a folder's modalities that no installed plugin
+            provides): their tokens keep their place in the vocabulary and their trained
+            tensors are kept and saved again, but they are neither read nor generated.
     """
 
-    def __init__(self, config: NextGPTConfig, registry: PluginRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: NextGPTConfig,
+        registry: PluginRegistry | None = None,
+        *,
+        inactive: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.registry = registry or default_registry()
         self.template = get_template(config.llm.template)
         self.specs: dict[str, ModalitySpec] = {}
         self.modality_configs: dict[str, ModalityConfig] = {}
+        inactive = dict(inactive or {})
+        self.inactive_state: dict[str, torch.Tensor] = {}
+        """Trained tensors of the inactive modalities, kept as loaded."""
         for name, raw in config.modalities.items():
+            if name in inactive:
+                continue
             spec = self.registry.modality(name)
             cfg = spec.validate_config(raw)
             if cfg.signal_tokens is not None:
@@ -105,9 +122,13 @@ class NextGPTModel(nn.Module):
         self.wrap_ids: list[int] = (
             add_signal_tokens(llm, self.tokenizer, list(config.llm.media_wrap)) if config.llm.media_wrap else []
         )
-        self.signal_ids: dict[str, list[int]] = {
-            name: add_signal_tokens(llm, self.tokenizer, spec.signal_tokens.tokens) for name, spec in self.specs.items()
-        }
+        self.signal_ids: dict[str, list[int]] = {}
+        self.inactive_ids: dict[str, list[int]] = {}
+        for name in config.modalities:  # the vocabulary follows the config's order, inactive included
+            if name in inactive:
+                self.inactive_ids[name] = add_signal_tokens(llm, self.tokenizer, list(inactive[name]))
+            else:
+                self.signal_ids[name] = add_signal_tokens(llm, self.tokenizer, self.specs[name].signal_tokens.tokens)
         with torch.random.fork_rng(devices=[]):  # LoRA's initialisation follows config.seed
             torch.manual_seed(config.seed)
             self.llm = apply_lora(llm, config.llm) if config.llm.lora else llm
@@ -148,8 +169,15 @@ class NextGPTModel(nn.Module):
 
     @property
     def new_token_ids(self) -> list[int]:
-        """Ids added to the LLM's vocabulary: media-wrap tokens, then the signal tokens."""
-        return [*self.wrap_ids, *(i for ids in self.signal_ids.values() for i in ids)]
+        """Ids added to the LLM's vocabulary: media-wrap tokens, then the signal tokens (those
+        of inactive modalities included), in the config's order."""
+        ids = self.all_signal_ids
+        return [*self.wrap_ids, *(i for name in self.config.modalities for i in ids[name])]
+
+    @property
+    def all_signal_ids(self) -> dict[str, list[int]]:
+        """Signal-token ids of every modality of the config, inactive ones included."""
+        return {name: (self.signal_ids.get(name) or self.inactive_ids[name]) for name in self.config.modalities}
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
@@ -248,6 +276,7 @@ class NextGPTModel(nn.Module):
         top_p: float | None = None,
         seed: int | None = None,
         file_prefix: str = "",
+        progress: bool | None = None,
     ) -> GenerationOutput:
         """Answer the conversation's last user turn with text and, where signalled, media.
 
@@ -261,10 +290,29 @@ class NextGPTModel(nn.Module):
             seed: seeds sampling and, unless ``decode`` says otherwise, the decoders.
             file_prefix: prefix of the generated files' names (``<prefix><modality>_<i><ext>``;
                 a name already taken gets ``-1``, ``-2``...: no file is replaced).
+            progress: show bars for the LLM's tokens and each decoder's denoising steps
+                (default: `nextgpt.progress.progress_enabled`, i.e. on a terminal).
 
         A conversation longer than the LLM's context is shortened by the rule of
         `nextgpt.context` (oldest exchanges first), with a warning and a note in the output.
         """
+        with progress_scope(progress):
+            return self._generate(
+                messages, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix
+            )
+
+    def _generate(
+        self,
+        messages: list[dict[str, Any]],
+        output_dir: str | Path | None,
+        request: Sequence[str],
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None,
+        max_new_tokens: int | None,
+        temperature: float | None,
+        top_p: float | None,
+        seed: int | None,
+        file_prefix: str,
+    ) -> GenerationOutput:
         from nextgpt.messages import parse_messages
 
         self.eval()
@@ -272,9 +320,7 @@ class NextGPTModel(nn.Module):
         max_new_tokens = llm_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
         if max_new_tokens <= 0:
             raise ConfigError(f"max_new_tokens: expected a positive number, got {max_new_tokens}")
-        for name in request:
-            if name not in self.decoders:
-                raise ConfigError(f"request: modality {name!r} has no decoder in this model")
+        self.check_request(request)
         if output_dir is not None:
             check_writable_folder(Path(output_dir))
         turns, media = parse_messages(messages, self.specs, self.registry.modality)
@@ -306,6 +352,7 @@ class NextGPTModel(nn.Module):
             out = self.llm.generate(
                 inputs_embeds=prompt,
                 attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device),
+                streamer=TokenProgress(gen_kwargs["max_new_tokens"], desc="LLM tokens"),
                 **gen_kwargs,
             )
         new_ids = self._strip_stop(out[0].tolist())
@@ -386,6 +433,16 @@ class NextGPTModel(nn.Module):
             path.unlink()
         return written
 
+    def check_request(self, request: Sequence[str]) -> None:
+        """Every requested modality must have a decoder in this model; the error lists those
+        that do (with a "did you mean")."""
+        for name in request:
+            if name not in self.decoders:
+                raise ConfigError(
+                    f"request: modality {name!r} has no decoder in this model{hint(name, self.decoders)} "
+                    f"(it can generate: {listing(sorted(self.decoders))})"
+                )
+
     def _decode_options(
         self, name: str, given: DecodeOptions | dict[str, Any] | None, seed: int | None
     ) -> DecodeOptions:
@@ -465,11 +522,20 @@ class NextGPTModel(nn.Module):
 
             for key, value in get_peft_model_state_dict(self.llm, save_embedding_layers=False).items():
                 state[f"llm.lora.{key}"] = value
+        state.update(self.inactive_state)
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
+    def _inactive_key(self, key: str) -> bool:
+        """Whether ``key`` is a projector tensor of an inactive modality."""
+        group, _, rest = key.partition(".")
+        return group in ("input_projectors", "output_projectors") and rest.partition(".")[0] in self.inactive_ids
+
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
-        """Load what `trainable_state_dict` wrote; every key must be used and none missing."""
-        expected = self.trainable_state_dict()
+        """Load what `trainable_state_dict` wrote; every key must be used and none missing
+        (the projector tensors of inactive modalities are kept as they are)."""
+        self.inactive_state = {k: v for k, v in state.items() if self._inactive_key(k)}
+        state = {k: v for k, v in state.items() if not self._inactive_key(k)}
+        expected = {k: v for k, v in self.trainable_state_dict().items() if not self._inactive_key(k)}
         missing = sorted(set(expected) - set(state))
         unused = sorted(set(state) - set(expected))
         if missing or unused:
@@ -514,11 +580,13 @@ class NextGPTModel(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` (naming the frozen components) and ``model.safetensors`` (only
         the trained parts) into ``directory``."""
+        tokens = {name: spec.signal_tokens.tokens for name, spec in self.specs.items()}
+        tokens.update({name: self.tokenizer.convert_ids_to_tokens(ids) for name, ids in self.inactive_ids.items()})
         return write_pretrained(
             directory,
             self.config,
-            {name: spec.signal_tokens.tokens for name, spec in self.specs.items()},
-            self.signal_ids,
+            {name: tokens[name] for name in self.config.modalities},
+            self.all_signal_ids,
             self.trainable_state_dict(),
             self.licences(),
         )
@@ -535,6 +603,10 @@ class NextGPTModel(nn.Module):
         `save_pretrained`, a named model (a folder in `nextgpt.paths.models_dir`, e.g. ``toy``
         once ``examples/toy_world/build_toy.py`` has built it), or a hub repository id holding
         such a folder.
+
+        A folder's modality that no installed plugin provides does not stop the others: it is
+        left out with a `SkippedModalityWarning` naming it (its trained tensors are kept, and
+        saved again by `save_pretrained`).
 
         Args:
             name_or_path: the preset, folder, named model or hub id.
@@ -555,11 +627,12 @@ class NextGPTModel(nn.Module):
             return cls(with_decoders(config, decoders, f"preset {name_or_path}"), registry)
         folder = read_model_folder(name_or_path)
         weights = folder.load_weights()  # checked against its checksum before anything is built
-        model = cls(with_decoders(folder.config, decoders, str(folder.config_path)), registry)
-        if folder.signal_token_ids and folder.signal_token_ids != model.signal_ids:
+        inactive = _uninstalled_modalities(folder, registry)
+        model = cls(with_decoders(folder.config, decoders, str(folder.config_path)), registry, inactive=inactive)
+        if folder.signal_token_ids and folder.signal_token_ids != model.all_signal_ids:
             raise ConfigError(
                 f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
-                f"tokenizer's {model.signal_ids}"
+                f"tokenizer's {model.all_signal_ids}"
             )
         for name in decoders or {}:
             weights = model._fresh_projector_if_reshaped(weights, name, folder.config, str(folder.directory))
@@ -584,6 +657,7 @@ class NextGPTModel(nn.Module):
             f"{folder}: output projector {modality!r} re-initialised: its decoder changed from {before!r} to "
             f"{after.backend if after else 'none'!r} (condition {self.decoders[modality].condition_spec}) "
             "and the trained weights do not fit it; train it again (stage 2)",
+            NextGPTWarning,
             stacklevel=3,
         )
         return {**{k: v for k, v in state.items() if not k.startswith(prefix)}, **fresh}
@@ -613,3 +687,43 @@ def with_decoders(
             settings = validate_model(DecoderSettings, dict(settings), f"decoders.{name}")
         modalities[name]["decoder"] = settings.model_dump(mode="json")
     return config.model_copy(update={"modalities": modalities})
+
+
+def planned_modalities(name_or_path: str | Path, registry: PluginRegistry | None = None) -> tuple[list[str], list[str]]:
+    """The modalities that ``NextGPTModel.from_pretrained(name_or_path)`` would read and those it
+    would generate, from the configuration alone: nothing is loaded, so a command can check its
+    arguments in a fraction of a second (presets check their own settings too)."""
+    from nextgpt.presets import PRESETS, preset_config
+
+    registry = registry or default_registry()
+    if str(name_or_path) in PRESETS:
+        config = preset_config(str(name_or_path), registry)
+    else:
+        config = read_model_folder(name_or_path).config
+    reads, generates = [], []
+    for name, raw in config.modalities.items():
+        if name in registry.modalities:
+            reads.append(name)
+            if registry.modality(name).validate_config(raw).decoder is not None:
+                generates.append(name)
+    return reads, generates
+
+
+def _uninstalled_modalities(folder: ModelFolder, registry: PluginRegistry) -> dict[str, list[str]]:
+    """The folder's modalities that ``registry`` lacks, with their signal tokens; warns once
+    naming them. A folder that does not record a missing modality's tokens cannot rebuild its
+    vocabulary without the plugin: that is the registry's unknown-modality error."""
+    missing = [name for name in folder.config.modalities if name not in registry.modalities]
+    if not missing:
+        return {}
+    for name in missing:
+        if not folder.signal_tokens.get(name):
+            registry.modality(name)  # raises, naming the modality and what is installed
+    warnings.warn(
+        f"{folder.config_path}: modality {', '.join(repr(m) for m in missing)} skipped: no installed plugin "
+        f"provides it (installed: {listing(sorted(registry.modalities))}); its trained parts are kept and saved "
+        "again, but it is neither read nor generated. Install its plugin to use it.",
+        SkippedModalityWarning,
+        stacklevel=3,
+    )
+    return {name: list(folder.signal_tokens[name]) for name in missing}

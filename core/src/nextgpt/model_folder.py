@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from nextgpt.config import NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
 from nextgpt.files import describe_os_error, replace_atomically
+from nextgpt.paths import apply_default_mode
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -44,6 +45,9 @@ class ModelFolder:
     signal_token_ids: dict[str, list[int]]
     weights_sha256: str | None = None
     """The recorded checksum of the weights (None in format-1 folders)."""
+    signal_tokens: dict[str, list[str]] = field(default_factory=dict)
+    """The signal tokens of each modality, as written (they rebuild the vocabulary of a
+    modality whose plugin is not installed)."""
 
     @property
     def config_path(self) -> Path:
@@ -107,7 +111,13 @@ def read_model_folder(name_or_path: str | Path) -> ModelFolder:
     if version >= 2 and not isinstance(checksum, str):
         raise ConfigError(f"{config_path}: format_version {version} needs 'weights_sha256', the weights' checksum")
     config = validate_model(NextGPTConfig, meta.get("config"), where=f"{config_path}: config")
-    folder = ModelFolder(directory, config, meta.get("signal_token_ids", {}), checksum if version >= 2 else None)
+    folder = ModelFolder(
+        directory,
+        config,
+        meta.get("signal_token_ids", {}),
+        checksum if version >= 2 else None,
+        meta.get("signal_tokens", {}),
+    )
     if not folder.weights_path.is_file():
         raise ConfigError(f"{folder.weights_path}: missing weights file")
     return folder
@@ -132,6 +142,7 @@ def write_pretrained(
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
         checksum = file_sha256(tmp)
         os.replace(tmp, weights_path)
+        apply_default_mode(weights_path)  # safetensors writes 0600
     finally:
         tmp.unlink(missing_ok=True)
     modalities = config.modalities
@@ -155,7 +166,9 @@ def write_pretrained(
 
 def resolve_model_folder(name_or_path: str | Path) -> Path:
     """A model folder: ``name_or_path`` itself, a named model under `models_dir`, or a hub
-    repository downloaded to the local cache."""
+    repository downloaded to the local cache. Only a name shaped like a hub id (``org/name``)
+    whose first part is not a local folder goes to the hub, and it fails fast offline
+    (`nextgpt.hub.prepare_hub_source`)."""
     from nextgpt.paths import models_dir
 
     path = Path(name_or_path).expanduser()
@@ -164,13 +177,33 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if "/" not in text and text and not text.startswith((".", "~")) and (models_dir() / text).is_dir():
         return models_dir() / text
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise ConfigError(
-            f"{name_or_path}: not a model folder, a preset, a named model in {models_dir()} or a hub repository id"
-        )
+    if path.exists():
+        raise ConfigError(f"{text}: not a model folder (a folder written by save_pretrained), but a file")
+    hub_shaped = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text.split("/")[0]).is_dir()
+    if not hub_shaped:
+        raise ConfigError(_not_found_message(text, models_dir()))
     from huggingface_hub import snapshot_download
 
+    from nextgpt.hub import prepare_hub_source
+
+    local_only = prepare_hub_source(text, CONFIG_NAME, "model")
     try:
-        return Path(snapshot_download(str(name_or_path)))
+        return Path(snapshot_download(text, local_files_only=local_only))
     except Exception as exc:
-        raise ConfigError(f"{name_or_path}: cannot download from the hub ({type(exc).__name__}: {exc})") from exc
+        raise ConfigError(
+            f"{text}: no such local folder, and it cannot be downloaded from the hub ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _not_found_message(text: str, named_dir: Path) -> str:
+    """What a model name that is no folder, named model or preset could have meant."""
+    from nextgpt.presets import PRESETS
+    from nextgpt.suggest import hint, listing
+
+    named = sorted(p.name for p in named_dir.iterdir() if p.is_dir()) if named_dir.is_dir() else []
+    if "/" in text or text.startswith((".", "~")):
+        return f"{text}: no such model folder (expected a folder written by save_pretrained)"
+    return (
+        f"unknown model {text!r}{hint(text, [*PRESETS, *named])}: not a preset ({listing(PRESETS)}), "
+        f"a folder, or a named model in {named_dir} ({listing(named)})"
+    )

@@ -27,6 +27,7 @@ from nextgpt.errors import (
     UnknownModalityError,
 )
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, MetricBackend, ModalitySpec
+from nextgpt.suggest import hint, listing
 
 ENV_ALLOW = "NEXTGPT_PLUGINS"
 
@@ -71,10 +72,13 @@ class PluginRegistry:
         try:
             return self.modalities[name]
         except KeyError:
+            installed = sorted(self.modalities)
+            suggestion = hint(name, installed)
+            fix = (
+                "" if suggestion else "; install a plugin that provides it (`nextgpt plugins` lists what is installed)"
+            )
             raise UnknownModalityError(
-                f"no installed plugin provides modality {name!r} "
-                f"(installed: {', '.join(sorted(self.modalities)) or 'none'}); "
-                f"install its plugin, e.g. `pip install nextgpt-{name}`"
+                f"no installed plugin provides modality {name!r}{suggestion} (installed: {listing(installed)}){fix}"
             ) from None
 
     def encoder_backend(self, modality: str, name: str) -> EncoderBackend:
@@ -89,8 +93,8 @@ class PluginRegistry:
         except KeyError:
             known = sorted(n for m, n in table if m == modality)
             raise UnknownModalityError(
-                f"no installed plugin provides a {kind} backend {name!r} for modality {modality!r} "
-                f"(available: {', '.join(known) or 'none'})"
+                f"no installed plugin provides a {kind} backend {name!r} for modality {modality!r}"
+                f"{hint(name, known)} (available: {listing(known)})"
             ) from None
 
     def metrics_for(self, modality: str) -> list[MetricBackend]:

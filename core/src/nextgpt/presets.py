@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from nextgpt.config import LLMConfig, LoraSettings, NextGPTConfig
 from nextgpt.errors import ConfigError
 from nextgpt.plugins import PluginRegistry
+from nextgpt.suggest import hint, listing
 
 VICUNA_V0_ENV = "NEXTGPT_VICUNA_7B_V0"
 """Folder of Vicuna-7B v0 (LLaMA-7B + the v0 delta applied); see the README."""
@@ -31,9 +33,9 @@ Preset = tuple[LLMConfig, dict[str, Any], tuple[str, ...] | None]
 """(LLM settings, generic per-modality settings, modalities in vocabulary order or None = all)."""
 
 
-def _tiny() -> Preset:
+def _tiny(llm_source: str | None = None) -> Preset:
     llm = LLMConfig(
-        source="tiny",
+        source=llm_source or "tiny",
         template="vicuna_v0",
         lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]),
         max_new_tokens=16,
@@ -45,13 +47,14 @@ RELEASED_MODALITY_ORDER = ("image", "video", "audio")
 """The released checkpoint's vocabulary: <Img>, </Img>, [IMG0..3], [VID0..23], [AUD0..7]."""
 
 
-def _nextgpt_7b_v0() -> Preset:
+def _nextgpt_7b_v0(llm_source: str | None = None) -> Preset:
     """The released NExT-GPT configuration (7b_tiva_v0), reproduced where it matters: token
     ids, prompt building (BOS before every text chunk, <Img>..</Img> around every media
     embedding, vicuna v0 turns, stop on ###), sampling defaults. Modality-specific details
     (e.g. audio features without ImageBind's x20 scale) come from each plugin's preset entry."""
     llm = LLMConfig(
-        source=os.environ.get(VICUNA_V0_ENV, "vicuna-7b-v0"),
+        source=llm_source
+        or _folder_from_env(VICUNA_V0_ENV, "nextgpt-7b-v0", "the Vicuna-7B v0 weights (LLaMA-7B with the v0 delta)"),
         template="vicuna_v0_legacy",
         lora=LoraSettings(r=32, alpha=32, dropout=0.1),
         train_embeddings="full",
@@ -63,6 +66,19 @@ def _nextgpt_7b_v0() -> Preset:
         top_p=0.01,
     )
     return llm, {}, RELEASED_MODALITY_ORDER
+
+
+def _folder_from_env(variable: str, preset: str, what: str) -> str:
+    """The local folder named by ``variable``, checked before anything is loaded or downloaded."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise ConfigError(
+            f"preset {preset!r} needs {what} in a local folder: set {variable}=/path/to/folder "
+            "(README: 'Running the released NExT-GPT weights'), or load a converted model folder instead"
+        )
+    if not (Path(value).expanduser() / "config.json").is_file():
+        raise ConfigError(f"{variable}={value}: not a folder with a Hugging Face model (no config.json)")
+    return value
 
 
 PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0}
@@ -80,12 +96,20 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def preset_config(
-    name: str, registry: PluginRegistry, modalities: Iterable[str] | None = None, seed: int = 13
+    name: str,
+    registry: PluginRegistry,
+    modalities: Iterable[str] | None = None,
+    seed: int = 13,
+    llm_source: str | None = None,
 ) -> NextGPTConfig:
-    """The configuration of preset ``name`` over the installed (or the named) modalities."""
+    """The configuration of preset ``name`` over the installed (or the named) modalities.
+
+    ``llm_source`` replaces the preset's LLM; a preset whose LLM is a local folder named by an
+    environment variable (``nextgpt-7b-v0``: `VICUNA_V0_ENV`) needs one or the other, and says
+    so before anything is loaded."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-    llm, generic, order = PRESETS[name]()
+        raise ConfigError(f"unknown preset {name!r}{hint(name, PRESETS)} (presets: {listing(PRESETS)})")
+    llm, generic, order = PRESETS[name](llm_source)
     if modalities is not None:
         chosen = list(modalities)
     elif order is not None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from nextgpt.cli.options import apply_runtime_arguments
 from nextgpt.errors import NextGPTError
 
 Command = Callable[[argparse.Namespace], int]
@@ -38,8 +39,22 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Comm
     ]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: every installed nextgpt distribution and plugin, with versions."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the installed nextgpt distributions and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from nextgpt.versions import version_report
+
+        print(version_report())
+        parser.exit()
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(prog="nextgpt", description="any-to-any multimodal LLM toolkit")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Command] = {}
     for name, help_text, add in _commands():
@@ -48,7 +63,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
 
 
 def _quiet_library_warnings() -> None:
-    """Hide deprecation chatter of the libraries underneath; our own errors still print."""
+    """Hide deprecation chatter of the libraries underneath; our own errors still print, and
+    warnings read ``warning: ...`` on one line, like errors."""
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -56,34 +72,48 @@ def _quiet_library_warnings() -> None:
     warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
 
 
-def _one_line_warnings() -> None:
-    """Print nextgpt's own warnings as one ``warning: ...`` line (no source location)."""
-    import warnings
+def _one_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    """``warnings.formatwarning`` for the command line: ``warning: <message>``, no source line.
+    Only the format changes, so whoever records warnings (a caller, pytest) still sees them."""
+    return f"warning: {message}\n"
 
-    from nextgpt.errors import NextGPTWarning
 
-    default = warnings.formatwarning
-    if getattr(default, "one_line_for_nextgpt", False):
-        return  # already installed (main called again in the same process)
+def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
+    """The error for a first argument that is no sub-command (with a "did you mean"), or None."""
+    from nextgpt.suggest import hint, listing
 
-    def formatwarning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
-        if issubclass(category, NextGPTWarning):
-            return f"warning: {message}\n"
-        return default(message, category, filename, lineno, line)
-
-    formatwarning.one_line_for_nextgpt = True  # type: ignore[attr-defined]
-    warnings.formatwarning = formatwarning
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    if first is None or first in commands:
+        return None
+    return f"unknown command {first!r}{hint(first, commands)} (commands: {listing(commands)})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_library_warnings()
-    _one_line_warnings()
+    import warnings
+
+    default_format = warnings.formatwarning
+    with warnings.catch_warnings():  # the warning filters are put back for in-process callers
+        _quiet_library_warnings()
+        warnings.formatwarning = _one_line
+        try:
+            return _run(argv)
+        finally:
+            warnings.formatwarning = default_format
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser, handlers = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    problem = unknown_command(given, list(handlers))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(given)
     if args.command is None:
         parser.print_help()
         return 2
     try:
+        apply_runtime_arguments(args)
         return handlers[args.command](args)
     except NextGPTError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,9 @@ def _check_batch_size(value: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextgpt.extras import require_extra
+
+    require_extra("train", "nextgpt cache")
     from nextgpt.errors import ConfigError
     from nextgpt.training.cache import fill_caches
     from nextgpt.training.cli import parse_config

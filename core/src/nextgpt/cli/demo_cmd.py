@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from nextgpt.cli.chat_cmd import ChatSession
+from nextgpt.cli.options import add_runtime_arguments
 from nextgpt.tables import format_table
 
 RANDOM_WEIGHTS_NOTE = (
@@ -25,6 +26,7 @@ RANDOM_WEIGHTS_NOTE = (
 def add(parser: argparse.ArgumentParser):
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
     parser.add_argument("--seed", type=int, default=13)
+    add_runtime_arguments(parser)
     return run
 
 

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from nextgpt.cli.options import add_runtime_arguments
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError
 
@@ -83,12 +84,16 @@ def add(parser: argparse.ArgumentParser):
     )
     parser.add_argument("--max-new-tokens", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (as --quiet)")
     parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+    add_runtime_arguments(parser)
     return run
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextgpt.extras import require_extra
+
+    require_extra("eval", "nextgpt eval")  # before the model loads
     from nextgpt.evaluation.runner import (
         DEFAULT_CAPTION_PROMPT,
         evaluate_captioning,
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         model_name=args.model,
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
     )
     if args.task == "caption":
         report = evaluate_captioning(

@@ -17,6 +17,9 @@ def add(parser: argparse.ArgumentParser):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nextgpt.extras import require_extra
+
+    require_extra("train", "nextgpt export")
     from nextgpt.training.export import export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.directory, model=args.model, overwrite=args.overwrite)

@@ -33,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
+    from nextgpt.extras import require_extra
+
+    require_extra("train", "nextgpt fit")
     from nextgpt.training.cli import NextGPTCLI
 
     # the arguments come from our own command line; Lightning's launchers re-read sys.argv

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from nextgpt.training.losses import IGNORE_INDEX
+IGNORE_INDEX = -100
+"""The label of positions without a loss (prompt, media, padding), as Hugging Face uses it."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.interfaces import Decoder
 from nextgpt.paths import nextgpt_home
+from nextgpt.progress import progress_enabled
 
 TINY = "tiny"
 """The source name that selects a random tiny pipeline (tests, demos)."""
@@ -166,7 +167,9 @@ class DiffusersDecoder(Decoder):
         source: ``"tiny"``, a local folder written by ``save_pretrained``, or a hub id.
         device: where the pipeline runs (default: CPU, or wherever ``to`` moves it).
         dtype: the pipeline's dtype (``torch.float16`` or ``"float16"``...; default float32).
-        progress_bar: show the pipeline's denoising and loading progress bars (default off).
+        progress_bar: show the pipeline's denoising bar (True), never show it (False), or
+            follow `nextgpt.progress.progress_enabled` at each call (None, the default: shown
+            on a terminal unless turned off). Loading bars are shown only with True.
         defaults: decode settings used where a ``generate`` call leaves a field unset; they
             override the backend's ``default_options``.
         **options: passed to ``from_pretrained``: ``revision``, ``variant``, ``cache_dir``,
@@ -188,7 +191,7 @@ class DiffusersDecoder(Decoder):
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
         *,
-        progress_bar: bool = False,
+        progress_bar: bool | None = None,
         defaults: DecodeOptions | dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
@@ -350,6 +353,11 @@ class DiffusersDecoder(Decoder):
             return str(self.tiny_folder())
         if _looks_like_path(self.source):
             return str(Path(self.source).expanduser().resolve())
+        if "local_files_only" not in self._load_options:
+            from nextgpt.hub import prepare_hub_source
+
+            what = f"decoder {self.backend!r} source"
+            self._load_options["local_files_only"] = prepare_hub_source(self.source, "model_index.json", what)
         return self.source
 
     @property
@@ -372,7 +380,7 @@ class DiffusersDecoder(Decoder):
         if self._dtype is not None:
             kwargs["torch_dtype"] = self._dtype
         try:
-            with quiet_diffusers(self.progress_bar):
+            with quiet_diffusers(bool(self.progress_bar)):
                 pipeline = self.pipeline_class().from_pretrained(location, **kwargs)
         except Exception as exc:
             raise NextGPTError(
@@ -384,7 +392,6 @@ class DiffusersDecoder(Decoder):
         for component in pipeline.components.values():
             if isinstance(component, torch.nn.Module):  # frozen: never trained, no gradients kept
                 component.requires_grad_(False).eval()
-        pipeline.set_progress_bar_config(disable=not self.progress_bar)
         return pipeline
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> DiffusersDecoder:
@@ -487,9 +494,17 @@ class DiffusersDecoder(Decoder):
             kwargs["guidance_scale"] = opts.guidance
         kwargs.update(self._call_options(opts))
         kwargs.update(self._extra_call_options(opts.extra, set(kwargs)))
+        self._configure_progress_bar(pipeline)
         with torch.no_grad():
             output = pipeline(**kwargs)
         return self._to_media(output, opts)
+
+    def _configure_progress_bar(self, pipeline: Any) -> None:
+        """Show the denoising bar of the next pipeline call as ``progress_bar`` says (None:
+        `nextgpt.progress.progress_enabled`, checked now); backends with their own denoising
+        loop call this before ``pipeline.progress_bar(...)``."""
+        show = progress_enabled() if self.progress_bar is None else self.progress_bar
+        pipeline.set_progress_bar_config(disable=not show, desc=f"{self.backend} denoising", leave=False)
 
     def _extra_call_options(self, extra: dict[str, Any], taken: set[str]) -> dict[str, Any]:
         """``DecodeOptions.extra``, checked: each name must be an argument of the pipeline's call

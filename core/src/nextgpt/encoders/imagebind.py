@@ -42,7 +42,7 @@ from nextgpt.shared import SharedModels
 HUGE_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 """Where Meta publishes the ImageBind-huge weights."""
 
-_INSTALL_HINT = "install nextgpt-core[imagebind] and `pip install --no-deps imagebind-unofficial==0.1.1`"
+_INSTALL_HINT = 'install it with: pip install "nextgpt-core[imagebind]"'
 
 _TINY: dict[str, Any] = dict(
     video_frames=2, kernel_size=(2, 14, 14), out_embed_dim=32,
@@ -160,6 +160,14 @@ def _build_tiny() -> nn.Module:
 
 def _download_huge(path: Path) -> None:
     """Fetch Meta's ImageBind-huge weights into ``path`` (torch.hub writes a temp file first)."""
+    from nextgpt.hub import offline_mode
+
+    if offline_mode():
+        raise CheckpointNotFoundError(
+            f"ImageBind-huge weights are not at {path}, and HF_HUB_OFFLINE is set, so they are not "
+            f"downloaded from {HUGE_URL}. Download the file where you are online and copy it to {path}, "
+            "or give its path as the encoder source."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(HUGE_URL, str(path), progress=True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError, MediaError, NextGPTError
+from nextgpt.extras import require_extra
 from nextgpt.tables import format_table
 
 DEFAULT_CAPTION_PROMPT = "Generate a caption for this {modality}."
@@ -172,6 +173,7 @@ def evaluate_captioning(
     file that cannot be decoded is left out with a note naming it (and an ``error`` in its item)."""
     from nextgpt.evaluation.captioning import CAPTION_METRICS
 
+    require_extra("eval", "evaluation (nextgpt eval)")
     note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
     items = group_pairs(read_pairs(data, modality, model.specs, root))
@@ -197,6 +199,7 @@ def evaluate_captioning(
                 max_new_tokens=max_new_tokens,
                 temperature=temperature,
                 seed=seed,
+                progress=False,  # the bar over the items is enough
             )
         except MediaError as exc:
             note(f"note: left out of the scores: {exc}")
@@ -278,6 +281,7 @@ def evaluate_generation(
     ``decode`` holds decoding options of the modality (steps, guidance, size, ...; other names go
     to `DecodeOptions.extra`).
     """
+    require_extra("eval", "evaluation (nextgpt eval)")
     note = note or (lambda text: print(text, file=sys.stderr))
     start = time.perf_counter()
     if modality not in getattr(model, "decoders", {}):
@@ -338,6 +342,7 @@ def evaluate_generation(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             file_prefix=f"{index:06d}_",
+            progress=False,  # the bar over the items is enough
         )
         media = [m for m in output.media if m.modality == modality]
         record = {

@@ -19,6 +19,7 @@ from nextgpt.legacy.checkpoint import (
     to_nextgpt_state,
 )
 from nextgpt.model_folder import write_pretrained
+from nextgpt.paths import apply_default_mode
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.presets import preset_config
 
@@ -90,7 +91,7 @@ def convert_legacy(
         raise ConfigError(f"--vicuna {vicuna}: not a Hugging Face model folder (no config.json)")
     tokenizer = AutoTokenizer.from_pretrained(vicuna)
     modalities = [p.modality for p in RELEASED_PROJECTORS]
-    config = preset_config(PRESET, registry, modalities)
+    config = preset_config(PRESET, registry, modalities, llm_source=str(vicuna.resolve()))
     added = 2 + sum(registry.modality(m).signal_tokens.count for m in modalities)
     if len(tokenizer) + added != shape.vocab:
         raise ConfigError(
@@ -144,4 +145,5 @@ def _write_merged_llm(vicuna: Path, state: Mapping[str, torch.Tensor], target: P
     merge_lora_into(model, state, scale=1.0)  # the release used alpha = r
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(vicuna).save_pretrained(target)
+    apply_default_mode(target)  # safetensors writes its files 0600
     return target

@@ -35,6 +35,7 @@ def scaffold_plugin(name: str, parent: str | Path = ".") -> Path:
     if root.exists():
         raise ConfigError(f"{root}: already exists; choose another name or folder")
     values = {
+        "core_range": compatible_range(),
         "name": name,
         "Name": "".join(part.capitalize() for part in name.split("_")),
         "prefix": name.replace("_", "").upper(),
@@ -45,3 +46,13 @@ def scaffold_plugin(name: str, parent: str | Path = ".") -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(Template(templates.joinpath(template).read_text()).substitute(values))
     return root
+
+
+def compatible_range(version: str | None = None) -> str:
+    """The nextgpt-core versions a plugin written against ``version`` (default: this one) works
+    with: the same minor series, e.g. ``>=0.1.0,<0.2`` for 0.1.0 (``0.x`` minors may break)."""
+    from nextgpt import __version__
+
+    major, minor = (int(part) for part in (version or __version__).split(".")[:2])
+    upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
+    return f">={version or __version__},<{upper}"

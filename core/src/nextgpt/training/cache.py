@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.errors import MediaError, SkippedRecordWarning
+from nextgpt.paths import apply_default_mode
 
 IDENTITY_KEY = "nextgpt_cache_identity"
 
@@ -157,6 +158,7 @@ class TensorCache:
         target = self.directory / name
         tmp = target.with_suffix(".tmp")
         save_file(dict(self._pending), str(tmp), metadata={IDENTITY_KEY: self.identity})
+        apply_default_mode(tmp)  # safetensors writes 0600
         os.replace(tmp, target)
         for key in self._pending:
             self._index[key] = target

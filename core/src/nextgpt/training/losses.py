@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from nextgpt.conditions import Condition
-
-IGNORE_INDEX = -100
+from nextgpt.data.collate import IGNORE_INDEX
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -107,6 +107,9 @@ class NextGPTLightningModule(LightningModule):
         decoders: start ``model`` with other decoders, per modality (``{"image": {"backend":
             "pixart-sigma", "source": "..."}}``), as `NextGPTModel.from_pretrained` does: an output
             projector that no longer fits is re-initialised, with a warning naming it.
+        num_threads: torch's CPU threads; None: ``NEXTGPT_NUM_THREADS``, ``OMP_NUM_THREADS``,
+            else the CPUs this process may use that other processes do not keep busy
+            (`nextgpt.threads`), as for the ``nextgpt`` commands.
 
     Training stops with a `NonFiniteTrainingError` naming the batch's records (``file:index``)
     when the loss is NaN or infinite, or when an optimizer step made a trained weight so;
@@ -141,6 +144,7 @@ class NextGPTLightningModule(LightningModule):
         min_snr_gamma: float | None = None,
         schedule_steps: int | None = None,
         decoders: dict[str, dict[str, Any]] | None = None,
+        num_threads: int | None = None,
     ) -> None:
         super().__init__()
         if stage not in STAGE_DEFAULTS:
@@ -182,6 +186,9 @@ class NextGPTLightningModule(LightningModule):
     def configure_model(self) -> None:
         """Build the model (once) and choose what trains. Lightning calls this before fitting,
         inside the strategy's context; it is cheap to call again."""
+        from nextgpt.threads import configure_threads
+
+        configure_threads(self.hparams.get("num_threads"))
         if self.model is not None:
             return
         from nextgpt.model import NextGPTModel

@@ -214,6 +214,7 @@ class ShapEDecoder(DiffusersDecoder):
                 (batch, num_embeddings * embedding_dim), dtype, device, generator, None, scheduler
             )
             latents = latents.reshape(batch, num_embeddings, embedding_dim)
+            self._configure_progress_bar(pipeline)
             for t in pipeline.progress_bar(scheduler.timesteps):
                 model_input = torch.cat([latents] * 2) if do_guidance else latents
                 scaled = scheduler.scale_model_input(model_input, t)

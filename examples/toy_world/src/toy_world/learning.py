@@ -92,6 +92,7 @@ def make_module(model: str | Path, stage: int, budget: StageBudget, cache: dict)
 def train_stage(module: Any, sources: list[dict[str, Any]], budget: StageBudget, workdir: Path) -> float:
     """Fit ``module`` for ``budget.steps`` on ``sources``; returns the seconds it took."""
     from lightning.pytorch import Trainer, seed_everything
+    from nextgpt.progress import progress_enabled
     from nextgpt.training.datamodule import NextGPTDataModule
 
     seed_everything(13, workers=True, verbose=False)
@@ -104,7 +105,7 @@ def train_stage(module: Any, sources: list[dict[str, Any]], budget: StageBudget,
         devices=1,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=progress_enabled(),  # on a terminal
         enable_model_summary=False,
         gradient_clip_val=1.0,
         default_root_dir=str(workdir),

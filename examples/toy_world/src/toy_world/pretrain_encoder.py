@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nextgpt.progress import bar
 from torch import nn
 
 from toy_world import world as W
@@ -171,7 +172,8 @@ def pretrain_imagebind(
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.1, 1 - s / budget.encoder_steps))
         generator = torch.Generator().manual_seed(seed)
         model.train()
-        for step in range(budget.encoder_steps):
+        steps = bar(total=budget.encoder_steps, desc="toy ImageBind pre-training", unit="step")
+        for _step in range(budget.encoder_steps):
             total = torch.zeros(())
             for m in W.MODALITIES:
                 if m == "audio":
@@ -191,8 +193,9 @@ def pretrain_imagebind(
             total.backward()
             optimizer.step()
             schedule.step()
-            if (step + 1) % max(1, budget.encoder_steps // 5) == 0:
-                log(f"  encoder step {step + 1}/{budget.encoder_steps}: loss {total.item():.3f}")
+            steps.update(1)
+            steps.set_postfix(loss=f"{total.item():.3f}", refresh=False)
+        steps.close()
         model.eval()
         model.requires_grad_(False)
         report: dict[str, Any] = {"steps": budget.encoder_steps, "sounds": budget.encoder_items}

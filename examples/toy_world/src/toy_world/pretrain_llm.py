@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nextgpt.progress import bar
 from torch import nn
 
 from toy_world import world as W
@@ -105,6 +106,7 @@ def pretrain_llm(
         generator = torch.Generator().manual_seed(seed)
         model.train()
         losses = []
+        steps = bar(total=budget.llm_steps, desc="toy LLM pre-training", unit="step")
         for step in range(budget.llm_steps):
             picks = torch.randint(len(sequences), (budget.llm_batch,), generator=generator).tolist()
             batch = [sequences[i] for i in picks]
@@ -123,7 +125,9 @@ def pretrain_llm(
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
-            if (step + 1) % max(1, budget.llm_steps // 5) == 0:
-                log(f"  llm step {step + 1}/{budget.llm_steps}: loss {np.mean(losses[-50:]):.3f}")
+            steps.update(1)
+            if (step + 1) % 10 == 0:
+                steps.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        steps.close()
     model.eval()
     return model, {"final_loss": float(np.mean(losses[-50:])), "steps": budget.llm_steps}

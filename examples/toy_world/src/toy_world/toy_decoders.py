@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nextgpt.progress import bar
 
 from toy_world import world as W
 from toy_world.pretrain_encoder import AttributeHeads, attribute_labels
@@ -76,7 +77,8 @@ def pretrain_clap_text(
         encoder.requires_grad_(True)
         encoder.train()
         optimizer = torch.optim.AdamW([*encoder.parameters(), *heads.parameters()], lr=3e-3, weight_decay=0.0)
-        for step in range(budget.clap_steps):
+        steps = bar(total=budget.clap_steps, desc="toy CLAP text encoder", unit="step")
+        for _step in range(budget.clap_steps):
             embeds = F.normalize(encoder(inputs.input_ids, attention_mask=inputs.attention_mask).text_embeds, dim=-1)
             loss, acc = heads.loss_and_accuracy("audio", embeds, labels)
             # keep distinct captions apart on the sphere (uniformity), not only separable
@@ -85,11 +87,9 @@ def pretrain_clap_text(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if (step + 1) % max(1, budget.clap_steps // 4) == 0:
-                log(
-                    f"  CLAP text step {step + 1}/{budget.clap_steps}: loss {loss.item():.3f}, "
-                    f"attributes read {acc.item():.2f}"
-                )
+            steps.update(1)
+            steps.set_postfix(loss=f"{loss.item():.3f}", read=f"{acc.item():.2f}", refresh=False)
+        steps.close()
         encoder.eval()
         encoder.requires_grad_(False)
     return {"steps": budget.clap_steps, "train_attributes_read": round(float(acc), 3)}
