@@ -211,10 +211,11 @@ def portable_source(source: str, directory: Path) -> str:
 
 def source_in_folder(source: str, directory: Path) -> str:
     """A recorded source as a path to use: ``./<path>`` (`IN_FOLDER`) is relative to the folder in
-    ``directory``, wherever it is now; anything else is unchanged."""
+    ``directory``, wherever it is now (its real location: a folder reached through a link, such
+    as a named model, is named by where it lies); anything else is unchanged."""
     if not source.startswith(IN_FOLDER):
         return source
-    return str(Path(directory).absolute() / source.removeprefix(IN_FOLDER))
+    return str(Path(directory).resolve() / source.removeprefix(IN_FOLDER))
 
 
 def resolve_model_folder(name_or_path: str | Path) -> Path:
