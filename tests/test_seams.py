@@ -192,3 +192,11 @@ def test_one_dtype_map_for_the_llm_the_decoders_and_the_converter():
     assert dtype_name(torch.bfloat16) == "bfloat16" and dtype_name(torch.int8) is None
     with pytest.raises(ConfigError, match=r"llm.dtype: expected one of \['bfloat16', 'float16', 'float32'\]"):
         parse_dtype("half", "llm.dtype")
+
+
+def test_training_a_subset_of_a_folders_modalities_reads_only_their_data(tiny_model, tmp_path):
+    from nextgpt.training.module import NextGPTLightningModule
+
+    folder = _folder_with_sources(tiny_model, tmp_path / "model", {})
+    assert NextGPTLightningModule(str(folder)).enabled_modalities() == list(tiny_model.config.modalities)
+    assert NextGPTLightningModule(str(folder), modalities=["audio"]).enabled_modalities() == ["audio"]

@@ -56,7 +56,8 @@ class NextGPTLightningModule(LightningModule):
         train_input_projectors, train_output_projectors, train_signal_rows, train_lora:
             override the stage's choice (``None`` keeps it).
         plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
-        modalities: with a preset, the modalities to enable (default: every installed one).
+        modalities: the modalities to enable: with a preset, installed ones (default: all); with
+            a folder, some of its own (default: all; the others' trained tensors are kept).
         lr, betas, weight_decay: AdamW settings; no decay on the embedding matrices, biases
             and norms.
         warmup_steps: linear warmup steps; ``None`` gives ``max(min_warmup_steps, warmup_ratio
@@ -206,8 +207,10 @@ class NextGPTLightningModule(LightningModule):
         from nextgpt.presets import PRESETS
 
         hp = self.hparams
+        if hp.modalities:
+            return list(hp.modalities)
         if hp.model in PRESETS:
-            return list(hp.modalities) if hp.modalities else None
+            return None
         config = Path(hp.model).expanduser() / "config.json"
         try:
             return list(json.loads(config.read_text())["config"]["modalities"])
