@@ -169,7 +169,7 @@ def test_modalities_for_a_folder_are_checked_before_building(tiny_model, registr
 
 
 def test_one_rule_tells_paths_from_hub_ids(tmp_path, monkeypatch):
-    from nextgpt.hub import looks_like_path
+    from nextgpt.hub import is_bare_name, looks_like_path
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
@@ -178,6 +178,7 @@ def test_one_rule_tells_paths_from_hub_ids(tmp_path, monkeypatch):
         assert looks_like_path(path), path
     for hub_id in ("gpt2", "org/name", "stable-diffusion-v1-5/stable-diffusion-v1-5"):
         assert not looks_like_path(hub_id), hub_id
+    assert [is_bare_name(s) for s in ("tiny", "toy", "org/name", "./x", "~x", "")] == [1, 1, 0, 0, 0, 0]
 
 
 def test_one_dtype_map_for_the_llm_the_decoders_and_the_converter():

@@ -37,6 +37,13 @@ def looks_like_path(source: str) -> bool:
     return "/" in text and Path(text.split("/")[0]).expanduser().is_dir()
 
 
+def is_bare_name(source: str) -> bool:
+    """Whether ``source`` is a plain name (``tiny``, ``gpt2``, a named model): no path separator,
+    not starting with ``.`` or ``~``."""
+    text = str(source)
+    return bool(text) and "/" not in text and "\\" not in text and not text.startswith((".", "~"))
+
+
 def hub_endpoint() -> str:
     """The hub's address (``HF_ENDPOINT``, default https://huggingface.co)."""
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from nextgpt.config import NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
 from nextgpt.files import describe_os_error, replace_atomically
-from nextgpt.hub import looks_like_path, prepare_hub_source
+from nextgpt.hub import is_bare_name, looks_like_path, prepare_hub_source
 from nextgpt.paths import apply_default_mode
 
 CONFIG_NAME = "config.json"
@@ -198,8 +198,7 @@ def portable_source(source: str, directory: Path) -> str:
     """How a folder in ``directory`` records ``source``: ``./<path>`` when it is a path inside the
     folder; absolute when it is a path elsewhere given relative to the working folder (``./x``,
     ``../x``); otherwise as given (hub ids, bare names such as ``tiny``, absolute and ``~`` paths)."""
-    bare_name = "/" not in source and "\\" not in source and not source.startswith((".", "~"))
-    if bare_name or not looks_like_path(source):
+    if is_bare_name(source) or not looks_like_path(source):
         return source
     path = Path(source).expanduser()
     try:
@@ -229,7 +228,7 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     if path.is_dir():
         return path
     text = str(name_or_path)
-    if "/" not in text and text and not text.startswith((".", "~")) and (models_dir() / text).is_dir():
+    if is_bare_name(text) and (models_dir() / text).is_dir():
         return models_dir() / text
     if path.exists():
         raise ConfigError(f"{text}: not a model folder (a folder written by save_pretrained), but a file")
@@ -252,7 +251,7 @@ def _not_found_message(text: str, named_dir: Path) -> str:
     from nextgpt.suggest import hint, listing
 
     named = sorted(p.name for p in named_dir.iterdir() if p.is_dir()) if named_dir.is_dir() else []
-    if "/" in text or text.startswith((".", "~")):
+    if text and not is_bare_name(text):
         return f"{text}: no such model folder (expected a folder written by save_pretrained)"
     return (
         f"unknown model {text!r}{hint(text, [*PRESETS, *named])}: not a preset ({listing(PRESETS)}), "
