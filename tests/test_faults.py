@@ -334,7 +334,9 @@ def test_damaged_model_folders_are_refused_naming_the_file(workdir, saved_model,
         weights.write_bytes(data[: len(data) // 2])
         expected = f"{weights}: not a readable safetensors file"
     elif damage == "format 99":
-        config.write_text(config.read_text().replace('"format_version": 2', '"format_version": 99'))
+        from nextgpt.model_folder import FORMAT_VERSION
+
+        config.write_text(config.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99'))
         expected = f"{config}: format_version 99 is newer than this nextgpt reads"
     else:  # a NaN weight saved by hand: checksum and format are right, the values are not
         from nextgpt.model_folder import file_sha256

@@ -34,19 +34,21 @@ from nextgpt.encoders.imagebind import (
     CheckpointNotFoundError,
     ImageBindEncoder,
     ImageBindNotInstalledError,
-    audio_to_imagebind,
     clip_starts,
-    image_to_imagebind,
     load_imagebind,
-    video_to_imagebind,
 )
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.licences import IMAGEBIND
 from nextgpt.shared import SharedModels
+from nextgpt_audio import imagebind as audio_ib
+from nextgpt_audio.imagebind import audio_to_imagebind
+from nextgpt_image.imagebind import image_to_imagebind
+from nextgpt_video import imagebind as video_ib
+from nextgpt_video.imagebind import video_to_imagebind
 from PIL import Image
 from torch import nn
 
-PAD_VALUE = (0.0 - ib.AUDIO_MEAN) / ib.AUDIO_STD  # a zero-padded fbank frame after normalising
+PAD_VALUE = (0.0 - audio_ib.FBANK_MEAN) / audio_ib.FBANK_STD  # a zero-padded fbank frame after normalising
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +329,7 @@ def test_video_preprocessing_matches_imagebind(num_frames: int, clip_frames: lis
     frames = np.stack([np.roll(moving_square_frames(1)[0], 3 * t, axis=1) for t in range(num_frames)])
     frames[..., 2] = np.arange(num_frames, dtype=np.uint8)[:, None, None] * 5
     upstream = _upstream_data()
-    normalize = upstream["NormalizeVideo"](mean=ib.CLIP_MEAN, std=ib.CLIP_STD)
+    normalize = upstream["NormalizeVideo"](mean=video_ib.CLIP_MEAN, std=video_ib.CLIP_STD)
     expected = []
     for first, last in clip_frames:
         clip = torch.from_numpy(frames[[first, last]]).permute(3, 0, 1, 2).float() / 255.0

@@ -15,6 +15,9 @@ from nextgpt.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 
+DtypeName = Literal["float32", "float16", "bfloat16"]
+"""The floating-point types a config may name (`nextgpt.dtypes` maps them to torch's)."""
+
 
 class StrictModel(BaseModel):
     """Base of every config model: unknown fields are errors."""
@@ -148,7 +151,7 @@ class LLMConfig(StrictModel):
     """``new_rows``: only the signal-token rows of the embedding and lm_head train, as their own
     small parameters (`nextgpt.llm.SignalRows`: no vocabulary-sized gradients or optimizer
     state); ``full``: the whole embedding and lm_head train, as the released checkpoint did."""
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: DtypeName = "float32"
     media_wrap: tuple[str, str] | None = None
     """Tokens placed around every media embedding, whatever its modality (the released
     NExT-GPT used ``("<Img>", "</Img>")``); added to the vocabulary before the signal tokens."""

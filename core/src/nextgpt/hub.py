@@ -1,4 +1,5 @@
-"""Hugging Face hub look-ups that fail fast when the hub cannot be reached.
+"""Hugging Face hub look-ups that fail fast when the hub cannot be reached, and the one rule
+that tells a local path from a hub repository id (`looks_like_path`).
 
 Without a network, ``transformers`` retries each file five times with back-off (about 25 s a
 file, a minute for a model) before it says so. `prepare_hub_source` decides first, in at most a
@@ -12,12 +13,35 @@ from __future__ import annotations
 import functools
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 from nextgpt.errors import ConfigError
 
 CONNECT_TIMEOUT_S = 3.0
 """How long the reachability probe waits for a TCP connection to the hub."""
+
+
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` names a local file or folder rather than a hub repository id.
+
+    A hub id is ``name`` or ``org/name``. Anything that starts with ``/``, ``.`` or ``~``, holds a
+    backslash or more than one ``/``, exists on disk, or whose first part is a local folder (a
+    path to something missing inside it) is a path. The LLM, the decoders and model folders all
+    decide with this rule."""
+    text = str(source)
+    if text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    if Path(text).expanduser().exists():
+        return True
+    return "/" in text and Path(text.split("/")[0]).expanduser().is_dir()
+
+
+def is_bare_name(source: str) -> bool:
+    """Whether ``source`` is a plain name (``tiny``, ``gpt2``, a named model): no path separator,
+    not starting with ``.`` or ``~``."""
+    text = str(source)
+    return bool(text) and "/" not in text and "\\" not in text and not text.startswith((".", "~"))
 
 
 def hub_endpoint() -> str:

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from nextgpt.config import LLMConfig
+from nextgpt.dtypes import parse_dtype
 from nextgpt.errors import ConfigError
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from nextgpt.hub import looks_like_path
 
 
 def resolve_llm_source(source: str) -> str:
@@ -28,7 +28,7 @@ def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_llm_source(config.source)
-    looks_local = source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+    looks_local = looks_like_path(source)
     if looks_local and not (Path(source).expanduser() / "config.json").exists():
         raise ConfigError(f"llm.source: {source!r} is not a folder with a Hugging Face model (no config.json)")
     from transformers.utils import logging as hf_logging
@@ -41,7 +41,7 @@ def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
         hub["local_files_only"] = prepare_hub_source(source, "config.json", "llm.source")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **hub)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[config.dtype], **hub)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=parse_dtype(config.dtype, "llm.dtype"), **hub)
     except OSError as exc:
         raise ConfigError(f"llm.source: cannot load {source!r}: {exc}") from exc
     if tokenizer.pad_token is None:

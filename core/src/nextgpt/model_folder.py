@@ -5,6 +5,12 @@ decoders by source), the signal tokens and their ids, and each component's licen
 ``model.safetensors`` holds only the trained tensors (projectors, signal-token rows, LoRA). A
 folder is found by path, by name under `nextgpt.paths.models_dir`, or downloaded from the hub.
 
+Portability: a frozen component that lies inside the folder (a merged LLM in ``llm/``, a
+decoder pipeline in ``decoders/``...) is recorded relative to it, as ``./llm``, and read back
+relative to wherever the folder is now, so a folder can be moved, copied or uploaded whole.
+Other sources are recorded as given (hub ids, names such as ``tiny``, absolute paths); a path
+given relative to the working folder (``./x``) is made absolute, as it means nothing elsewhere.
+
 Integrity: ``config.json`` records ``format_version`` (`FORMAT_VERSION`; a folder written by a
 newer nextgpt is refused with a message saying so) and the SHA-256 of ``model.safetensors``
 (``weights_sha256``), checked on every load: a truncated, corrupt or changed weights file is an
@@ -17,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +34,18 @@ from safetensors.torch import load_file, save_file
 from nextgpt.config import NextGPTConfig, validate_model
 from nextgpt.errors import ConfigError
 from nextgpt.files import describe_os_error, replace_atomically
+from nextgpt.hub import is_bare_name, looks_like_path, prepare_hub_source
 from nextgpt.paths import apply_default_mode
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 2
-"""2: ``weights_sha256`` is recorded and checked. 1: as 2 without the checksum (still read)."""
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+"""3: a source that starts with ``./`` is relative to the folder (`IN_FOLDER`). 2: every source
+is as written; ``weights_sha256`` is recorded and checked. 1: as 2 without the checksum. All
+three are read."""
+READABLE_VERSIONS = (1, 2, 3)
+IN_FOLDER = "./"
+"""How a format-3 folder marks a frozen component's source that lies inside it."""
 
 
 @dataclass
@@ -111,6 +123,8 @@ def read_model_folder(name_or_path: str | Path) -> ModelFolder:
     if version >= 2 and not isinstance(checksum, str):
         raise ConfigError(f"{config_path}: format_version {version} needs 'weights_sha256', the weights' checksum")
     config = validate_model(NextGPTConfig, meta.get("config"), where=f"{config_path}: config")
+    if version >= 3:
+        config = map_sources(config, lambda source: source_in_folder(source, directory))
     folder = ModelFolder(
         directory,
         config,
@@ -145,6 +159,7 @@ def write_pretrained(
         apply_default_mode(weights_path)  # safetensors writes 0600
     finally:
         tmp.unlink(missing_ok=True)
+    config = map_sources(config, lambda source: portable_source(source, directory))
     modalities = config.modalities
     meta = {
         "format_version": FORMAT_VERSION,
@@ -164,6 +179,44 @@ def write_pretrained(
     return directory
 
 
+def map_sources(config: NextGPTConfig, change: Callable[[str], str]) -> NextGPTConfig:
+    """``config`` with ``change`` applied to the source of every frozen component: the LLM and
+    each modality's encoder and decoder."""
+    modalities = {}
+    for name, raw in config.modalities.items():
+        raw = dict(raw)
+        for part in ("encoder", "decoder"):
+            settings = raw.get(part)
+            if isinstance(settings, dict) and isinstance(settings.get("source"), str):
+                raw[part] = {**settings, "source": change(settings["source"])}
+        modalities[name] = raw
+    llm = config.llm.model_copy(update={"source": change(config.llm.source)})
+    return config.model_copy(update={"llm": llm, "modalities": modalities})
+
+
+def portable_source(source: str, directory: Path) -> str:
+    """How a folder in ``directory`` records ``source``: ``./<path>`` when it is a path inside the
+    folder; absolute when it is a path elsewhere given relative to the working folder (``./x``,
+    ``../x``); otherwise as given (hub ids, bare names such as ``tiny``, absolute and ``~`` paths)."""
+    if is_bare_name(source) or not looks_like_path(source):
+        return source
+    path = Path(source).expanduser()
+    try:
+        inside = path.resolve().relative_to(Path(directory).resolve())
+    except ValueError:
+        return str(path.absolute()) if source.startswith(".") else source
+    return IN_FOLDER + inside.as_posix() if inside.parts else IN_FOLDER
+
+
+def source_in_folder(source: str, directory: Path) -> str:
+    """A recorded source as a path to use: ``./<path>`` (`IN_FOLDER`) is relative to the folder in
+    ``directory``, wherever it is now (its real location: a folder reached through a link, such
+    as a named model, is named by where it lies); anything else is unchanged."""
+    if not source.startswith(IN_FOLDER):
+        return source
+    return str(Path(directory).resolve() / source.removeprefix(IN_FOLDER))
+
+
 def resolve_model_folder(name_or_path: str | Path) -> Path:
     """A model folder: ``name_or_path`` itself, a named model under `models_dir`, or a hub
     repository downloaded to the local cache. Only a name shaped like a hub id (``org/name``)
@@ -175,16 +228,13 @@ def resolve_model_folder(name_or_path: str | Path) -> Path:
     if path.is_dir():
         return path
     text = str(name_or_path)
-    if "/" not in text and text and not text.startswith((".", "~")) and (models_dir() / text).is_dir():
+    if is_bare_name(text) and (models_dir() / text).is_dir():
         return models_dir() / text
     if path.exists():
         raise ConfigError(f"{text}: not a model folder (a folder written by save_pretrained), but a file")
-    hub_shaped = text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text.split("/")[0]).is_dir()
-    if not hub_shaped:
+    if looks_like_path(text) or text.count("/") != 1:  # a model folder on the hub is always org/name
         raise ConfigError(_not_found_message(text, models_dir()))
     from huggingface_hub import snapshot_download
-
-    from nextgpt.hub import prepare_hub_source
 
     local_only = prepare_hub_source(text, CONFIG_NAME, "model")
     try:
@@ -201,7 +251,7 @@ def _not_found_message(text: str, named_dir: Path) -> str:
     from nextgpt.suggest import hint, listing
 
     named = sorted(p.name for p in named_dir.iterdir() if p.is_dir()) if named_dir.is_dir() else []
-    if "/" in text or text.startswith((".", "~")):
+    if text and not is_bare_name(text):
         return f"{text}: no such model folder (expected a folder written by save_pretrained)"
     return (
         f"unknown model {text!r}{hint(text, [*PRESETS, *named])}: not a preset ({listing(PRESETS)}), "

@@ -1,16 +1,26 @@
-"""Finding, completing and reading signal-token runs in token sequences.
+"""Signal tokens out: finding, completing and reading their runs, and projecting their states
+into decoder conditions.
 
 A modality is generated when its first signal token ``[X0]`` appears. A run cut short (the LLM
-wrote ``[IMG0][IMG1]`` and then something else) is completed to ``[X0]..[X{N-1}]`` before the
+wrote ``[X0][X1]`` and then something else) is completed to ``[X0]..[X{N-1}]`` before the
 projector reads it. The projector reads the last-layer hidden states at the positions where the
-signal tokens are *inputs*; training and generation use this one definition.
+signal tokens are *inputs*; training and generation use this one definition
+(`SignalConditionsMixin.signal_conditions`, `project_signal`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+from nextgpt.conditions import Condition
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nextgpt.config import ModalityConfig
 
 
 def complete_signal_runs(
@@ -82,3 +92,33 @@ def gather_signal_states(
     if not states:
         return last_hidden.new_zeros((0, n, last_hidden.shape[-1])), torch.zeros(0, dtype=torch.long)
     return torch.stack(states), torch.tensor(rows, dtype=torch.long)
+
+
+class SignalConditionsMixin:
+    """Signal-token states -> decoder conditions, for `NextGPTModel` (mixed into it)."""
+
+    if TYPE_CHECKING:
+        signal_ids: dict[str, list[int]]
+        modality_configs: dict[str, ModalityConfig]
+        output_projectors: nn.ModuleDict
+        embed_tokens: Callable[[torch.Tensor], torch.Tensor]
+
+    def signal_conditions(
+        self, last_hidden: torch.Tensor, input_ids: torch.Tensor, modality: str
+    ) -> tuple[Condition, torch.Tensor]:
+        """Decoder conditions for every row of ``input_ids`` ``[B, T]`` that holds a complete run of
+        ``modality``'s signal tokens, read from the last-layer states ``[B, T, d]`` at the
+        positions where those tokens are the inputs. Returns ``(conditions of R rows, rows [R])``."""
+        states, rows = gather_signal_states(last_hidden, input_ids, self.signal_ids[modality])
+        return self.project_signal(states, modality), rows
+
+    def project_signal(self, states: torch.Tensor, modality: str) -> Condition:
+        """``[R, N, d_llm]`` signal-token states -> a decoder `Condition` of ``R`` rows.
+
+        As released, the signal tokens' input embeddings are added to their states first
+        (``output_projector.add_token_embeddings``)."""
+        if self.modality_configs[modality].output_projector.add_token_embeddings:
+            ids = torch.tensor(self.signal_ids[modality], device=states.device).expand(states.shape[0], -1)
+            states = states + self.embed_tokens(ids).to(states.dtype)
+        projector = self.output_projectors[modality]
+        return projector(states.to(next(projector.parameters()).dtype))

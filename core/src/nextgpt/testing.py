@@ -57,11 +57,13 @@ def assert_media_equal(expected: Any, actual: Any, atol: float = 0.0, where: str
         where: the name used in failure messages (nested fields append to it).
     """
     try:
-        from PIL import Image
+        import PIL.Image
     except ImportError:  # pragma: no cover - Pillow comes with every in-repo plugin
-        Image = None  # type: ignore[assignment]
-    if Image is not None and isinstance(expected, Image.Image):
-        assert isinstance(actual, Image.Image), f"{where}: expected a PIL image, got {type(actual).__name__}"
+        pil_type: type | None = None
+    else:
+        pil_type = PIL.Image.Image
+    if pil_type is not None and isinstance(expected, pil_type):
+        assert isinstance(actual, pil_type), f"{where}: expected a PIL image, got {type(actual).__name__}"
         assert (actual.mode, actual.size) == (expected.mode, expected.size), (
             f"{where}: {actual.mode} {actual.size} != {expected.mode} {expected.size}"
         )

@@ -24,7 +24,7 @@ class PaddedBatch:
 
 
 def pad_packed(packed: Sequence[object], pad_id: int, max_length: int | None = None) -> PaddedBatch:
-    """Right-pad `nextgpt.model.PackedInput`s into one batch; ``max_length`` truncates (right)."""
+    """Right-pad `nextgpt.packing.PackedInput`s into one batch; ``max_length`` truncates (right)."""
     if not packed:
         raise ValueError("pad_packed: empty batch")
     lengths = [int(p.input_ids.shape[0]) for p in packed]  # type: ignore[attr-defined]

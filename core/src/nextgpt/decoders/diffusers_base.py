@@ -41,7 +41,9 @@ import torch
 
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
+from nextgpt.dtypes import parse_dtype
 from nextgpt.errors import ConfigError, NextGPTError
+from nextgpt.hub import looks_like_path
 from nextgpt.interfaces import Decoder
 from nextgpt.paths import nextgpt_home
 from nextgpt.progress import progress_enabled
@@ -51,18 +53,6 @@ TINY = "tiny"
 
 LOAD_OPTIONS = frozenset({"revision", "variant", "cache_dir", "local_files_only", "use_safetensors"})
 """Constructor options passed through to the pipeline's ``from_pretrained``."""
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``torch.float16`` or ``"float16"`` -> ``torch.float16``; ``None`` stays ``None``."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    name = str(dtype).removeprefix("torch.")
-    if name not in _DTYPES:
-        raise ConfigError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[name]
 
 
 @contextlib.contextmanager
@@ -147,16 +137,6 @@ def ddim_scheduler() -> Any:
     )
 
 
-def _looks_like_path(source: str) -> bool:
-    """Whether ``source`` names a folder rather than a hub id (``org/name``)."""
-    return (
-        source.startswith(("/", ".", "~"))
-        or "\\" in source
-        or source.count("/") > 1
-        or Path(source).expanduser().exists()
-    )
-
-
 class DiffusersDecoder(Decoder):
     """A `Decoder` around one diffusers pipeline, loaded lazily and kept.
 
@@ -214,7 +194,7 @@ class DiffusersDecoder(Decoder):
         self.defaults = defaults.merged_over(base) if defaults is not None else base
         if self.source == TINY:
             self.identity = f"{self.backend}:tiny-v{self.tiny_version}"
-        elif _looks_like_path(self.source):
+        elif looks_like_path(self.source):
             folder = Path(self.source).expanduser().resolve()
             if not (folder / "model_index.json").is_file():
                 what = "has no model_index.json" if folder.is_dir() else "does not exist"
@@ -351,7 +331,7 @@ class DiffusersDecoder(Decoder):
         """What ``from_pretrained`` is given: a local folder (tiny materialised) or a hub id."""
         if self.source == TINY:
             return str(self.tiny_folder())
-        if _looks_like_path(self.source):
+        if looks_like_path(self.source):
             return str(Path(self.source).expanduser().resolve())
         if "local_files_only" not in self._load_options:
             from nextgpt.hub import prepare_hub_source

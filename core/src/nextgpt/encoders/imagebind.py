@@ -1,26 +1,28 @@
-"""ImageBind as a frozen, shared encoder backend, with ImageBind's own preprocessing.
+"""ImageBind as a frozen, shared encoder backend: the trunk every modality that uses it shares.
 
 NExT-GPT encodes images, sounds and videos with ImageBind-huge (1.2B parameters, frozen): one
-L2-normalised 1024-d vector per input, clip embeddings averaged for sounds and videos. This module
+L2-normalised 1024-d vector per input, clip embeddings averaged for timed media. This module
 
 - imports ImageBind's model code from the ``imagebind-unofficial`` wheel without running the
   package ``__init__`` (which imports data helpers that need pytorchvideo, decord,
   ``torchaudio.load`` and pkg_resources);
 - builds the model: ``"tiny"`` (random, seeded, for tests), ``"imagebind_huge"`` (Meta's weights,
   downloaded once into ``nextgpt_home()/checkpoints``), or a local ``.pth`` state dict;
-- provides `ImageBindEncoder`, a light per-tower view onto one shared model;
-- re-implements ImageBind's ``data.py`` preprocessing (image, audio, video) on plain arrays, so
-  the plugins can load media with their own readers.
+- provides `ImageBindEncoder`, a light per-tower view onto one shared model, which takes the
+  modality's preprocessing as a function;
+- provides `clip_starts`, where ImageBind places the clips of a timed medium.
 
-Tower names ("vision", "audio", ...) are ImageBind's keys; which modality uses which tower is
-decided by the plugins. Licence of ImageBind code and weights: CC BY-NC 4.0 (non-commercial).
+What differs per modality lives in the modality's plugin: which tower it reads and the
+``preprocess`` function that turns one loaded item into that tower's input (ImageBind's
+``data.py``, re-implemented on plain arrays so the plugins load media with their own readers).
+Tower names ("vision", ...) are ImageBind's keys. Licence of ImageBind code and weights:
+CC BY-NC 4.0 (non-commercial).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import math
 import sys
 from collections.abc import Callable, Mapping
 from fractions import Fraction
@@ -28,7 +30,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -63,22 +64,6 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {"huge": _HUGE, "tiny": _TINY}
 """Constructor arguments of ``ImageBindModel`` per variant (huge as ``imagebind_huge()``)."""
 
 _TINY_SEED = 0
-
-# ImageBind's data.py constants.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGE_SIZE = 224
-AUDIO_SAMPLE_RATE = 16000
-AUDIO_CLIP_SECONDS = 2
-AUDIO_CLIPS = 3
-AUDIO_MEL_BINS = 128
-AUDIO_TARGET_FRAMES = 204
-AUDIO_MEAN = -4.268
-AUDIO_STD = 9.138
-VIDEO_CLIP_SECONDS = 2
-VIDEO_CLIPS = 5
-VIDEO_FRAMES_PER_CLIP = 2
-VIDEO_SPATIAL_CROPS = 3
 
 
 class ImageBindNotInstalledError(NextGPTError, ImportError):
@@ -293,7 +278,7 @@ def run_tower(model: nn.Module, tower: str, batch: torch.Tensor, logit_scale: bo
     if logit_scale:
         return model({tower: batch})[tower]
     scaling = imagebind_module("models.helpers").LearnableLogitScaling
-    clips = batch.ndim >= 5  # audio and video inputs are [B, clips, ...]
+    clips = batch.ndim >= 5  # timed media's inputs are [B, clips, ...]
     if clips:
         b, s = batch.shape[:2]
         batch = batch.reshape(b * s, *batch.shape[2:])
@@ -407,7 +392,7 @@ class ImageBindEncoder(Encoder):
 
 
 # --------------------------------------------------------------------------------------------
-# Preprocessing, as ImageBind's data.py (which needs pytorchvideo/decord) does it
+# Timed media: where ImageBind's clips start (the plugins' preprocessing uses it)
 
 
 def clip_starts(duration: float, clip_seconds: int, clips: int) -> list[Fraction]:
@@ -419,124 +404,3 @@ def clip_starts(duration: float, clip_seconds: int, clips: int) -> list[Fraction
     max_start = Fraction(max(duration - clip_seconds, 0))
     step = max_start / clips
     return [step * i for i in range(clips)]
-
-
-def image_to_imagebind(image: Any) -> torch.Tensor:
-    """A PIL image -> ``[3, 224, 224]``: bicubic short side 224, center crop, CLIP mean/std."""
-    from torchvision import transforms
-
-    transform = transforms.Compose(
-        [
-            transforms.Resize(IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(IMAGE_SIZE),
-            transforms.ToTensor(),
-            transforms.Normalize(mean=CLIP_MEAN, std=CLIP_STD),
-        ]
-    )
-    return transform(image.convert("RGB"))
-
-
-def _melspec(clip: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """ImageBind's ``waveform2melspec`` after its mean removal: ``[1, n]`` -> ``[1, 128, 204]``."""
-    import torchaudio
-
-    window = int(sample_rate * 0.025)
-    if clip.shape[1] < window:  # Kaldi needs one full 25 ms window; pad silence (upstream fails)
-        clip = torch.nn.functional.pad(clip, (0, window - clip.shape[1]))
-    fbank = torchaudio.compliance.kaldi.fbank(
-        clip,
-        htk_compat=True,
-        sample_frequency=sample_rate,
-        use_energy=False,
-        window_type="hanning",
-        num_mel_bins=AUDIO_MEL_BINS,
-        dither=0.0,
-        frame_length=25,
-        frame_shift=10,
-    ).transpose(0, 1)
-    gap = AUDIO_TARGET_FRAMES - fbank.shape[1]
-    if gap > 0:
-        fbank = torch.nn.functional.pad(fbank, (0, gap), mode="constant", value=0)
-    else:
-        fbank = fbank[:, :AUDIO_TARGET_FRAMES]
-    return fbank.unsqueeze(0)
-
-
-def audio_to_imagebind(waveform: np.ndarray | torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """A waveform ``[channels, samples]`` (or ``[samples]``) -> ``[3, 1, 128, 204]``.
-
-    Mono mixdown (upstream takes the first channel of a multi-channel file; the mean is the
-    faithful mono signal), resampling to 16 kHz, 3 clips of 2 s placed like ImageBind, a Kaldi
-    fbank per clip padded or cut to 204 frames, normalised with mean -4.268 / std 9.138.
-    Sounds shorter than 2 s are padded with silence.
-    """
-    import torchaudio
-
-    signal = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
-    if signal.ndim == 1:
-        signal = signal.unsqueeze(0)
-    if signal.ndim != 2 or signal.shape[1] == 0:
-        raise ValueError(f"expected a waveform [channels, samples], got shape {list(signal.shape)}")
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate must be positive, got {sample_rate}")
-    signal = signal.mean(dim=0, keepdim=True)
-    if sample_rate != AUDIO_SAMPLE_RATE:
-        signal = torchaudio.functional.resample(signal, orig_freq=sample_rate, new_freq=AUDIO_SAMPLE_RATE)
-    rate = AUDIO_SAMPLE_RATE
-    clips = []
-    for start in clip_starts(signal.shape[1] / rate, AUDIO_CLIP_SECONDS, AUDIO_CLIPS):
-        piece = signal[:, int(start * rate) : int((start + AUDIO_CLIP_SECONDS) * rate)]
-        # In place on a view, as upstream: overlapping later clips see the earlier clips' mean
-        # removed. Only rounding-level, but it keeps the features identical to ImageBind's.
-        piece -= piece.mean()
-        clips.append((_melspec(piece, rate) - AUDIO_MEAN) / AUDIO_STD)
-    return torch.stack(clips, dim=0)
-
-
-def _short_side_scale(video: torch.Tensor, size: int) -> torch.Tensor:
-    """pytorchvideo's ``short_side_scale`` (bilinear) of ``[C, T, H, W]``."""
-    _, _, h, w = video.shape
-    if w < h:
-        new_h, new_w = int(math.floor(h / w * size)), size
-    else:
-        new_h, new_w = size, int(math.floor(w / h * size))
-    return torch.nn.functional.interpolate(video, size=(new_h, new_w), mode="bilinear", align_corners=False)
-
-
-def _uniform_crop(video: torch.Tensor, size: int, index: int) -> torch.Tensor:
-    """ImageBind's ``uniform_crop``: crop 0/1/2 = left/center/right (top/center/bottom if tall)."""
-    height, width = video.shape[2], video.shape[3]
-    y = int(math.ceil((height - size) / 2))
-    x = int(math.ceil((width - size) / 2))
-    if height > width:
-        y = {0: 0, 2: height - size}.get(index, y)
-    else:
-        x = {0: 0, 2: width - size}.get(index, x)
-    return video[:, :, y : y + size, x : x + size]
-
-
-def video_to_imagebind(frames: np.ndarray, fps: float) -> torch.Tensor:
-    """Video frames ``[T, H, W, 3]`` uint8 -> ``[15, 3, 2, 224, 224]`` (clips x crops, C, T, H, W).
-
-    5 clips of 2 s placed like ImageBind; in each, the frames decord would return (indices
-    ``ceil(fps * start) .. ceil(fps * end)``, cut at the last frame) subsampled uniformly to 2;
-    short side scaled to 224 (bilinear), CLIP mean/std, 3 spatial crops (ImageBind's
-    ``SpatialCrop``). Videos shorter than 2 s reuse their frames (every clip starts at 0).
-    """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.shape[0] == 0:
-        raise ValueError(f"expected frames [T, H, W, 3] with T > 0, got shape {list(frames.shape)}")
-    if not fps > 0:
-        raise ValueError(f"frame rate must be positive, got {fps}")
-    total = frames.shape[0]
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1, 1)
-    views = []
-    for start in clip_starts(total / fps, VIDEO_CLIP_SECONDS, VIDEO_CLIPS):
-        first = min(math.ceil(fps * start), total - 1)
-        last = max(min(math.ceil(fps * (start + VIDEO_CLIP_SECONDS)), total), first + 1)
-        picks = torch.linspace(0, last - first - 1, VIDEO_FRAMES_PER_CLIP).clamp(0, last - first - 1).long()
-        clip = torch.from_numpy(frames[(picks + first).numpy()]).permute(3, 0, 1, 2).float() / 255.0
-        clip = (_short_side_scale(clip, IMAGE_SIZE) - mean) / std
-        views.extend(_uniform_crop(clip, IMAGE_SIZE, index) for index in range(VIDEO_SPATIAL_CROPS))
-    return torch.stack(views, dim=0)

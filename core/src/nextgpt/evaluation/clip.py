@@ -97,9 +97,10 @@ def clip_score_metric(folder: Any, metric: str, device: str | torch.device = "cp
     return CLIPScore(model_name_or_path=lambda: (model, processor)).to(device)
 
 
-def save_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32) -> Path:
+def save_tiny_clip(folder: str | Path, seed: int = 0, resolution: int = 32) -> Path:
     """Write a tiny random CLIP model and processor to ``folder`` (offline; for tests and toy
-    worlds: the scores mean nothing, the code path is the real one)."""
+    worlds: the scores mean nothing, the code path is the real one). Its vision tower reads
+    ``resolution`` x ``resolution`` pixels."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     from nextgpt.tiny.tokenizers import build_clip_tokenizer
@@ -122,7 +123,7 @@ def save_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32) -> P
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=2,
-            image_size=image_size,
+            image_size=resolution,
             patch_size=8,
         ),
         projection_dim=16,
@@ -130,10 +131,10 @@ def save_tiny_clip(folder: str | Path, seed: int = 0, image_size: int = 32) -> P
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(config)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    pixels = CLIPImageProcessor(
+        size={"shortest_edge": resolution}, crop_size={"height": resolution, "width": resolution}
     )
     folder = Path(folder)
     model.save_pretrained(folder)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    CLIPProcessor(image_processor=pixels, tokenizer=tokenizer).save_pretrained(folder)
     return folder

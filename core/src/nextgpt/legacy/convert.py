@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from nextgpt.config import LoraSettings
+from nextgpt.dtypes import DTYPES, dtype_name, parse_dtype
 from nextgpt.errors import ConfigError
 from nextgpt.files import check_new_folder, file_problem
 from nextgpt.legacy.checkpoint import (
@@ -24,7 +25,6 @@ from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.presets import preset_config
 
 PRESET = "nextgpt-7b-v0"
-DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -101,17 +101,18 @@ def convert_legacy(
         )
     if dtype is not None and dtype not in DTYPES:
         raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    wanted = parse_dtype(dtype, "--dtype")
 
     out = Path(out)
     llm_source = str(vicuna.resolve())
     if merge_lora:
-        llm_source = str(_write_merged_llm(vicuna, state, out / "llm", DTYPES.get(dtype or "", None)))
+        llm_source = str(_write_merged_llm(vicuna, state, out / "llm", wanted))
     checkpoint_dtype = state["llama_proj.weight"].dtype
-    target_dtype = DTYPES[dtype] if dtype else checkpoint_dtype
+    target_dtype = wanted or checkpoint_dtype
     llm = config.llm.model_copy(
         update={
             "source": llm_source,
-            "dtype": {v: k for k, v in DTYPES.items()}.get(target_dtype, "float16"),
+            "dtype": dtype_name(target_dtype) or "float16",
             "lora": None
             if merge_lora or not shape.lora_r
             else LoraSettings(r=shape.lora_r, alpha=shape.lora_r, dropout=0.1, target_modules=list(shape.lora_targets)),

@@ -284,7 +284,7 @@ def fill_caches(module: Any, datasets: Iterable[Any], batch_size: int = 16) -> d
                 continue
             keys.append(key)
         if items:
-            module.media_features(modality, items, keys)
+            module.model.media_features(modality, items, keys)  # the cache is the model's feature source
             counts["computed"] += len(items)
 
     def run_targets(modality: str) -> None:

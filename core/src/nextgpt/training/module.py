@@ -1,20 +1,18 @@
 """`NextGPTLightningModule`: the three NExT-GPT alignment stages as one LightningModule.
 
-``stage`` picks what trains (each group overridable):
+``stage`` picks what trains (`nextgpt.training.stages`: 1 input projectors, 2 output projectors
+and signal rows, 3 LoRA and both projectors; each group overridable).
 
-=====  ==================  ===================  ============  =====
-stage  input projectors    output projectors    signal rows   LoRA
-=====  ==================  ===================  ============  =====
-1      yes                 no                   no            no
-2      no                  yes                  yes           no
-3      yes                 yes                  no            yes
-=====  ==================  ===================  ============  =====
-
-A training step encodes the media with the frozen encoders, packs every conversation exactly
-as generation does (`NextGPTModel.pack`), runs the LLM once, and adds to the LM cross-entropy,
-for each modality whose signal tokens the answer contains, the alignment loss between the output
+A training step encodes the media through the model's one encoding path
+(`NextGPTModel.encode_media`; with ``cache_dir`` the feature cache is its feature source,
+`nextgpt.training.features`), packs every conversation exactly as generation does
+(`NextGPTModel.pack`, after the answers' output placeholders become signal tokens,
+`nextgpt.training.targets`), runs the LLM once, and adds to the LM cross-entropy, for each
+modality whose signal tokens the answer contains, the alignment loss between the output
 projector's condition (read by `NextGPTModel.signal_conditions`, the same positions generation
-reads) and the decoder's embedding of the gold caption.
+reads) and the decoder's embedding of the gold caption (`nextgpt.training.losses`). The
+optimiser and the learning-rate schedule are in `nextgpt.training.optim`, the checks that stop
+a bad run early in `nextgpt.training.checks`.
 
 Checkpoints hold only the trainable parameters (`NextGPTModel.trainable_state_dict`) and the
 optimizer state; the frozen LLM, encoders and decoders are rebuilt from the model's source.
@@ -23,10 +21,6 @@ optimizer state; the frozen LLM, encoders and decoders are rebuilt from the mode
 from __future__ import annotations
 
 import json
-import math
-import re
-import warnings
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,30 +32,18 @@ from torch.nn.modules.module import _IncompatibleKeys
 from nextgpt.conditions import Condition
 from nextgpt.data.collate import PaddedBatch, pad_packed
 from nextgpt.data.dataset import SampleBatch
-from nextgpt.errors import ConfigError, MediaError, NextGPTError, NextGPTWarning, SkippedRecordWarning
-from nextgpt.llm import base_model, signal_row_parameters
+from nextgpt.errors import ConfigError
+from nextgpt.llm import base_model
 from nextgpt.templates import Turn
+from nextgpt.training.checks import NonFiniteTrainingError, check_settings, non_finite_parameters, warn_truncated
 from nextgpt.training.losses import LossTerms, alignment_loss, lm_loss
+from nextgpt.training.optim import build_optimizer, parameter_groups, schedule_length, warmup_length
+from nextgpt.training.stages import STAGE_DEFAULTS, alignment_enabled, check_stage, trainable_groups
+from nextgpt.training.targets import CaptionTargets, OutputTurns
 
-STAGE_DEFAULTS: dict[int, dict[str, bool]] = {
-    1: {"input_projectors": True, "output_projectors": False, "signal_rows": False, "lora": False},
-    2: {"input_projectors": False, "output_projectors": True, "signal_rows": True, "lora": False},
-    3: {"input_projectors": True, "output_projectors": True, "signal_rows": False, "lora": True},
-}
+__all__ = ["CHECKPOINT_KEY", "STAGE_DEFAULTS", "NextGPTLightningModule", "NonFiniteTrainingError"]
+
 CHECKPOINT_KEY = "nextgpt"
-
-
-class NonFiniteTrainingError(NextGPTError, FloatingPointError):
-    """The loss, or a trained weight after an optimizer step, is NaN or infinite; the message
-    names the batch's records (``file:index``)."""
-
-
-def _check_settings(**settings: tuple[Any, bool, str]) -> None:
-    """Raise `ConfigError` for the first ``name=(value, ok, expected)`` that is not ok, before
-    anything is built."""
-    for name, (value, ok, expected) in settings.items():
-        if not ok:
-            raise ConfigError(f"model.{name}: expected {expected}, got {value!r}")
 
 
 class NextGPTLightningModule(LightningModule):
@@ -74,7 +56,8 @@ class NextGPTLightningModule(LightningModule):
         train_input_projectors, train_output_projectors, train_signal_rows, train_lora:
             override the stage's choice (``None`` keeps it).
         plugins: plugin names to load (default: ``NEXTGPT_PLUGINS`` or every installed one).
-        modalities: with a preset, the modalities to enable (default: every installed one).
+        modalities: the modalities to enable: with a preset, installed ones (default: all); with
+            a folder, some of its own (default: all; the others' trained tensors are kept).
         lr, betas, weight_decay: AdamW settings; no decay on the embedding matrices, biases
             and norms.
         warmup_steps: linear warmup steps; ``None`` gives ``max(min_warmup_steps, warmup_ratio
@@ -147,9 +130,8 @@ class NextGPTLightningModule(LightningModule):
         num_threads: int | None = None,
     ) -> None:
         super().__init__()
-        if stage not in STAGE_DEFAULTS:
-            raise ConfigError(f"model.stage: expected 1, 2 or 3, got {stage!r}")
-        _check_settings(
+        check_stage(stage)
+        check_settings(
             lr=(lr, lr > 0, "a positive number"),
             betas=(betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
             weight_decay=(weight_decay, weight_decay >= 0, "0 or more"),
@@ -169,10 +151,11 @@ class NextGPTLightningModule(LightningModule):
             "signal_rows": train_signal_rows,
             "lora": train_lora,
         }
-        self.trainable_groups = {k: (STAGE_DEFAULTS[stage][k] if v is None else bool(v)) for k, v in overrides.items()}
+        self.trainable_groups = trainable_groups(stage, overrides)
         self.model: Any = None
         self.caches: Any = None
-        self._targets: OrderedDict[tuple[str, str], Condition] = OrderedDict()
+        self._output_turns: OutputTurns | None = None
+        self._caption_targets: CaptionTargets | None = None
         self._saved_schedule: dict[str, int] | None = None
         self._schedule: dict[str, int] | None = None
         self._step_sources: list[str] = []
@@ -212,8 +195,10 @@ class NextGPTLightningModule(LightningModule):
             self.hparams.align_loss = False
         if hp.cache_dir:
             from nextgpt.training.cache import ModelCaches
+            from nextgpt.training.features import CachedFeatures
 
             self.caches = ModelCaches(self.model, hp.cache_dir)
+            self.model.feature_source = CachedFeatures(self.caches.features, write=hp.cache_write)
 
     def enabled_modalities(self) -> list[str] | None:
         """The model's modalities without building it (None: unknown, e.g. a hub id)."""
@@ -222,8 +207,10 @@ class NextGPTLightningModule(LightningModule):
         from nextgpt.presets import PRESETS
 
         hp = self.hparams
+        if hp.modalities:
+            return list(hp.modalities)
         if hp.model in PRESETS:
-            return list(hp.modalities) if hp.modalities else None
+            return None
         config = Path(hp.model).expanduser() / "config.json"
         try:
             return list(json.loads(config.read_text())["config"]["modalities"])
@@ -236,10 +223,8 @@ class NextGPTLightningModule(LightningModule):
 
     @property
     def align_enabled(self) -> bool:
-        if self.hparams.align_loss is not None:
-            return bool(self.hparams.align_loss)
-        groups = self.trainable_groups
-        return groups["output_projectors"] or groups["signal_rows"] or groups["lora"]
+        """Whether the alignment loss applies (`nextgpt.training.stages.alignment_enabled`)."""
+        return alignment_enabled(self.trainable_groups, self.hparams.align_loss)
 
     def train(self, mode: bool = True) -> NextGPTLightningModule:
         super().train(mode)
@@ -280,62 +265,35 @@ class NextGPTLightningModule(LightningModule):
 
     # -- the step ---------------------------------------------------------------------------------
     def output_turns(self, turns: Sequence[Turn]) -> list[Turn]:
-        """Assistant turns with each modality's placeholder replaced by its signal tokens."""
-        if getattr(self, "_output_pattern", None) is None:
-            specs = self.model.specs
-            self._owners = {spec.signal_tokens.placeholder: name for name, spec in specs.items()}
-            self._runs = {spec.signal_tokens.placeholder: "".join(spec.signal_tokens.tokens) for spec in specs.values()}
-            alternatives = sorted(self._runs, key=len, reverse=True)
-            self._output_pattern = re.compile("|".join(re.escape(p) for p in alternatives) or r"(?!x)x")
-        out = []
-        for turn in turns:
-            if turn.role == "assistant":
-                for match in self._output_pattern.finditer(turn.text):
-                    owner = self._owners[match.group(0)]
-                    if owner not in self.model.decoders:
-                        raise ConfigError(f"modality {owner!r} has no decoder in this model: it cannot be an output")
-                turn = Turn(role=turn.role, text=self._output_pattern.sub(lambda m: self._runs[m.group(0)], turn.text))
-            out.append(turn)
-        return out
+        """Assistant turns with each modality's placeholder replaced by its signal tokens
+        (`nextgpt.training.targets.OutputTurns`)."""
+        if self._output_turns is None:
+            self._output_turns = OutputTurns(self.model.specs, self.model.decoders)
+        return self._output_turns(turns)
+
+    def caption_targets(self, modality: str, captions: list[str]) -> Condition:
+        """The decoder's conditions of ``captions`` (no grad), kept in a bounded memory cache
+        and, with ``cache_dir``, on disk (`nextgpt.training.targets.CaptionTargets`)."""
+        if self._caption_targets is None:
+            hp = self.hparams
+            disk = self.caches.targets if self.caches is not None else None
+            self._caption_targets = CaptionTargets(self.model.decoders, disk, hp.target_cache_size, hp.cache_write)
+        return self._caption_targets(modality, captions)
 
     def load_cache_misses(self, batch: SampleBatch) -> None:
         """With a feature cache, read the media files the cache does not hold. A file that cannot
         be read raises a `MediaError` naming it and its record, or with
-        ``batch.on_bad_record == "skip"`` leaves its sample out of the batch with a warning."""
-        if self.caches is None:
-            return
-        kept = []
-        for sample in batch.samples:
-            try:
-                for j, (modality, item) in enumerate(sample.media):
-                    cache = self.caches.features.get(modality)
-                    key = sample.media_keys[j] if sample.media_keys else None
-                    if item is None and cache is not None and (key is None or key not in cache):
-                        sample.media[j] = (modality, self._read_media(modality, sample.media_paths[j], sample.source))
-            except MediaError as exc:
-                if batch.on_bad_record != "skip":
-                    raise
-                self.skipped.append(sample.source)
-                warnings.warn(
-                    f"skipped {sample.source}: {exc} (on_bad_record: skip; {len(self.skipped)} skipped by the "
-                    "training step so far)",
-                    SkippedRecordWarning,
-                    stacklevel=2,
-                )
-                continue
-            kept.append(sample)
-        batch.samples = kept
+        ``batch.on_bad_record == "skip"`` leaves its sample out of the batch with a warning
+        (`nextgpt.training.features.read_missing_media`)."""
+        from nextgpt.training.features import CachedFeatures, read_missing_media
 
-    def _read_media(self, modality: str, path: Path, source: str) -> Any:
-        try:
-            return self.model.specs[modality].load(path)
-        except MediaError as exc:
-            raise MediaError(path, f"{exc.reason} (record {source})") from exc
-        except OSError as exc:
-            raise MediaError(path, f"cannot read: {exc.strerror or exc} (record {source})") from exc
+        if isinstance(self.model.feature_source, CachedFeatures):
+            read_missing_media(self.model, batch, self.model.feature_source, self.skipped)
 
     def prepare(self, batch: SampleBatch) -> PaddedBatch:
         """Encode the batch's media (one call per modality, any mix) and pack and pad it."""
+        from nextgpt.training.features import batch_media
+
         model = self.model
         per_sample: list[list[torch.Tensor | None]] = [[None] * len(s.media) for s in batch.samples]
         for modality, entries in batch.media_by_modality().items():
@@ -343,100 +301,16 @@ class NextGPTLightningModule(LightningModule):
                 raise ConfigError(
                     f"{batch.samples[entries[0][0]].source}: modality {modality!r} is not enabled in the model"
                 )
-            if self.caches is None:
-                embeds = model.encode_media(modality, [item for _, _, item in entries])
-            else:
-                embeds = self.encode_cached(modality, batch, entries)
+            items, keys = batch_media(model, batch, modality, entries)
+            embeds = model.encode_media(modality, items, keys)
             for (i, j, _), embed in zip(entries, embeds, strict=True):
                 per_sample[i][j] = embed
         packed = [
             model.pack(self.output_turns(s.turns), per_sample[i], add_generation_prompt=False)  # type: ignore[arg-type]
             for i, s in enumerate(batch.samples)
         ]
-        self._warn_truncated(batch, packed)
+        warn_truncated(batch, packed, int(self.hparams.max_length), self._truncated)
         return pad_packed(packed, model.tokenizer.pad_token_id, self.hparams.max_length)
-
-    def _warn_truncated(self, batch: SampleBatch, packed: Sequence[Any]) -> None:
-        """Say (once per record) which samples are longer than ``max_length`` and lose their end."""
-        limit = int(self.hparams.max_length)
-        long = {
-            s.source: int(p.input_ids.shape[0])
-            for s, p in zip(batch.samples, packed, strict=True)
-            if p.input_ids.shape[0] > limit and s.source not in self._truncated
-        }
-        if long:
-            self._truncated.update(long)
-            shown = [f"{source} ({length})" for source, length in long.items()]
-            warnings.warn(
-                f"{len(long)} record(s) longer than model.max_length={limit} positions are cut at the end, where "
-                f"the answer is: {', '.join(shown[:5])}{' ...' if len(shown) > 5 else ''}",
-                NextGPTWarning,
-                stacklevel=2,
-            )
-
-    def media_features(self, modality: str, items: Sequence[Any], keys: Sequence[str | None]) -> torch.Tensor:
-        """Frozen-encoder features ``[B, n, d_enc]`` of ``items``, through the feature cache: a hit
-        skips reading, preprocessing and encoding; a miss is computed and stored. Every value
-        goes through the cache's storage dtype, so a hit and a miss give the same numbers."""
-        model = self.model
-        cache = self.caches.features[modality]
-        features: list[torch.Tensor | None] = [cache.get(k) if k is not None else None for k in keys]
-        missing = [n for n, f in enumerate(features) if f is None]
-        if missing:
-            encoder = model.encoders[modality]
-            loaded = [items[n] for n in missing]
-            batch = torch.stack([encoder.preprocess(item) for item in loaded]).to(model.device)
-            with torch.no_grad():
-                computed = encoder(batch)
-            for n, value in zip(missing, computed, strict=True):
-                stored = value.detach().to("cpu", cache.dtype or value.dtype)
-                if keys[n] is not None and self.hparams.cache_write:
-                    cache.put(keys[n], stored)
-                features[n] = stored
-        return torch.stack(features).to(model.device)  # type: ignore[arg-type]
-
-    def encode_cached(self, modality: str, batch: SampleBatch, entries: list[tuple[int, int, Any]]) -> torch.Tensor:
-        model = self.model
-        cache = self.caches.features[modality]
-        keys = [batch.samples[i].media_keys[j] if batch.samples[i].media_keys else None for i, j, _ in entries]
-        items = []
-        for (i, j, item), key in zip(entries, keys, strict=True):
-            if item is None and (key is None or key not in cache):
-                item = model.specs[modality].load(batch.samples[i].media_paths[j])
-            items.append(item)
-        features = self.media_features(modality, items, keys)
-        projector = model.input_projectors[modality]
-        return projector(features.to(next(projector.parameters()).dtype))
-
-    def caption_targets(self, modality: str, captions: list[str]) -> Condition:
-        """The decoder's conditions of ``captions`` (no grad), kept in a bounded memory cache
-        and, with ``cache_dir``, on disk."""
-        disk = self.caches.targets.get(modality) if self.caches is not None else None
-        missing = []
-        for caption in dict.fromkeys(captions):
-            if (modality, caption) in self._targets:
-                continue
-            if disk is not None:
-                stored = disk.get(caption)
-                if stored is not None:
-                    self._remember_target(modality, caption, stored)
-                    continue
-            missing.append(caption)
-        if missing:
-            with torch.no_grad():
-                values = self.model.decoders[modality].condition_from_text(missing).detach()
-            for caption, value in zip(missing, values.rows(), strict=True):
-                if disk is not None:
-                    value = value.to("cpu", disk.dtype)
-                    if self.hparams.cache_write:
-                        disk.put(caption, value)
-                self._remember_target(modality, caption, value)
-        return Condition.cat(self._targets[(modality, c)] for c in captions)
-
-    def _remember_target(self, modality: str, caption: str, value: Condition) -> None:
-        self._targets[(modality, caption)] = value
-        if len(self._targets) > self.hparams.target_cache_size:
-            self._targets.popitem(last=False)
 
     def on_train_epoch_end(self) -> None:
         if self.caches is not None:
@@ -518,81 +392,25 @@ class NextGPTLightningModule(LightningModule):
     # -- optimisation -----------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters, with weight decay off for the embedding rows and matrices,
-        biases and norms."""
-        inner = base_model(self.model.llm)
-        no_decay_ids = {id(p) for p in signal_row_parameters(inner)}
-        for module in (inner.get_input_embeddings(), inner.get_output_embeddings()):
-            if module is not None and not hasattr(module, "parametrizations"):
-                no_decay_ids.add(id(module.weight))
-        decay, no_decay = [], []
-        for _, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if id(param) in no_decay_ids or param.ndim < 2 else decay).append(param)
-        if not decay and not no_decay:
-            raise ConfigError("nothing to train: every trainable group is off")
-        groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return [g for g in groups if g["params"]]
+        biases and norms (`nextgpt.training.optim.parameter_groups`)."""
+        return parameter_groups(self.model, self.hparams.weight_decay)
 
     def warmup(self, total: int) -> int:
         hp = self.hparams
-        if hp.warmup_steps is not None:
-            return int(hp.warmup_steps)
-        return min(total, max(hp.min_warmup_steps, int(hp.warmup_ratio * total)))
+        return warmup_length(total, hp.warmup_steps, hp.warmup_ratio, hp.min_warmup_steps)
 
     def schedule_length(self) -> tuple[int, int]:
         """``(total, warmup)`` optimizer steps of the learning-rate schedule: ``schedule_steps``
         if set; else, resuming, the checkpoint's; else the trainer's planned steps."""
-        hp = self.hparams
         planned = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
-        saved = self._saved_schedule
-        if hp.schedule_steps is not None:
-            total = int(hp.schedule_steps)
-            warmup = self.warmup(total)
-            if saved is not None and saved["total_steps"] != total:
-                warnings.warn(
-                    f"resuming with model.schedule_steps={total}: the learning-rate schedule changes from the "
-                    f"checkpoint's {saved['total_steps']} steps, so this run differs from an uninterrupted one",
-                    NextGPTWarning,
-                    stacklevel=2,
-                )
-            return total, warmup
-        if saved is not None:
-            total, warmup = saved["total_steps"], saved["warmup_steps"]
-            if planned != total:
-                warnings.warn(
-                    f"resuming: the learning-rate schedule keeps the checkpoint's length of {total} steps while the "
-                    f"trainer now plans {planned}; after step {total} the rate stays at the schedule's end value "
-                    f"({'0' if hp.schedule in ('linear', 'cosine') else 'the base rate'}). To stretch the schedule "
-                    f"instead, pass --model.schedule_steps {planned}",
-                    NextGPTWarning,
-                    stacklevel=2,
-                )
-            return total, warmup
-        return planned, self.warmup(planned)
+        hp = self.hparams
+        return schedule_length(planned, hp.schedule_steps, self._saved_schedule, self.warmup, hp.schedule)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        optimizer = torch.optim.AdamW(
-            self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay
-        )
         total, warmup = self.schedule_length()
         self._schedule = {"total_steps": total, "warmup_steps": warmup}
-        schedule = hp.schedule
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            if schedule == "constant":
-                return 1.0
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return max(0.0, 1.0 - progress) if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return build_optimizer(self.parameter_groups(), hp.lr, hp.betas, hp.weight_decay, hp.schedule, total, warmup)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """Lightning's step, then a check that every trained weight is still finite."""
@@ -610,13 +428,7 @@ class NextGPTLightningModule(LightningModule):
 
     def non_finite_parameters(self) -> list[str]:
         """Names of the trained parameters holding NaN or infinite values."""
-        if self.model is None:
-            return []
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        if not named:
-            return []
-        finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).tolist()
-        return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
+        return non_finite_parameters(self.model)
 
     # -- checkpoints: trainable parameters only -----------------------------------------------------
     def state_dict(self, *args: Any, destination: Any = None, prefix: str = "", keep_vars: bool = False) -> Any:  # type: ignore[override]

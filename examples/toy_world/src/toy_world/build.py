@@ -27,8 +27,8 @@ stages train (projectors, signal-token rows, LoRA) sees only the train split, so
 figures are on captions the trained parts never saw.
 
 The parts are pre-trained in `toy_world.pretrain_llm`, `toy_world.pretrain_encoder` and
-`toy_world.toy_decoders`; their sizes and budgets are in `toy_world.settings`. Paths inside
-``config.json`` are absolute: move the folder and rebuild it (or edit them).
+`toy_world.toy_decoders`; their sizes and budgets are in `toy_world.settings`. ``config.json``
+names the frozen parts relative to the folder (``./llm``), so the folder can be moved or copied.
 """
 
 from __future__ import annotations

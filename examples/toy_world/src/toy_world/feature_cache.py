@@ -2,7 +2,10 @@
 
 The toy world's stages revisit the same few hundred items for thousands of steps; the encoder
 is frozen and deterministic, so its features can be kept instead of recomputed (exactly what
-`nextgpt cache` does on disk for real data sets, here in memory).
+`nextgpt cache` does on disk for real data sets, here in memory). `MemoryFeatures` is a
+`nextgpt.encoding.FeatureSource`: set as the model's ``feature_source``, the model's one encoding
+path (`NextGPTModel.encode_media`, used by generation, the training step and the metrics)
+consults it before running an encoder.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from nextgpt.encoding import FeatureSource
 
 
 def media_key(item: Any) -> str:
@@ -28,33 +31,30 @@ def media_key(item: Any) -> str:
     return digest.hexdigest()
 
 
-class CachingEncoder(nn.Module):
-    """Wraps a frozen `Encoder` so each distinct media item is preprocessed and encoded once.
+class MemoryFeatures(FeatureSource):
+    """Features of loaded media items kept in ``cache``, keyed by ``(encoder identity, content
+    hash)``, so models built from the same frozen encoder (one per stage) share it. Exact: the
+    encoder is frozen and deterministic, and the features are kept as computed (float32).
 
-    ``preprocess(item)`` returns the item's *features* (``[n, dim]``, from the cache or computed
-    by the wrapped encoder) and ``forward`` passes them through, so `NextGPTModel.encode_media`
-    and the training step use it unchanged. Exact: the encoder is frozen and deterministic."""
+    Args:
+        identities: modality -> the identity of the model's encoder for it.
+        cache: the dictionary the features are kept in.
+    """
 
-    def __init__(self, inner: nn.Module, cache: dict[tuple[str, str], torch.Tensor]) -> None:
-        super().__init__()
-        self.inner = inner
+    def __init__(self, identities: dict[str, str], cache: dict[tuple[str, str], torch.Tensor]) -> None:
+        self.identities = identities
         self.cache = cache
-        self.dim = inner.dim
-        self.identity = inner.identity
-        self.licence = inner.licence
 
-    def preprocess(self, media: Any) -> torch.Tensor:
-        key = (self.identity, media_key(media))
-        if key not in self.cache:
-            with torch.no_grad():
-                self.cache[key] = self.inner(self.inner.preprocess(media)[None])[0].detach().cpu()
-        return self.cache[key]
+    def get(self, modality: str, item: Any, key: str | None) -> torch.Tensor | None:
+        return self.cache.get((self.identities[modality], media_key(item)))
 
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return batch
+    def put(self, modality: str, item: Any, key: str | None, features: torch.Tensor) -> torch.Tensor:
+        value = features.detach().cpu()
+        self.cache[(self.identities[modality], media_key(item))] = value
+        return value
 
 
 def cache_encoders(model: Any, cache: dict[tuple[str, str], torch.Tensor]) -> None:
-    for name, encoder in list(model.encoders.items()):
-        if not isinstance(encoder, CachingEncoder):
-            model.encoders[name] = CachingEncoder(encoder, cache)
+    """Give ``model`` a `MemoryFeatures` source over ``cache`` for every one of its encoders."""
+    identities = {name: str(encoder.identity) for name, encoder in model.encoders.items()}
+    model.feature_source = MemoryFeatures(identities, cache)

@@ -25,11 +25,9 @@ def _encoder_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
     """One item's input to its ImageBind tower, exactly as the encoder gives it (one clip: the
     toy world's sounds and videos are shorter than a clip, so ImageBind's clips and crops are
     all the same view and their mean is this one)."""
-    from nextgpt.encoders.imagebind import (
-        audio_to_imagebind,
-        image_to_imagebind,
-        video_to_imagebind,
-    )
+    from nextgpt_audio.imagebind import audio_to_imagebind
+    from nextgpt_image.imagebind import image_to_imagebind
+    from nextgpt_video.imagebind import video_to_imagebind
     from PIL import Image
 
     if concept.modality == "image":
@@ -42,7 +40,7 @@ def _encoder_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
 def _fast_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
     """Like `_encoder_inputs` for images and videos, ~15x faster (torch resizing instead of
     PIL's; the first view only), for rendering fresh training items at every step."""
-    from nextgpt.encoders.imagebind import CLIP_MEAN, CLIP_STD, IMAGE_SIZE
+    from nextgpt_image.imagebind import CLIP_MEAN, CLIP_STD, IMAGE_SIZE
 
     mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1, 1)
     if concept.modality == "image":

@@ -48,7 +48,9 @@ SPEC = ModalitySpec(
 
 
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
-    from nextgpt.encoders.imagebind import ImageBindEncoder, audio_to_imagebind
+    from nextgpt.encoders.imagebind import ImageBindEncoder
+
+    from nextgpt_audio.imagebind import audio_to_imagebind
 
     def preprocess(clip: AudioClip):
         return audio_to_imagebind(clip.waveform, clip.sample_rate)

@@ -43,7 +43,9 @@ SPEC = ModalitySpec(
 
 
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
-    from nextgpt.encoders.imagebind import ImageBindEncoder, image_to_imagebind
+    from nextgpt.encoders.imagebind import ImageBindEncoder
+
+    from nextgpt_image.imagebind import image_to_imagebind
 
     return ImageBindEncoder.from_shared(source, shared, tower="vision", preprocess=image_to_imagebind, **options)
 

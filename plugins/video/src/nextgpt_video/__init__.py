@@ -42,7 +42,9 @@ SPEC = ModalitySpec(
 
 
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
-    from nextgpt.encoders.imagebind import ImageBindEncoder, video_to_imagebind
+    from nextgpt.encoders.imagebind import ImageBindEncoder
+
+    from nextgpt_video.imagebind import video_to_imagebind
 
     def preprocess(clip: VideoClip):
         return video_to_imagebind(clip.frames, clip.fps)
