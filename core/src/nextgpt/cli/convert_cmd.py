@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import argparse
 
+from nextgpt.cli.options import add_renamed
 from nextgpt.errors import ConfigError
 
 
 def add(parser: argparse.ArgumentParser):
     parser.add_argument("checkpoint", help="the released pytorch_model.pt (7b_tiva_v0)")
+    parser.add_argument("directory", nargs="?", default=None, metavar="DIRECTORY", help="the model folder to write")
     parser.add_argument("--vicuna", required=True, help="folder of Vicuna-7B v0 (LLaMA-7B + the v0 delta)")
     parser.add_argument("--imagebind", required=True, help="imagebind_huge.pth (or 'imagebind_huge')")
-    parser.add_argument("--out", required=True, help="the model folder to write")
-    parser.add_argument("--merge-lora", action="store_true", help="fold LoRA into the LLM (writes OUT/llm)")
+    add_renamed(parser, "--out", "DIRECTORY (the second argument)", dest="old_out")
+    parser.add_argument("--merge-lora", action="store_true", help="fold LoRA into the LLM (writes DIRECTORY/llm)")
     parser.add_argument("--dtype", choices=["float16", "float32", "bfloat16"], default=None, help="default: keep")
     parser.add_argument(
         "--decoder", action="append", default=[], metavar="MODALITY=SOURCE", help="override a decoder's weights"
     )
-    parser.add_argument("--overwrite", action="store_true", help="write into OUT even if it already holds files")
+    parser.add_argument("--overwrite", action="store_true", help="write into DIRECTORY even if it already holds files")
     return run
 
 
 def run(args: argparse.Namespace) -> int:
     from nextgpt.legacy.convert import convert_legacy
 
+    directory = args.directory or args.old_out
+    if directory is None:
+        raise ConfigError("convert-legacy: the model folder to write is missing: convert-legacy CHECKPOINT DIRECTORY")
+    if args.directory and args.old_out and args.directory != args.old_out:
+        raise ConfigError(f"convert-legacy: two folders to write: {args.directory} and --out {args.old_out}")
     decoders = {}
     for item in args.decoder:
         modality, sep, source = item.partition("=")
@@ -34,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.vicuna,
         args.imagebind,
-        args.out,
+        directory,
         args.merge_lora,
         args.dtype,
         decoders,
