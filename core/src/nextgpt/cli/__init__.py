@@ -108,11 +108,11 @@ def _run(argv: Sequence[str] | None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    args = parser.parse_args(given)
-    if args.command is None:
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(given)  # inside: an old option's error is one line too
+        if args.command is None:
+            parser.print_help()
+            return 2
         apply_runtime_arguments(args)
         return handlers[args.command](args)
     except NextGPTError as exc:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from nextgpt.cli.options import add_renamed
+from nextgpt.cli.options import add_replaced
 from nextgpt.errors import ConfigError
 
 
 def add(parser: argparse.ArgumentParser):
     parser.add_argument("checkpoint", help="the released pytorch_model.pt (7b_tiva_v0)")
-    parser.add_argument("directory", nargs="?", default=None, metavar="DIRECTORY", help="the model folder to write")
+    parser.add_argument("directory", metavar="DIRECTORY", help="the model folder to write")
     parser.add_argument("--vicuna", required=True, help="folder of Vicuna-7B v0 (LLaMA-7B + the v0 delta)")
     parser.add_argument("--imagebind", required=True, help="imagebind_huge.pth (or 'imagebind_huge')")
-    add_renamed(parser, "--out", "DIRECTORY (the second argument)", dest="old_out")
+    add_replaced(parser, "--out", "the model folder to write is now the second argument (CHECKPOINT DIRECTORY)")
     parser.add_argument("--merge-lora", action="store_true", help="fold LoRA into the LLM (writes DIRECTORY/llm)")
     parser.add_argument("--dtype", choices=["float16", "float32", "bfloat16"], default=None, help="default: keep")
     parser.add_argument(
@@ -26,11 +26,6 @@ def add(parser: argparse.ArgumentParser):
 def run(args: argparse.Namespace) -> int:
     from nextgpt.legacy.convert import convert_legacy
 
-    directory = args.directory or args.old_out
-    if directory is None:
-        raise ConfigError("convert-legacy: the model folder to write is missing: convert-legacy CHECKPOINT DIRECTORY")
-    if args.directory and args.old_out and args.directory != args.old_out:
-        raise ConfigError(f"convert-legacy: two folders to write: {args.directory} and --out {args.old_out}")
     decoders = {}
     for item in args.decoder:
         modality, sep, source = item.partition("=")
@@ -41,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.vicuna,
         args.imagebind,
-        directory,
+        args.directory,
         args.merge_lora,
         args.dtype,
         decoders,

@@ -17,8 +17,9 @@
 ==================  ====================================================================================
 
 A model folder a command writes is its positional ``DIRECTORY`` argument (``export``,
-``convert-legacy``). Old spellings (``--preset``, ``--want``, ``--dir``, ``--no-progress``,
-``convert-legacy --out``) still work, with a warning naming the new one.
+``convert-legacy``). Old spellings (``--preset``, ``--want``, ``--dir``, ``--no-progress``) still
+work, with a warning naming the new one; ``convert-legacy --out DIR`` is an error saying to give
+DIR as its second argument.
 
 `add_model_arguments` and `load_model_from_args` are what every command that builds a model
 uses (chat, demo, eval, and the servers).
@@ -76,6 +77,24 @@ def add_renamed(parser: argparse.ArgumentParser, old: str, new: str, dest: str, 
     """Accept ``old`` as an old spelling of ``new`` (stored in ``dest``), with a warning.
     ``append=True`` for repeatable options, ``nargs=0`` for flags."""
     parser.add_argument(old, dest=dest, action=_Renamed, new=new, **kwargs)
+
+
+class _Replaced(argparse.Action):
+    """An old option that cannot simply be renamed: an error saying what to write instead."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, instead: str, **kwargs: Any):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.instead = instead
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option=None):
+        from nextgpt.errors import ConfigError
+
+        raise ConfigError(f"{option} is an old spelling: {self.instead}")
+
+
+def add_replaced(parser: argparse.ArgumentParser, old: str, instead: str) -> None:
+    """Refuse the old option ``old`` with one line saying what to write ``instead``."""
+    parser.add_argument(old, dest=f"replaced_{old.strip('-')}", action=_Replaced, instead=instead)
 
 
 # -- the model -------------------------------------------------------------------------------------
