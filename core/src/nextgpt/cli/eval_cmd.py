@@ -27,6 +27,7 @@ from nextgpt.cli.options import (
     add_seed_argument,
     check_json_target,
     load_model_from_args,
+    planned_config_from_args,
     print_result,
 )
 from nextgpt.config import DecodeOptions
@@ -115,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
     metric_options = parse_options(args.metric_option, "--metric-option")
     decode = DecodeOptions.from_flat(parse_options(args.decode_option, "--decode-option"), "--decode-option")
     is_preset = args.model in PRESETS
+    modalities = [args.modality] if is_preset else None
+    planned_config_from_args(args, modalities=modalities)  # the model and its overrides, before anything loads
     if is_preset and args.model == "tiny":
         print(
             "note: the tiny preset has RANDOM weights; its scores only show that the pipeline runs",
             file=sys.stderr,
         )
-    model = load_model_from_args(args, modalities=[args.modality] if is_preset else None)
+    model = load_model_from_args(args, modalities=modalities)
     common = dict(
         root=args.root,
         limit=args.limit,
