@@ -272,7 +272,9 @@ def test_chat_commands_are_checked_when_typed(tiny_model, example_files, tmp_pat
     out = io.StringIO()
     session.interactive(io.StringIO("\n".join(lines) + "\n"), out, [], [])
     shown = out.getvalue().splitlines()
-    assert any(line.startswith("  /image FILE") for line in shown) and any("/request MODALITY" in line for line in shown)
+    assert any(line.startswith("  /image FILE") for line in shown) and any(
+        "/request MODALITY" in line for line in shown
+    )
     errors = [line for line in shown if line.startswith("error:")]
     assert (
         errors[0].startswith("error: this model cannot generate 'smell'")
