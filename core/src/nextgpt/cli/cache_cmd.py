@@ -23,7 +23,7 @@ def add(parser: argparse.ArgumentParser):
         help="set one setting of the model configuration (repeatable), as for nextgpt fit",
     )
     parser.add_argument("--cache-dir", default=None, metavar="DIR", help="the cache folder (default: model.cache_dir)")
-    parser.add_argument("--batch-size", type=int, default=16, help="items encoded per call")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="items encoded per call (default: 16)")
     return run
 
 

@@ -54,14 +54,16 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument(
         "--data",
         required=True,
+        metavar="FILE",
         help="pair data in the released format (cc3m.json, webvid.json, audiocap.json)",
     )
     parser.add_argument(
         "--root",
         default=None,
+        metavar="DIR",
         help="folder the media names are relative to (default: the data file's folder)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most N items")
     add_out_argument(parser, "outputs/eval", "generated media (task generate)")
     add_json_argument(parser)
     parser.add_argument(
