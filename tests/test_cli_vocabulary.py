@@ -116,6 +116,14 @@ def test_json_means_the_same_on_plugins_and_eval(workdir, capsys):
     assert report["task"] == "caption" and report["n_items"] == 1
 
 
+def test_quiet_applies_to_the_command_not_to_its_in_process_caller(workdir, monkeypatch, capsys):
+    from nextgpt.progress import progress_enabled
+
+    monkeypatch.setenv("NEXTGPT_PROGRESS", "1")
+    assert main(["demo", "--quiet", "--set", "seed=x"]) == 1  # ran with --quiet, stopped on the override
+    assert progress_enabled()
+
+
 def test_demo_takes_a_model_and_its_overrides(workdir, monkeypatch, capsys):
     monkeypatch.setenv("NEXTGPT_PLUGINS", "image")
     assert main(["demo", "--model", "tiny", "--set", "llm.max_new_tokens=2", "--out", "d", "--seed", "3"]) == 0
