@@ -51,7 +51,9 @@ def test_chat_one_shot_with_media(tmp_path):
     from nextgpt_image.media import save_image
 
     picture = save_image(example_image(), tmp_path / "in.png")
-    result = run("chat", "-p", "what is this?", "--image", str(picture), "--want", "image", "--out", "o", cwd=tmp_path)
+    result = run(
+        "chat", "-p", "what is this?", "--image", str(picture), "--request", "image", "--out", "o", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "assistant:" in result.stdout and "[image]" in result.stdout
     assert list((tmp_path / "o").glob("*.png"))

@@ -249,7 +249,7 @@ def test_eval_caption_end_to_end(dataset, tmp_path, capsys):
         "6",
         "--json",
         str(out_json),
-        "--no-progress",
+        "--quiet",
     )
     assert code == 0
     table = capsys.readouterr().out
@@ -300,7 +300,7 @@ def test_eval_generate_end_to_end(dataset, tiny_clip, tmp_path, capsys):
         "4",
         "--json",
         str(out_json),
-        "--no-progress",
+        "--quiet",
     )
     assert code == 0
     captured = capsys.readouterr()
@@ -320,7 +320,7 @@ def test_eval_decode_option_the_decoder_does_not_take_is_an_error(dataset, tmp_p
     from nextgpt.errors import ConfigError
 
     args = ["--model", "tiny", "--task", "generate", "--modality", "image", "--data", str(dataset / "cc3m.json")]
-    args += ["--out", str(tmp_path / "generated"), "--decode-option", "etaa=1", "--no-progress"]
+    args += ["--out", str(tmp_path / "generated"), "--decode-option", "etaa=1", "--quiet"]
     with pytest.raises(ConfigError, match=r"decode option extra.etaa: StableDiffusionPipeline takes no argument"):
         run_eval(*args)
 
@@ -373,7 +373,7 @@ def test_eval_reports_bad_arguments_clearly(dataset, tmp_path):
             "image",
             "--data",
             str(dataset / "webvid.json"),
-            "--no-progress",
+            "--quiet",
         )
     with pytest.raises(NextGPTError, match="smell"):
         run_eval(
@@ -385,7 +385,7 @@ def test_eval_reports_bad_arguments_clearly(dataset, tmp_path):
             "smell",
             "--data",
             str(dataset / "cc3m.json"),
-            "--no-progress",
+            "--quiet",
         )
     with pytest.raises(ConfigError, match="--metric-option: expected NAME=VALUE"):
         run_eval(
@@ -399,7 +399,7 @@ def test_eval_reports_bad_arguments_clearly(dataset, tmp_path):
             str(dataset / "cc3m.json"),
             "--metric-option",
             "clip_model",
-            "--no-progress",
+            "--quiet",
         )
     with pytest.raises(ConfigError, match="is not a file"):
         run_eval(

@@ -219,13 +219,13 @@ def test_on_bad_record_error_still_stops_at_the_first_undecodable_file(workdir, 
 
 def test_chat_runs_into_the_same_folder_keep_every_file(workdir, tiny_model, capsys, monkeypatch):
     for _ in range(2):
-        assert main(["chat", "-p", "hi", "--want", "image", "--out", "o"]) == 0
+        assert main(["chat", "-p", "hi", "--request", "image", "--out", "o"]) == 0
     assert sorted(p.name for p in (workdir / "o").iterdir()) == ["turn1_image_0-1.png", "turn1_image_0.png"]
     # and within one interactive chat, /reset starts the turn count again
     from nextgpt.cli.chat_cmd import ChatSession
 
     session = ChatSession(tiny_model, workdir / "o")
-    lines = iter(["hi", "/reset", "/want image", "hi", "/quit"])
+    lines = iter(["hi", "/reset", "/request image", "hi", "/quit"])
     with open(os.devnull, "w") as stdout:
         session.interactive(lines, stdout, [], ["image"])
     names = sorted(p.name for p in (workdir / "o").iterdir())
@@ -242,7 +242,7 @@ def test_export_and_convert_refuse_a_folder_that_holds_files(workdir, data, caps
     assert "model: already exists and is not empty" in capsys.readouterr().err
     assert main(["export", ckpt, "model", "--overwrite"]) == 0
     assert (workdir / "model" / "notes.txt").read_text() == "mine"  # nothing else is touched
-    assert main(["convert-legacy", "x.pt", "--vicuna", "v", "--imagebind", "i", "--out", "model"]) == 1
+    assert main(["convert-legacy", "x.pt", "--vicuna", "v", "--imagebind", "i", "model"]) == 1
     assert "model: already exists and is not empty" in capsys.readouterr().err
 
 
@@ -259,7 +259,7 @@ def test_fit_refuses_to_write_over_an_earlier_runs_checkpoints(workdir, data, ca
 def test_eval_refuses_to_replace_a_results_file(workdir, data, capsys):
     (workdir / "results.json").write_text("{}")
     args = ["eval", "--model", "tiny", "--task", "caption", "--modality", "image", "--data", str(data["pairs"])]
-    assert main([*args, "--json", "results.json", "--no-progress"]) == 1
+    assert main([*args, "--json", "results.json", "--quiet"]) == 1
     assert "results.json: already exists" in capsys.readouterr().err
     assert (workdir / "results.json").read_text() == "{}"
 
@@ -269,8 +269,8 @@ def test_eval_refuses_to_replace_a_results_file(workdir, data, capsys):
 
 def test_chat_out_that_is_a_file_is_refused_before_the_model_loads(workdir, capsys, monkeypatch):
     (workdir / "taken").write_text("a file")
-    monkeypatch.setattr("nextgpt.cli.chat_cmd.load_model", lambda args: pytest.fail("the model was loaded"))
-    assert main(["chat", "-p", "hi", "--want", "image", "--out", "taken"]) == 1
+    monkeypatch.setattr("nextgpt.cli.chat_cmd.load_model_from_args", lambda args: pytest.fail("the model was loaded"))
+    assert main(["chat", "-p", "hi", "--request", "image", "--out", "taken"]) == 1
     assert capsys.readouterr().err == "error: taken: the --out folder is a file, not a folder\n"
     assert main(["chat", "-p", "hi", "--out", "taken/sub"]) == 1
     assert "lies under the file taken" in capsys.readouterr().err
@@ -288,10 +288,10 @@ def test_interactive_chat_keeps_its_history_through_a_file_system_error(workdir,
     def lines():
         yield "hello"
         out.write_text("not a folder")  # --out is replaced by a file mid-conversation
-        yield "/want image"
+        yield "/request image"
         yield "draw it"
         out.unlink()
-        yield "/want image"
+        yield "/request image"
         yield "draw it again"
 
     session.interactive(lines(), stdout, [], [])
@@ -662,7 +662,7 @@ def test_eval_leaves_out_a_file_that_cannot_be_decoded(workdir, data, capsys):
     root = shutil.copytree(data["pairs"].parent, workdir / "d")
     (root / "media" / "image_1.png").write_bytes(b"")
     args = ["eval", "--model", "tiny", "--task", "caption", "--modality", "image", "--data", str(root / "pairs.json")]
-    assert main([*args, "--no-progress", "--max-new-tokens", "4", "--json", "r.json"]) == 0
+    assert main([*args, "--quiet", "--max-new-tokens", "4", "--json", "r.json"]) == 0
     assert "note: left out of the scores: " in capsys.readouterr().err
     report = json.loads((workdir / "r.json").read_text())
     assert [m["n"] for m in report["details"]] == [1, 1, 1]

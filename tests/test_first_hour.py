@@ -33,7 +33,7 @@ def nextgpt(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
 
 
 def test_typos_get_did_you_mean_before_any_model_loads(tmp_path, monkeypatch, capsys):
-    """Sub-commands, presets, --want and attachments are checked before the model is built, and
+    """Sub-commands, model names, --request and attachments are checked before the model is built, and
     each error lists what is available."""
     from nextgpt.cli import main
     from nextgpt.model import NextGPTModel
@@ -47,15 +47,15 @@ def test_typos_get_did_you_mean_before_any_model_loads(tmp_path, monkeypatch, ca
         return capsys.readouterr().err
 
     assert error("chta").startswith("error: unknown command 'chta'; did you mean 'chat'? (commands: plugins, chat")
-    assert error("chat", "--preset", "tny", "-p", "hi") == (
-        "error: unknown preset 'tny'; did you mean 'tiny'? (presets: tiny, nextgpt-7b-v0)\n"
+    assert error("chat", "--model", "tny", "-p", "hi").startswith(
+        "error: unknown model 'tny'; did you mean 'tiny'?: not a preset (tiny, nextgpt-7b-v0), a folder, or a named"
     )
-    assert error("chat", "-p", "hi", "--want", "imag") == (
-        "error: --want: this model cannot generate 'imag'; did you mean 'image'? "
+    assert error("chat", "-p", "hi", "--request", "imag") == (
+        "error: --request: this model cannot generate 'imag'; did you mean 'image'? "
         "(it can generate: audio, image, video)\n"
     )
     assert error("chat", "-p", "hi", "--image", "cat.png") == "error: cat.png: file not found\n"
-    assert "this model reads no 'imgae'; did you mean 'image'?" in error("chat", "--media", "imgae", "cat.png")
+    assert "provides modality 'imgae'; did you mean 'image'?" in error("chat", "--media", "imgae", "cat.png")
 
 
 def _no_model(*args, **kwargs):

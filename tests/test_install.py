@@ -159,12 +159,12 @@ def test_two_wheels_alone_give_text_to_image_and_image_to_text(fresh_env, tiny_m
     assert "nextgpt-core 0.1.0" in version.stdout and "nextgpt-image 0.1.0  plugins: image" in version.stdout
     assert "nextgpt-audio" not in version.stdout
 
-    to_image = run_in(fresh_env, "chat", "--preset", "tiny", "-p", "Draw a cat.", "--want", "image", "--out", "out")
+    to_image = run_in(fresh_env, "chat", "--model", "tiny", "-p", "Draw a cat.", "--request", "image", "--out", "out")
     assert to_image.returncode == 0, to_image.stderr
     pictures = list((fresh_env["work"] / "out").glob("*.png"))
     assert len(pictures) == 1
 
-    to_text = run_in(fresh_env, "chat", "--preset", "tiny", "-p", "What is this?", "--image", str(pictures[0]))
+    to_text = run_in(fresh_env, "chat", "--model", "tiny", "-p", "What is this?", "--image", str(pictures[0]))
     assert to_text.returncode == 0, to_text.stderr
     assert to_text.stdout.startswith("assistant:") and "[image]" not in to_text.stdout
 
@@ -178,7 +178,7 @@ def test_two_wheels_alone_give_text_to_image_and_image_to_text(fresh_env, tiny_m
 
     # a folder saved where audio and video are installed loads where they are not
     tiny_model.save_pretrained(fresh_env["work"] / "saved")
-    saved = run_in(fresh_env, "chat", "--model", "saved", "-p", "Draw a cat.", "--want", "image", "--out", "out2")
+    saved = run_in(fresh_env, "chat", "--model", "saved", "-p", "Draw a cat.", "--request", "image", "--out", "out2")
     assert saved.returncode == 0, saved.stderr
     assert "warning: " in saved.stderr and "modality 'audio', 'video' skipped" in saved.stderr
     assert len(list((fresh_env["work"] / "out2").glob("*.png"))) == 1

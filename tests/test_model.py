@@ -225,7 +225,7 @@ def test_chat_session_keeps_history_after_an_error(tiny_model, example_files, tm
         f"/image {tmp_path / 'bad.png'}\n"
         "what is this?\n"
         f"/image {example_files['image']}\n"
-        "/want audio\n"
+        "/request audio\n"
         "and this?\n"
         "/quit\n"
     )
@@ -256,14 +256,14 @@ def test_chat_commands_are_checked_when_typed(tiny_model, example_files, tmp_pat
     lines = [
         "/help",
         f"/image {image}",
-        "/want smell",
+        "/request smell",
         f"/foo {image}",
         f"/imag {image}",
         f"/image {tmp_path / 'nope.png'}",
-        "/want imag",
-        "/want image",
+        "/request imag",
+        "/request image",
         "first",
-        "/want image",
+        "/request image",
         f"/image {image}",
         "/reset",
         "second",
@@ -272,7 +272,9 @@ def test_chat_commands_are_checked_when_typed(tiny_model, example_files, tmp_pat
     out = io.StringIO()
     session.interactive(io.StringIO("\n".join(lines) + "\n"), out, [], [])
     shown = out.getvalue().splitlines()
-    assert any(line.startswith("  /image FILE") for line in shown) and any("/want MODALITY" in line for line in shown)
+    assert any(line.startswith("  /image FILE") for line in shown) and any(
+        "/request MODALITY" in line for line in shown
+    )
     errors = [line for line in shown if line.startswith("error:")]
     assert (
         errors[0].startswith("error: this model cannot generate 'smell'")

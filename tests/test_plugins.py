@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -256,3 +257,108 @@ def test_pip_installed_distribution_is_discovered(tmp_path):
         assert toy["modalities"][0]["signal_tokens"] == [f"[TOY{tag}_0]", f"[TOY{tag}_1]", f"[TOY{tag}_2]"]
     finally:
         subprocess.run([*pip, "uninstall", "-y", f"nextgpt-toy-{tag}"], check=True)
+
+
+# -- plugin failures on the command line -------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_plugins(monkeypatch, tmp_path):
+    """Run `nextgpt.cli.main` with extra entry points: ``add(ep, ...)``; the registry is rebuilt."""
+    from nextgpt.model import NextGPTModel
+    from nextgpt.plugins import reset_default_registry
+
+    real = nextgpt.plugins._entry_points()
+    extra: list[metadata.EntryPoint] = []
+    monkeypatch.setattr(nextgpt.plugins, "_entry_points", lambda: [*real, *extra])
+    monkeypatch.setattr(NextGPTModel, "from_pretrained", _no_model)
+    monkeypatch.chdir(tmp_path)
+    reset_default_registry()
+    yield extra.extend
+    reset_default_registry()
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded")
+
+
+BROKEN = metadata.EntryPoint(name="depth", value="nextgpt_depth_not_importable", group="nextgpt")
+BROKEN_REASON = "ModuleNotFoundError: No module named 'nextgpt_depth_not_importable'"
+
+
+def test_a_plugin_that_fails_to_load_is_named_where_its_modality_is_asked_for(cli_plugins, monkeypatch, capsys):
+    from nextgpt.cli import main
+
+    cli_plugins([BROKEN])
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "image,depth")
+    assert main(["chat", "-p", "hi", "--media", "depth", "scan.png"]) == 1
+    assert capsys.readouterr().err == (
+        "error: no installed plugin provides modality 'depth' (installed: image); "
+        f"plugin 'depth' is installed but failed to load: {BROKEN_REASON}\n"
+    )
+    assert main(["chat", "-p", "hi", "--request", "depth"]) == 1
+    assert capsys.readouterr().err == (
+        "error: --request: this model cannot generate 'depth' (it can generate: image); "
+        f"plugin 'depth' is installed but failed to load: {BROKEN_REASON}\n"
+    )
+
+
+def test_plugins_command_fails_when_a_plugin_failed(cli_plugins, monkeypatch, capsys):
+    from nextgpt.cli import main
+
+    cli_plugins([BROKEN])
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "image,depth")
+    assert main(["plugins"]) == 1
+    captured = capsys.readouterr()
+    assert "nextgpt-image" in captured.out  # what loaded is still listed
+    assert captured.err == f"error: plugin 'depth' failed to load: {BROKEN_REASON}\n"
+    assert main(["plugins", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == [f"plugin 'depth' failed to load: {BROKEN_REASON}"]
+
+
+def test_a_conflict_is_one_line_with_the_way_out_and_an_allow_list_resolves_it(cli_plugins, monkeypatch, capsys):
+    from nextgpt.cli import main
+
+    copycat = types.ModuleType("nextgpt_copycat_for_tests")
+    copycat.register_modalities = make_plugin("image", "PIC").register_modalities
+    monkeypatch.setitem(sys.modules, copycat.__name__, copycat)
+    cli_plugins([metadata.EntryPoint(name="copycat", value=copycat.__name__, group="nextgpt")])
+    monkeypatch.delenv("NEXTGPT_PLUGINS", raising=False)
+
+    assert main(["chat", "-p", "hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    found = re.fullmatch(
+        r"error: modality 'image' is claimed by both nextgpt-image 0\.1\.0 and plugin 'copycat'; load only one of "
+        r"them by listing the plugins to load in NEXTGPT_PLUGINS, e\.g\. NEXTGPT_PLUGINS=(\S+) \(all but copycat\)\n",
+        err,
+    )
+    assert found, err
+    allow = found.group(1)
+    assert "nextgpt-image" in allow.split(",") and "copycat" not in allow
+
+    assert main(["plugins"]) == 1  # the rest is listed, the conflict reported
+    captured = capsys.readouterr()
+    assert "nextgpt-image" in captured.out and "nextgpt-audio" in captured.out
+    assert captured.err.startswith("error: modality 'image' is claimed by both nextgpt-image")
+    assert main(["new-plugin", "thermal", "--out", "plugins"]) == 0  # commands without plugins run
+
+    monkeypatch.setenv("NEXTGPT_PLUGINS", allow)  # the way out the message gave
+    assert main(["plugins"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_unknown_allow_list_names_are_warned_with_did_you_mean(cli_plugins, monkeypatch, capsys):
+    from nextgpt.cli import main
+    from nextgpt.errors import PluginWarning
+
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "image,imgae,nextgpt_audio,nextgpt-vidoe")
+    with pytest.warns(PluginWarning) as record:
+        assert main(["plugins", "--json"]) == 0
+    messages = sorted({str(w.message) for w in record if issubclass(w.category, PluginWarning)})
+    assert len(messages) == 2
+    assert messages[0].startswith("NEXTGPT_PLUGINS names 'imgae', which no installed plugin is; did you mean 'image'?")
+    assert messages[1].startswith("NEXTGPT_PLUGINS names 'nextgpt-vidoe', which no installed plugin is; did you mean")
+    assert "'nextgpt-video'" in messages[1]
+    loaded = {p["plugin"] for p in json.loads(capsys.readouterr().out)["plugins"]}
+    assert loaded == {"image", "audio"}  # a distribution's name may be spelt with '_'

@@ -26,7 +26,7 @@ def test_names_are_checked(tmp_path):
 @pytest.mark.slow
 def test_scaffolded_plugin_installs_is_listed_and_passes_the_kit(tmp_path):
     name = f"probe{os.getpid()}"
-    subprocess.run([str(BIN / "nextgpt"), "new-plugin", name, "--dir", str(tmp_path)], check=True, capture_output=True)
+    subprocess.run([str(BIN / "nextgpt"), "new-plugin", name, "--out", str(tmp_path)], check=True, capture_output=True)
     root = tmp_path / f"nextgpt-{name}"
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(root)], check=True)

@@ -35,21 +35,28 @@ class PluginLoadError(PluginError):
     """A plugin failed to import or to register; other plugins still load."""
 
     def __init__(self, plugin: str, distribution: str | None, cause: BaseException) -> None:
-        where = f"plugin {plugin!r}" + (f" (distribution {distribution})" if distribution else "")
-        super().__init__(f"{where} failed to load: {type(cause).__name__}: {cause}")
+        self.where = f"plugin {plugin!r}" + (f" (distribution {distribution})" if distribution else "")
+        self.reason = f"{type(cause).__name__}: {cause}"
+        super().__init__(f"{self.where} failed to load: {self.reason}")
         self.plugin = plugin
         self.distribution = distribution
         self.cause = cause
 
 
 class PluginConflictError(PluginError):
-    """Two plugins claim the same modality, backend name, signal token or entry-point name."""
+    """Two plugins claim the same modality, backend name, signal token or entry-point name.
 
-    def __init__(self, what: str, first: str, second: str) -> None:
-        super().__init__(f"{what} is claimed by both {first} and {second}")
+    ``way_out`` ends the message: how to load only one of them (an allow-list)."""
+
+    def __init__(self, what: str, first: str, second: str, way_out: str = "") -> None:
+        super().__init__(f"{what} is claimed by both {first} and {second}{way_out}")
         self.what = what
         self.first = first
         self.second = second
+        self.way_out = way_out
+
+    def with_way_out(self, way_out: str) -> PluginConflictError:
+        return PluginConflictError(self.what, self.first, self.second, way_out)
 
 
 class NextGPTWarning(UserWarning):
@@ -67,3 +74,8 @@ class SkippedRecordWarning(NextGPTWarning):
 
 class SkippedModalityWarning(NextGPTWarning):
     """A model folder's modality was left out because no installed plugin provides it."""
+
+
+class PluginWarning(NextGPTWarning):
+    """Something about the plugins to load is likely a mistake, e.g. an allow-list name that
+    no installed plugin has."""

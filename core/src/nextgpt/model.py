@@ -35,6 +35,7 @@ from nextgpt.generation import GeneratedMedia, GenerationMixin, GenerationOutput
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
 from nextgpt.llm import add_signal_tokens, apply_lora, base_model, load_llm
 from nextgpt.model_folder import ModelFolder, read_model_folder, write_pretrained
+from nextgpt.overrides import Overrides, changed_decoders
 from nextgpt.packing import PackedInput, PromptPackingMixin
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.projectors import build_input_projector, build_output_projector
@@ -188,6 +189,7 @@ class NextGPTModel(
         registry: PluginRegistry | None = None,
         modalities: Sequence[str] | None = None,
         decoders: Mapping[str, DecoderSettings | Mapping[str, Any]] | None = None,
+        overrides: Overrides | Mapping[str, Any] | Sequence[str] | None = None,
     ) -> NextGPTModel:
         """Build a model from a preset name (``tiny``, ``nextgpt-7b-v0``), a local folder written by
         `save_pretrained`, a named model (a folder in `nextgpt.paths.models_dir`, e.g. ``toy``
@@ -212,14 +214,22 @@ class NextGPTModel(
                 projector for such a modality keeps its trained weights where the new decoder's
                 condition has the same shapes; otherwise it starts from a fresh initialisation
                 (train it again with stage 2), and a warning names it.
+            overrides: settings laid over the preset's or folder's configuration, as
+                `nextgpt.overrides` says: a mapping (dotted keys allowed, e.g.
+                ``{"llm.max_new_tokens": 64}``) or ``KEY=VALUE`` strings (what ``--set`` takes).
+                Over a folder only `nextgpt.overrides.FOLDER_SETTINGS` may change; a decoder
+                changed there is handled as with ``decoders``.
         """
         from nextgpt.presets import PRESETS, preset_config
 
         registry = registry or default_registry()
+        overrides = Overrides.of(overrides)
         if str(name_or_path) in PRESETS:
             config = preset_config(str(name_or_path), registry, modalities)
+            config = overrides.apply(config, registry, f"preset {name_or_path}")
             return cls(with_decoders(config, decoders, f"preset {name_or_path}"), registry)
         folder = read_model_folder(name_or_path)
+        config = overrides.apply(folder.config, registry, str(folder.config_path), folder=True)
         weights = folder.load_weights()  # checked against its checksum before anything is built
         if modalities is None:
             inactive = _uninstalled_modalities(folder, registry)
@@ -231,13 +241,13 @@ class NextGPTModel(
                 f"decoders.{left_out[0]}: modality {left_out[0]!r} is left out of this model "
                 f"(enabled: {listing([m for m in folder.config.modalities if m not in inactive])})"
             )
-        model = cls(with_decoders(folder.config, decoders, str(folder.config_path)), registry, inactive=inactive)
+        model = cls(with_decoders(config, decoders, str(folder.config_path)), registry, inactive=inactive)
         if folder.signal_token_ids and folder.signal_token_ids != model.all_signal_ids:
             raise ConfigError(
                 f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
                 f"tokenizer's {model.all_signal_ids}"
             )
-        for name in decoders or {}:
+        for name in dict.fromkeys([*changed_decoders(folder.config, config, registry), *(decoders or {})]):
             weights = model._fresh_projector_if_reshaped(weights, name, folder.config, str(folder.directory))
         model.load_trainable_state_dict(weights, source=str(folder.weights_path))
         return model

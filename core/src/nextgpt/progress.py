@@ -29,6 +29,17 @@ def set_progress(enabled: bool | None) -> None:
 
 
 @contextlib.contextmanager
+def process_choice_kept() -> Iterator[None]:
+    """Put the process-wide choice (`set_progress`) back as it was when the block ends: the
+    command line's ``--quiet`` applies to one command run in-process, not to its caller."""
+    saved = _process_choice
+    try:
+        yield
+    finally:
+        set_progress(saved)
+
+
+@contextlib.contextmanager
 def progress_scope(enabled: bool | None) -> Iterator[None]:
     """Within the block, bars follow ``enabled`` (None: whatever applied before)."""
     if enabled is None:

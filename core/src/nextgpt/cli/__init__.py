@@ -91,8 +91,11 @@ def unknown_command(argv: Sequence[str], commands: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
+    from nextgpt.progress import process_choice_kept
+
     default_format = warnings.formatwarning
-    with warnings.catch_warnings():  # the warning filters are put back for in-process callers
+    # the warning filters and the progress choice (--quiet) are put back for in-process callers
+    with warnings.catch_warnings(), process_choice_kept():
         _quiet_library_warnings()
         warnings.formatwarning = _one_line
         try:
@@ -108,11 +111,11 @@ def _run(argv: Sequence[str] | None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    args = parser.parse_args(given)
-    if args.command is None:
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(given)  # inside: an old option's error is one line too
+        if args.command is None:
+            parser.print_help()
+            return 2
         apply_runtime_arguments(args)
         return handlers[args.command](args)
     except NextGPTError as exc:

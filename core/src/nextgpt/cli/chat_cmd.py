@@ -1,11 +1,12 @@
 """``nextgpt chat``: talk to a model; one-shot with ``-p``, interactive otherwise.
 
 Interactive commands: ``/<modality> PATH`` attaches a file to the next message (e.g.
-``/image cat.png``), ``/want <modality>`` asks for that modality in the next answer, ``/reset``
-clears the history and what is pending, ``/help`` lists them, ``/quit`` leaves. Each command is
-checked when typed (an unknown one gets a "did you mean"); a bad file or an unknown modality is
-reported and the conversation goes on with its history kept. ``--want``, the attached files and
-the model name are checked before the model loads.
+``/image cat.png``), ``/request <modality>`` asks for that modality in the next answer (``/want``
+is its old name), ``/reset`` clears the history and what is pending, ``/help`` lists them,
+``/quit`` leaves. Each command is checked when typed (an unknown one gets a "did you mean"); a bad
+file or an unknown modality is reported and the conversation goes on with its history kept.
+``--request``, the attached files, the model name and every ``--config``/``--set`` override are
+checked before the model loads.
 """
 
 from __future__ import annotations
@@ -16,15 +17,27 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from nextgpt.cli.options import add_runtime_arguments
+from nextgpt.cli.options import (
+    add_model_arguments,
+    add_out_argument,
+    add_renamed,
+    add_runtime_arguments,
+    add_seed_argument,
+    load_model_from_args,
+    planned_config_from_args,
+)
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.suggest import hint, listing
+
+if TYPE_CHECKING:
+    from nextgpt.plugins import PluginRegistry
 
 
 def add(parser: argparse.ArgumentParser):
     add_model_arguments(parser)
+    add_renamed(parser, "--preset", "--model", dest="model")
     parser.add_argument("-p", "--prompt", help="one-shot: answer this text and exit")
     parser.add_argument(
         "--media",
@@ -44,40 +57,34 @@ def add(parser: argparse.ArgumentParser):
             help=f"shorthand for --media {name} FILE",
         )
     parser.add_argument(
-        "--want", action="append", default=[], metavar="MODALITY", help="ask for this modality in the answer"
+        "--request",
+        action="append",
+        default=[],
+        metavar="MODALITY",
+        help="ask for this modality in the answer (repeatable)",
     )
-    parser.add_argument("--out", default="outputs/chat", help="folder for generated media (default: outputs/chat)")
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    add_renamed(parser, "--want", "--request", dest="request", append=True)
+    add_out_argument(parser, "outputs/chat", "generated media")
+    parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="most tokens of an answer")
+    add_seed_argument(parser)
     add_runtime_arguments(parser)
     return run
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", default=None, help="a preset: tiny (default) or nextgpt-7b-v0")
-    group.add_argument(
-        "--model",
-        default=None,
-        help="a folder written by save_pretrained, a named model in NEXTGPT_HOME/models (e.g. toy) or a hub id",
-    )
-
-
 def installed_modalities() -> list[str]:
-    """Modalities of the installed plugins: each gets a ``--<name> FILE`` flag."""
+    """Modalities of the installed plugins: each gets a ``--<name> FILE`` flag. With two plugins
+    in conflict the flags of both are there; the command then stops with the conflict's error."""
     import warnings
 
-    from nextgpt.plugins import default_registry
+    from nextgpt.errors import PluginConflictError
+    from nextgpt.plugins import default_registry, load_plugins
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # broken plugins are shown by `plugins`
-        return sorted(default_registry().modalities)
-
-
-def load_model(args: argparse.Namespace):
-    from nextgpt.model import NextGPTModel
-
-    return NextGPTModel.from_pretrained(args.model or args.preset or "tiny")
+        try:
+            return sorted(default_registry().modalities)
+        except PluginConflictError:
+            return sorted(load_plugins(conflicts="report").modalities)
 
 
 def check_output_folder(out: str) -> None:
@@ -88,22 +95,23 @@ def check_output_folder(out: str) -> None:
     check_writable_folder(Path(out), "--out folder")
 
 
-def check_before_loading(args: argparse.Namespace, attachments: list[tuple[str, str]], want: list[str]) -> None:
-    """Check the model name, ``--want`` and the attached files before the model loads (which can
-    take minutes): a typo costs a second, and the error lists what is available."""
-    from nextgpt.model import planned_modalities
+def check_before_loading(args: argparse.Namespace, attachments: list[tuple[str, str]], request: list[str]) -> None:
+    """Check the model name, its overrides, ``--request`` and the attached files before the
+    model loads (which can take minutes): a typo costs a second, and the error lists what is
+    available."""
+    from nextgpt.overrides import reads_and_generates
     from nextgpt.plugins import default_registry
-    from nextgpt.presets import PRESETS, preset_config
 
     registry = default_registry()
-    if args.preset is not None and args.preset not in PRESETS:
-        preset_config(args.preset, registry)  # raises: unknown preset, with "did you mean"
-    reads, generates = planned_modalities(args.model or args.preset or "tiny", registry)
-    for name in want:
+    config = planned_config_from_args(args, registry=registry)
+    reads, generates = reads_and_generates(config, registry)
+    for name in request:
         if name not in generates:
-            raise ConfigError(f"--want: {unknown_output(name, generates)}")
+            raise ConfigError(f"--request: {unknown_output(name, generates, registry)}")
     for modality, path in attachments:
         if modality not in reads:
+            if modality not in registry.modalities:
+                registry.modality(modality)  # raises: not installed, or installed but failed to load
             raise ConfigError(
                 f"--media {modality}: this model reads no {modality!r}{hint(modality, reads)} "
                 f"(it reads: {listing(reads)})"
@@ -131,14 +139,14 @@ def run(args: argparse.Namespace) -> int:
     for name in installed_modalities():
         attachments += [(name, f) for f in getattr(args, f"attach_{name}", [])]
     check_output_folder(args.out)
-    check_before_loading(args, attachments, args.want)
-    model = load_model(args)
+    check_before_loading(args, attachments, args.request)
+    model = load_model_from_args(args)
     session = ChatSession(model, Path(args.out), args.max_new_tokens, args.seed)
     if args.prompt is not None:
-        output = session.ask(args.prompt, attachments, args.want)
+        output = session.ask(args.prompt, attachments, args.request)
         print_answer(output, sys.stdout)
         return 0
-    return session.interactive(sys.stdin, sys.stdout, attachments, args.want)
+    return session.interactive(sys.stdin, sys.stdout, attachments, args.request)
 
 
 class ChatSession:
@@ -151,13 +159,13 @@ class ChatSession:
         self.seed = seed
         self.history: list[dict[str, Any]] = []
 
-    def ask(self, text: str, attachments: list[tuple[str, str]], want: list[str]):
+    def ask(self, text: str, attachments: list[tuple[str, str]], request: list[str]):
         turn = len(self.history) // 2 + 1
         message = user_message(text, attachments)
         output = self.model.generate(
             [*self.history, message],
             output_dir=self.out_dir,
-            request=want,
+            request=request,
             max_new_tokens=self.max_new_tokens,
             seed=self.seed,
             file_prefix=f"turn{turn}_",
@@ -165,9 +173,9 @@ class ChatSession:
         self.history += [message, output.as_message()]
         return output
 
-    def interactive(self, stdin: TextIO, stdout: TextIO, attachments: list[tuple[str, str]], want: list[str]) -> int:
+    def interactive(self, stdin: TextIO, stdout: TextIO, attachments: list[tuple[str, str]], request: list[str]) -> int:
         print("nextgpt chat: /help lists the commands; /quit leaves", file=stdout)
-        pending = PendingTurn(list(attachments), list(want))
+        pending = PendingTurn(list(attachments), list(request))
         for line in stdin:
             line = line.strip()
             if not line:
@@ -178,7 +186,7 @@ class ChatSession:
                 continue
             start = time.perf_counter()
             try:
-                output = self.ask(line, pending.attachments, pending.wanted)
+                output = self.ask(line, pending.attachments, pending.requested)
             except NextGPTError as exc:
                 print(f"error: {exc} (conversation kept: {len(self.history) // 2} turns)", file=stdout)
             else:
@@ -192,12 +200,15 @@ QUIT = "quit"
 
 CHAT_COMMANDS = {
     "help": "list these commands",
-    "want": "MODALITY: ask for that modality in the next answer",
+    "request": "MODALITY: ask for that modality in the next answer",
     "reset": "clear the history and what is pending for the next message",
     "quit": "leave (also /exit)",
     "exit": "leave",
 }
 """Interactive commands besides ``/<modality> FILE`` (which attaches a file to the next message)."""
+
+RENAMED_COMMANDS = {"want": "request"}
+"""Old names of interactive commands: they still work, with a note naming the new one."""
 
 
 @dataclass
@@ -206,17 +217,20 @@ class PendingTurn:
     checked when typed; a bad one is reported at once and changes nothing."""
 
     attachments: list[tuple[str, str]] = field(default_factory=list)
-    wanted: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
 
     def clear(self) -> None:
         self.attachments.clear()
-        self.wanted.clear()
+        self.requested.clear()
 
     def command(self, line: str, session: ChatSession, stdout: TextIO) -> str | None:
         """Carry out one ``/command``; returns `QUIT` to leave."""
         name, _, argument = line[1:].partition(" ")
         argument = argument.strip()
         model = session.model
+        if name in RENAMED_COMMANDS:
+            print(f"(/{name} is an old name: use /{RENAMED_COMMANDS[name]})", file=stdout)
+            name = RENAMED_COMMANDS[name]
         if name in ("quit", "exit"):
             return QUIT
         if name == "help":
@@ -225,13 +239,14 @@ class PendingTurn:
             session.history.clear()
             self.clear()
             print("(history and pending attachments cleared)", file=stdout)
-        elif name == "want":
+        elif name == "request":
             if not argument:
-                print(f"error: usage /want MODALITY (it can generate: {listing(sorted(model.decoders))})", file=stdout)
+                usage = f"usage /request MODALITY (it can generate: {listing(sorted(model.decoders))})"
+                print(f"error: {usage}", file=stdout)
             elif argument not in model.decoders:
-                print(f"error: {unknown_output(argument, model.decoders)}", file=stdout)
+                print(f"error: {unknown_output(argument, model.decoders, model.registry)}", file=stdout)
             else:
-                self.wanted.append(argument)
+                self.requested.append(argument)
         elif name in model.specs:
             problem = f"usage /{name} FILE" if not argument else missing_file(argument)
             if problem:
@@ -250,14 +265,19 @@ class PendingTurn:
 def chat_help(model) -> str:
     lines = ["commands:"]
     lines += [f"  /{name} FILE: attach a file of modality {name} to the next message" for name in model.specs]
-    lines += [f"  /{name} {text}" if name == "want" else f"  /{name}: {text}" for name, text in CHAT_COMMANDS.items()]
+    lines += [
+        f"  /{name} {text}" if name == "request" else f"  /{name}: {text}" for name, text in CHAT_COMMANDS.items()
+    ]
     lines.append(f"modalities it reads: {listing(model.specs)}; it can generate: {listing(sorted(model.decoders))}")
     return "\n".join(lines)
 
 
-def unknown_output(name: str, outputs: Iterable[str]) -> str:
+def unknown_output(name: str, outputs: Iterable[str], registry: PluginRegistry | None = None) -> str:
+    """Why ``name`` cannot be requested: what the model can generate, with a "did you mean", and
+    the plugin that would provide it but failed to load, if one did."""
     names = sorted(outputs)
-    return f"this model cannot generate {name!r}{hint(name, names)} (it can generate: {listing(names)})"
+    failed = registry.load_failure_note(name) if registry is not None else ""
+    return f"this model cannot generate {name!r}{hint(name, names)} (it can generate: {listing(names)}){failed}"
 
 
 def missing_file(path: str) -> str | None:

@@ -1,4 +1,5 @@
-"""``nextgpt demo``: an offline, scripted any-to-any conversation with the tiny preset.
+"""``nextgpt demo``: an offline, scripted any-to-any conversation (with the tiny preset unless
+``--model`` names another model; ``--config``/``--set`` change its configuration).
 
 Every installed modality with an example takes part: each turn hands the model one modality's
 example file and asks for the next modality; the last turn asks for all of them at once. The
@@ -13,7 +14,13 @@ import time
 from pathlib import Path
 
 from nextgpt.cli.chat_cmd import ChatSession
-from nextgpt.cli.options import add_runtime_arguments
+from nextgpt.cli.options import (
+    add_model_arguments,
+    add_out_argument,
+    add_runtime_arguments,
+    add_seed_argument,
+    load_model_from_args,
+)
 from nextgpt.tables import format_table
 
 RANDOM_WEIGHTS_NOTE = (
@@ -24,8 +31,9 @@ RANDOM_WEIGHTS_NOTE = (
 
 
 def add(parser: argparse.ArgumentParser):
-    parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    parser.add_argument("--seed", type=int, default=13)
+    add_model_arguments(parser)
+    add_out_argument(parser, "outputs/demo", "example inputs and generated media")
+    add_seed_argument(parser)
     add_runtime_arguments(parser)
     return run
 
@@ -42,17 +50,21 @@ def script(modalities: list[str]) -> list[tuple[list[str], list[str], str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nextgpt.model import NextGPTModel
+    from nextgpt.files import check_writable_folder
 
     out = Path(args.out)
+    check_writable_folder(out, "--out folder")
     start = time.perf_counter()
-    model = NextGPTModel.from_pretrained("tiny")
+    model = load_model_from_args(args)
     modalities = [n for n, s in model.specs.items() if s.example is not None and n in model.decoders]
     if not modalities:
         print("no modality plugins with decoders are installed; try `pip install nextgpt-image`")
         return 1
-    print(f"built the tiny preset in {time.perf_counter() - start:.1f} s: modalities {', '.join(modalities)}")
-    print(RANDOM_WEIGHTS_NOTE)
+    built = "the tiny preset" if args.model == "tiny" else repr(args.model)
+    print(f"built {built} in {time.perf_counter() - start:.1f} s: modalities {', '.join(modalities)}")
+    notes = [RANDOM_WEIGHTS_NOTE] if args.model == "tiny" else []
+    for note in notes:
+        print(note)
 
     inputs_dir = out / "inputs"
     examples = {}
@@ -78,5 +90,6 @@ def run(args: argparse.Namespace) -> int:
     files = sorted(p for p in out.iterdir() if p.is_file())
     print(f"\n{len(files)} files written under {out}/ (inputs under {inputs_dir}/)")
     print(f"total {time.perf_counter() - start:.1f} s")
-    print(RANDOM_WEIGHTS_NOTE)
+    for note in notes:
+        print(note)
     return 0

@@ -8,16 +8,28 @@ Examples::
         --data coco.json --root val2014/ \\
         --metric-option inception_weights=weights/pt_inception-2015-12-05-6726825d.pth \\
         --metric-option clip_model=models/clip-vit-large-patch14 --json results.json
+
+``--model``, ``--config`` and ``--set`` choose the model as for ``nextgpt chat``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from nextgpt.cli.options import add_runtime_arguments
+from nextgpt.cli.options import (
+    add_json_argument,
+    add_model_arguments,
+    add_out_argument,
+    add_renamed,
+    add_runtime_arguments,
+    add_seed_argument,
+    check_json_target,
+    load_model_from_args,
+    planned_config_from_args,
+    print_result,
+)
 from nextgpt.config import DecodeOptions
 from nextgpt.errors import ConfigError
 
@@ -31,11 +43,7 @@ def add(parser: argparse.ArgumentParser):
         "given with --metric-option NAME=PATH; nothing is downloaded, and a metric whose\n"
         "weights are missing is skipped with a note naming the option it needs."
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="a preset (tiny, nextgpt-7b-v0) or a folder written by save_pretrained",
-    )
+    add_model_arguments(parser, required=True)
     parser.add_argument(
         "--task",
         required=True,
@@ -46,21 +54,18 @@ def add(parser: argparse.ArgumentParser):
     parser.add_argument(
         "--data",
         required=True,
+        metavar="FILE",
         help="pair data in the released format (cc3m.json, webvid.json, audiocap.json)",
     )
     parser.add_argument(
         "--root",
         default=None,
+        metavar="DIR",
         help="folder the media names are relative to (default: the data file's folder)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N items")
-    parser.add_argument("--out", default="outputs/eval", help="folder for generated media (default: outputs/eval)")
-    parser.add_argument(
-        "--json",
-        default=None,
-        metavar="PATH",
-        help="also write the results, with every item, as JSON",
-    )
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most N items")
+    add_out_argument(parser, "outputs/eval", "generated media (task generate)")
+    add_json_argument(parser)
     parser.add_argument(
         "--metric-option",
         action="append",
@@ -82,11 +87,10 @@ def add(parser: argparse.ArgumentParser):
         default=None,
         help="caption request; {modality} is replaced (default: 'Generate a caption for this {modality}.')",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (as --quiet)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+    parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="most tokens of an answer")
+    add_seed_argument(parser)
     add_runtime_arguments(parser)
+    add_renamed(parser, "--no-progress", "--quiet", dest="quiet", nargs=0)
     return run
 
 
@@ -100,18 +104,13 @@ def run(args: argparse.Namespace) -> int:
         evaluate_generation,
         parse_options,
     )
-    from nextgpt.model import NextGPTModel
     from nextgpt.presets import PRESETS
 
     if args.limit is not None and args.limit <= 0:
         raise ConfigError(f"--limit: expected a positive number, got {args.limit}")
     if not Path(args.data).expanduser().is_file():
         raise ConfigError(f"--data: {args.data} is not a file")
-    if args.json:  # checked before the run, not after it
-        from nextgpt.files import check_new_file, check_writable_folder
-
-        check_new_file(Path(args.json), args.overwrite)
-        check_writable_folder(Path(args.json).parent, "folder of --json")
+    check_json_target(args)  # before the run, not after it
     if args.task == "generate":
         from nextgpt.files import check_writable_folder
 
@@ -119,19 +118,21 @@ def run(args: argparse.Namespace) -> int:
     metric_options = parse_options(args.metric_option, "--metric-option")
     decode = DecodeOptions.from_flat(parse_options(args.decode_option, "--decode-option"), "--decode-option")
     is_preset = args.model in PRESETS
+    modalities = [args.modality] if is_preset else None
+    planned_config_from_args(args, modalities=modalities)  # the model and its overrides, before anything loads
     if is_preset and args.model == "tiny":
         print(
             "note: the tiny preset has RANDOM weights; its scores only show that the pipeline runs",
             file=sys.stderr,
         )
-    model = NextGPTModel.from_pretrained(args.model, modalities=[args.modality] if is_preset else None)
+    model = load_model_from_args(args, modalities=modalities)
     common = dict(
         root=args.root,
         limit=args.limit,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         model_name=args.model,
-        progress=not (args.no_progress or args.quiet),
+        progress=not args.quiet,
     )
     if args.task == "caption":
         report = evaluate_captioning(
@@ -147,10 +148,5 @@ def run(args: argparse.Namespace) -> int:
             decode=decode or None,
             **common,
         )
-    print(report.table())
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_dict(), indent=2))
-        print(f"results written to {path}")
+    print_result(args, report.to_dict(), report.table())
     return 0

@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import argparse
 
+from nextgpt.cli.options import MODEL_HELP
+
 
 def add(parser: argparse.ArgumentParser):
     parser.add_argument("checkpoint", help="a .ckpt written by nextgpt fit")
-    parser.add_argument("directory", help="the folder to write (config.json + model.safetensors)")
-    parser.add_argument("--model", default=None, help="replace the checkpoint's model source (preset or folder)")
+    parser.add_argument(
+        "directory", metavar="DIRECTORY", help="the model folder to write (config.json + model.safetensors)"
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="build the checkpoint's frozen parts from this model instead of the one it names (e.g. when that "
+        f"folder moved): {MODEL_HELP}",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="write into DIRECTORY even if it already holds files (replacing them)"
     )

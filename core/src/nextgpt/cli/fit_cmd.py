@@ -4,6 +4,11 @@ Everything after ``fit`` goes to `nextgpt.training.cli.NextGPTCLI` (a LightningC
 Lightning option works, e.g. ``--ckpt_path last`` to resume a run from its last checkpoint and
 ``--print_config`` to show the full configuration. Also runnable as
 ``python -m nextgpt.cli.fit_cmd --config FILE`` (what Lightning's DDP launcher re-executes).
+
+Two options read as on the other commands (`lightning_arguments` rewrites them):
+``--model NAME`` is the model to train from (a preset, named model, folder or hub id; Lightning's
+``--model.model NAME``), and ``--set KEY=VALUE`` sets one setting of its configuration (appended to
+``--model.overrides``). ``--config`` is the training configuration, as Lightning reads it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,27 @@ def add(parser: argparse.ArgumentParser):
         "lightning_args",
         nargs="*",
         metavar="LIGHTNING_ARGS",
-        help="LightningCLI arguments: --config FILE, --trainer.*, --model.*, --data.*, --ckpt_path",
+        help="LightningCLI arguments: --config FILE, --model NAME, --set KEY=VALUE, --trainer.*, --model.*, "
+        "--data.*, --ckpt_path",
     )
     return run
+
+
+def lightning_arguments(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--model NAME`` as ``--model.model NAME`` and ``--set KEY=VALUE`` as
+    ``--model.overrides+=KEY=VALUE`` (the spellings the LightningCLI reads); the rest unchanged."""
+    out: list[str] = []
+    items = iter(argv)
+    renamed = {"--model": "--model.model", "--set": "--model.overrides+"}
+    for item in items:
+        option, sep, value = item.partition("=")
+        if option in renamed:
+            if not sep:
+                value = next(items, "")
+            out.append(f"{renamed[option]}={value}")
+        else:
+            out.append(item)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # the arguments come from our own command line; Lightning's launchers re-read sys.argv
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    NextGPTCLI(args=["fit", *(sys.argv[1:] if argv is None else argv)], run=True)
+    NextGPTCLI(args=["fit", *lightning_arguments(sys.argv[1:] if argv is None else argv)], run=True)
     return 0
 
 

@@ -1,17 +1,19 @@
-"""``nextgpt plugins``: what is installed, as a table or JSON."""
+"""``nextgpt plugins``: what is installed, as a table or JSON. Exits with 1 when a plugin failed to
+load or two plugins conflict (each is an ``error:`` line on standard error, and in the JSON)."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from typing import Any
 
-from nextgpt.plugins import PluginRegistry, load_plugins
+from nextgpt.cli.options import add_json_argument, check_json_target, print_result
+from nextgpt.plugins import PluginRegistry
 from nextgpt.tables import format_table as text_table
 
 
 def add(parser: argparse.ArgumentParser):
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_argument(parser)
     return run
 
 
@@ -83,17 +85,29 @@ def format_table(data: dict[str, Any]) -> str:
     lines = text_table(header, rows).split("\n")
     if not rows:
         lines.append("(no plugins installed or allowed; see NEXTGPT_PLUGINS)")
-    for err in data["errors"]:
-        lines.append(f"error: {err}")
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def installed_registry() -> PluginRegistry:
+    """The installed plugins; two in conflict are both reported (the second left out), not raised."""
     import warnings
 
+    from nextgpt.errors import PluginConflictError
+    from nextgpt.plugins import default_registry, load_plugins
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # errors are printed in the output
-        registry = load_plugins()
+        warnings.simplefilter("ignore", RuntimeWarning)  # failures are printed as errors below
+        try:
+            return default_registry()
+        except PluginConflictError:
+            return load_plugins(conflicts="report")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_json_target(args)
+    registry = installed_registry()
     data = describe(registry)
-    print(json.dumps(data, indent=2) if args.json else format_table(data))
-    return 0
+    print_result(args, data, format_table(data))
+    for err in data["errors"]:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if data["errors"] else 0

@@ -71,6 +71,20 @@ class NextGPTCLI(LightningCLI):
         parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
         parser.link_arguments("model.diffusion_loss_weight", "data.load_outputs", compute_fn=_is_positive)
 
+    def before_instantiate_classes(self) -> None:
+        """Check ``model.overrides`` against the model's configuration before anything is built:
+        an unknown key or a bad value is one line, not a traceback after the trainer started."""
+        settings = self.config.get(self.subcommand) if self.subcommand else self.config
+        model = settings.get("model") if settings is not None else None
+        if model is None or not model.get("overrides"):
+            return
+        from nextgpt.overrides import Overrides, planned_config
+        from nextgpt.plugins import default_registry, load_plugins
+
+        registry = load_plugins(allow=model.plugins) if model.get("plugins") else default_registry()
+        overrides = Overrides.from_assignments(model.overrides, "model.overrides")
+        planned_config(model.model, overrides, registry, model.get("modalities"))
+
     def _parse_ckpt_path(self) -> None:
         """Lightning reads the model settings of a ``--ckpt_path FILE`` into the config; first check
         the file (a clear error naming it), and keep an explicit ``--model.schedule_steps`` (the

@@ -50,8 +50,9 @@ class NextGPTLightningModule(LightningModule):
     """Trains a `NextGPTModel` built from a preset name or a `save_pretrained` folder.
 
     Args:
-        model: a preset (``tiny``, ``nextgpt-7b-v0``), a folder written by ``save_pretrained``
-            (e.g. the export of an earlier stage), or a hub id of such a folder.
+        model: a preset (``tiny``, ``nextgpt-7b-v0``), a named model (e.g. ``toy``), a folder
+            written by ``save_pretrained`` (e.g. the export of an earlier stage), or a hub id of
+            such a folder (``nextgpt fit --model NAME`` sets it).
         stage: 1 (encoding alignment), 2 (decoding alignment) or 3 (instruction tuning).
         train_input_projectors, train_output_projectors, train_signal_rows, train_lora:
             override the stage's choice (``None`` keeps it).
@@ -90,6 +91,9 @@ class NextGPTLightningModule(LightningModule):
         decoders: start ``model`` with other decoders, per modality (``{"image": {"backend":
             "pixart-sigma", "source": "..."}}``), as `NextGPTModel.from_pretrained` does: an output
             projector that no longer fits is re-initialised, with a warning naming it.
+        overrides: ``KEY=VALUE`` settings laid over ``model``'s configuration, in order, as
+            ``--set`` takes them (``nextgpt fit --set KEY=VALUE`` appends one; see
+            `nextgpt.overrides`), e.g. ``["modalities.image.decoder.backend=pixart-sigma"]``.
         num_threads: torch's CPU threads; None: ``NEXTGPT_NUM_THREADS``, ``OMP_NUM_THREADS``,
             else the CPUs this process may use that other processes do not keep busy
             (`nextgpt.threads`), as for the ``nextgpt`` commands.
@@ -127,6 +131,7 @@ class NextGPTLightningModule(LightningModule):
         min_snr_gamma: float | None = None,
         schedule_steps: int | None = None,
         decoders: dict[str, dict[str, Any]] | None = None,
+        overrides: list[str] | None = None,
         num_threads: int | None = None,
     ) -> None:
         super().__init__()
@@ -175,6 +180,7 @@ class NextGPTLightningModule(LightningModule):
         if self.model is not None:
             return
         from nextgpt.model import NextGPTModel
+        from nextgpt.overrides import Overrides
         from nextgpt.plugins import default_registry, load_plugins
 
         hp = self.hparams
@@ -182,7 +188,11 @@ class NextGPTLightningModule(LightningModule):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hp.seed)
             self.model = NextGPTModel.from_pretrained(
-                hp.model, registry=registry, modalities=hp.modalities, decoders=hp.decoders
+                hp.model,
+                registry=registry,
+                modalities=hp.modalities,
+                decoders=hp.decoders,
+                overrides=Overrides.from_assignments(hp.get("overrides") or [], "model.overrides"),
             )
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
