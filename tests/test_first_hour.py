@@ -272,6 +272,19 @@ def test_version_lists_every_distribution_and_plugin(tmp_path):
     assert "  nextgpt-toy-world 0.1.0" in lines  # depends on nextgpt-core, registers no plugin
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], []])
+def test_version_and_help_do_not_import_the_heavy_libraries(argv):
+    """`nextgpt --version` and the command list answer at once: no torch, transformers or diffusers."""
+    probe = (
+        "import sys\nfrom nextgpt.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'diffusers'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-300:]
+
+
 @pytest.mark.parametrize("folder", DISTRIBUTIONS)
 def test_distribution_metadata_is_complete(folder):
     project = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"]

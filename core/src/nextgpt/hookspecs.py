@@ -11,11 +11,14 @@ Each hook receives a ``register`` callback; call it once per thing the plugin pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, MetricBackend, ModalitySpec
+if TYPE_CHECKING:  # annotations only: listing hooks or versions must not import torch
+    from collections.abc import Callable
+
+    from nextgpt.interfaces import DecoderBackend, EncoderBackend, MetricBackend, ModalitySpec
 
 PROJECT = "nextgpt"
 """The pluggy project name and the entry-point group plugins are discovered through."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from nextgpt.cli.options import apply_runtime_arguments
 from nextgpt.errors import NextGPTError
@@ -52,13 +52,18 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+def build_parser(only: Collection[str] | None = None) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    """The parser and each sub-command's handler. With ``only``, just those sub-commands get
+    their options (and a handler): building a command's options may load the plugins (and
+    torch), which ``nextgpt --version``, ``--help`` and the other commands need not wait for."""
     parser = argparse.ArgumentParser(prog="nextgpt", description="any-to-any multimodal LLM toolkit")
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     handlers: dict[str, Command] = {}
     for name, help_text, add in _commands():
-        handlers[name] = add(sub.add_parser(name, help=help_text, description=help_text))
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name in only:
+            handlers[name] = add(command_parser)
     return parser, handlers
 
 
@@ -105,12 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    parser, handlers = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
-    problem = unknown_command(given, list(handlers))
+    problem = unknown_command(given, [name for name, _, _ in _commands()])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    parser, handlers = build_parser(only=given[:1])  # the first argument names the command
     try:
         args = parser.parse_args(given)  # inside: an old option's error is one line too
         if args.command is None:

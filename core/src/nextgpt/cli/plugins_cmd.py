@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nextgpt.cli.options import add_json_argument, check_json_target, print_result
-from nextgpt.plugins import PluginRegistry
 from nextgpt.tables import format_table as text_table
+
+if TYPE_CHECKING:
+    from nextgpt.plugins import PluginRegistry
 
 
 def add(parser: argparse.ArgumentParser):
