@@ -23,6 +23,7 @@ from nextgpt.templates import Turn
 if TYPE_CHECKING:
     from torch import nn
 
+    from nextgpt.chat_templates import ChatTemplate
     from nextgpt.config import NextGPTConfig
     from nextgpt.interfaces import ModalitySpec
     from nextgpt.templates import PromptTemplate
@@ -47,7 +48,7 @@ class PromptPackingMixin:
         config: NextGPTConfig
         llm: nn.Module
         tokenizer: Any
-        template: PromptTemplate
+        template: PromptTemplate | ChatTemplate
         specs: dict[str, ModalitySpec]
         wrap_ids: list[int]
         device: torch.device
@@ -80,7 +81,7 @@ class PromptPackingMixin:
                     add_ids([tok.bos_token_id])
                 add_ids(tok(text, add_special_tokens=False).input_ids, supervised)
 
-        if tok.bos_token_id is not None and not bos_each_chunk:
+        if tok.bos_token_id is not None and not bos_each_chunk and not self.template.renders_bos:
             add_ids([tok.bos_token_id])
         for segment in self.template.segments(turns, add_generation_prompt):
             cursor = 0

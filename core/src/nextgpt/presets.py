@@ -36,7 +36,7 @@ Preset = tuple[LLMConfig, dict[str, Any], tuple[str, ...] | None]
 def _tiny(llm_source: str | None = None) -> Preset:
     llm = LLMConfig(
         source=llm_source or "tiny",
-        template="vicuna_v0",
+        template="auto",
         lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]),
         max_new_tokens=16,
     )

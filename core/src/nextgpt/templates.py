@@ -8,9 +8,17 @@ splices their embeddings in afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel, ConfigDict
 
 from nextgpt.errors import ConfigError
+from nextgpt.suggest import hint
+
+if TYPE_CHECKING:
+    from nextgpt.chat_templates import ChatTemplate
+    from nextgpt.config import LLMConfig
 
 
 class Segment(BaseModel):
@@ -41,6 +49,16 @@ class PromptTemplate(BaseModel):
     turn_end: str
     """Closes an assistant reply; generation stops when the LLM writes it."""
     stop: tuple[str, ...]
+    renders_bos: bool = False
+    """Named templates leave BOS to packing (`NextGPTConfig.llm.bos_per_text_chunk`)."""
+
+    def stop_token_ids(self, tokenizer: Any, generation_config: Any) -> list[int]:
+        """Ids generation stops on: each stop string that is one vocabulary entry (``###`` is
+        id 835 in LLaMA's vocabulary), the LLM's ``generation_config`` EOS id(s) and the
+        tokenizer's EOS id."""
+        from nextgpt.chat_templates import named_stop_token_ids
+
+        return named_stop_token_ids(self.stop, tokenizer, generation_config)
 
     def segments(self, turns: list[Turn], add_generation_prompt: bool) -> list[Segment]:
         """Render ``turns``; with ``add_generation_prompt`` end ready for the assistant to speak."""
@@ -99,8 +117,37 @@ VICUNA_V1 = PromptTemplate(
 TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (VICUNA_V0, VICUNA_V0_LEGACY, VICUNA_V1)}
 
 
+AUTO = "auto"
+"""``llm.template: auto``: the tokenizer's own chat template (`nextgpt.chat_templates`); an LLM
+whose tokenizer has none falls back to `FALLBACK`."""
+FALLBACK = VICUNA_V0.name
+
+
 def get_template(name: str) -> PromptTemplate:
+    """A named template (``auto`` is resolved by `build_template`, which needs the tokenizer)."""
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ConfigError(f"llm.template: unknown template {name!r} (known: {', '.join(TEMPLATES)})") from None
+        known = ", ".join([AUTO, *TEMPLATES])
+        raise ConfigError(
+            f"llm.template: unknown template {name!r}{hint(name, [AUTO, *TEMPLATES])} (known: {known})"
+        ) from None
+
+
+def build_template(
+    config: LLMConfig, tokenizer: Any, placeholders: Iterable[str] = ()
+) -> PromptTemplate | ChatTemplate:
+    """The template ``config.template`` names, for ``tokenizer``: ``auto`` is the tokenizer's
+    chat template when it has one (with ``config.system_prompt``), else `FALLBACK`."""
+    if config.template != AUTO:
+        if config.system_prompt is not None:
+            raise ConfigError(
+                f"llm.system_prompt: named templates ({config.template!r}) keep their own system text; "
+                "it applies to llm.template 'auto'"
+            )
+        return get_template(config.template)
+    if not getattr(tokenizer, "chat_template", None):
+        return get_template(FALLBACK)
+    from nextgpt.chat_templates import ChatTemplate
+
+    return ChatTemplate(tokenizer, config.source, config.system_prompt, placeholders)
