@@ -81,8 +81,15 @@ def build_chat_tokenizer(family: str) -> Any:
 
 def build_chat_model(family: str, tokenizer: Any) -> Any:
     """A random two-layer model of ``family``'s architecture sized to ``tokenizer``."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     common: dict[str, Any] = {
         "vocab_size": len(tokenizer),
