@@ -206,3 +206,15 @@ def test_template_errors_name_the_template(nextgpt_home):
     tok.chat_template = "{% for m in messages|reverse %}{{ m['content'] }}<|im_end|>{% endfor %}"
     with pytest.raises(ConfigError, match=r"llm.template 'auto'.*changes the text of the turns before it"):
         ChatTemplate(tok, "reversing")
+
+
+def test_qwen2_5_7b_preset_uses_the_chat_template(registry, monkeypatch):
+    from nextgpt.presets import QWEN2_5_7B_ENV, QWEN2_5_7B_HUB_ID, preset_config
+
+    monkeypatch.delenv(QWEN2_5_7B_ENV, raising=False)
+    config = preset_config("qwen2.5-7b", registry)
+    assert config.llm.source == QWEN2_5_7B_HUB_ID and config.llm.template == "auto"
+    assert config.llm.lora is not None and config.llm.lora.r == 32 and config.llm.dtype == "bfloat16"
+    assert set(config.modalities) == {"image", "audio", "video"}
+    monkeypatch.setenv(QWEN2_5_7B_ENV, "/models/qwen2.5-7b-instruct")
+    assert preset_config("qwen2.5-7b", registry).llm.source == "/models/qwen2.5-7b-instruct"
