@@ -51,6 +51,15 @@ class PromptTemplate(BaseModel):
     stop: tuple[str, ...]
     renders_bos: bool = False
     """Named templates leave BOS to packing (`NextGPTConfig.llm.bos_per_text_chunk`)."""
+    reply_prefix: str = ""
+    """Unsupervised text between ``assistant_prefix`` and each reply."""
+    current_user_prefix: str | None = None
+    """``user_prefix`` of the user turn a reply is being generated for (None: ``user_prefix``)."""
+    media_user_prefix: str | None = None
+    """``user_prefix`` of a user turn that starts with media (None: ``user_prefix``); the media
+    at its start are then written back to back, with no text between them."""
+    placeholders: tuple[str, ...] = ()
+    """The enabled modalities' media placeholders (set by `build_template`)."""
 
     def stop_token_ids(self, tokenizer: Any, generation_config: Any) -> list[int]:
         """Ids generation stops on: each stop string that is one vocabulary entry (``###`` is
@@ -63,12 +72,16 @@ class PromptTemplate(BaseModel):
     def segments(self, turns: list[Turn], add_generation_prompt: bool) -> list[Segment]:
         """Render ``turns``; with ``add_generation_prompt`` end ready for the assistant to speak."""
         out = [Segment(text=self.system)] if self.system else []
-        for turn in turns:
+        for index, turn in enumerate(turns):
             if turn.role == "user":
-                out.append(Segment(text=self.user_prefix + turn.text + self.assistant_prefix))
+                current = add_generation_prompt and index == len(turns) - 1
+                out.append(Segment(text=self._user_prefix(turn.text, current) + self._user_text(turn.text)))
+                out[-1] = Segment(text=out[-1].text + self.assistant_prefix)
             elif turn.role == "assistant":
                 if not out or not out[-1].text.endswith(self.assistant_prefix):
                     raise ConfigError("conversation: an assistant turn must follow a user turn")
+                if self.reply_prefix:
+                    out.append(Segment(text=self.reply_prefix))
                 out.append(Segment(text=turn.text + self.turn_end, supervised=True))
             else:
                 raise ConfigError(f"conversation: unknown role {turn.role!r} (use 'user' or 'assistant')")
@@ -77,6 +90,31 @@ class PromptTemplate(BaseModel):
         if not add_generation_prompt and turns and turns[-1].role == "user":
             out[-1] = Segment(text=out[-1].text.removesuffix(self.assistant_prefix))
         return out
+
+    def _split_leading_media(self, text: str) -> tuple[list[str], str]:
+        """The placeholders ``text`` starts with, and the text after them (stripped at its start)."""
+        media, rest = [], text
+        while True:
+            match = next((p for p in self.placeholders if rest.startswith(p)), None)
+            if match is None:
+                return media, rest
+            media.append(match)
+            rest = rest[len(match) :].lstrip()
+
+    def _user_prefix(self, text: str, current: bool) -> str:
+        if self.media_user_prefix is not None and self._split_leading_media(text)[0]:
+            return self.media_user_prefix
+        if current and self.current_user_prefix is not None:
+            return self.current_user_prefix
+        return self.user_prefix
+
+    def _user_text(self, text: str) -> str:
+        if self.media_user_prefix is None:
+            return text
+        media, rest = self._split_leading_media(text)
+        if not media:
+            return text
+        return "".join(media) + (" " + rest if rest else "")
 
     def render(self, turns: list[Turn], add_generation_prompt: bool = True) -> str:
         return "".join(s.text for s in self.segments(turns, add_generation_prompt))
@@ -94,12 +132,18 @@ VICUNA_V0 = PromptTemplate(
 
 VICUNA_V0_LEGACY = PromptTemplate(
     name="vicuna_v0_legacy",
-    # The released NExT-GPT inference prompt: no system text, no space after "Assistant:".
-    system="",
-    user_prefix="### Human: ",
+    # The released NExT-GPT demo's prompts (reference/nextgpt-facts.md, "Reference prompts, exact"):
+    #   "### Human: q1\n### Assistant: a1\n### Human:  q2\n### Assistant:"  (two spaces in the
+    #   turn being answered), "### Human:<image> q\n### Assistant:" with media first; with
+    #   `bos_per_text_chunk` a BOS starts each text chunk between media, not each turn.
+    system="###",
+    user_prefix=" Human: ",
     assistant_prefix="\n### Assistant:",
     turn_end="\n###",
     stop=("###",),
+    reply_prefix=" ",
+    current_user_prefix=" Human:  ",
+    media_user_prefix=" Human:",
 )
 
 VICUNA_V1 = PromptTemplate(
@@ -145,7 +189,7 @@ def build_template(
                 f"llm.system_prompt: named templates ({config.template!r}) keep their own system text; "
                 "it applies to llm.template 'auto'"
             )
-        return get_template(config.template)
+        return get_template(config.template).model_copy(update={"placeholders": tuple(placeholders)})
     if not getattr(tokenizer, "chat_template", None):
         return get_template(FALLBACK)
     from nextgpt.chat_templates import ChatTemplate
