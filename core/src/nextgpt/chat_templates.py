@@ -197,7 +197,15 @@ def _unique(ids: Iterable[int | None]) -> list[int]:
     return list(dict.fromkeys(int(i) for i in ids if i is not None))
 
 
+def _single_token_id(tokenizer: Any, text: str) -> int | None:
+    """The id ``text`` tokenises to when it is one token (SentencePiece LLaMA writes ``###`` as
+    ``▁###``, id 835), else its vocabulary entry, else None."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return int(ids[0]) if len(ids) == 1 else _token_id(tokenizer, text)
+
+
 def named_stop_token_ids(stop: Iterable[str], tokenizer: Any, generation_config: Any) -> list[int]:
-    """Stop ids of a named template: each stop string that is one vocabulary entry (``###`` is
-    id 835 in LLaMA's vocabulary), the ``generation_config`` EOS id(s) and the tokenizer's EOS."""
-    return _unique([*(_token_id(tokenizer, s) for s in stop), *_eos_ids(generation_config), tokenizer.eos_token_id])
+    """Stop ids of a named template: each stop string that is one token (``###`` is id 835 in
+    LLaMA's vocabulary), the ``generation_config`` EOS id(s) and the tokenizer's EOS."""
+    singles = [_single_token_id(tokenizer, s) for s in stop]
+    return _unique([*singles, *_eos_ids(generation_config), tokenizer.eos_token_id])

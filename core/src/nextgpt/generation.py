@@ -257,7 +257,11 @@ class GenerationMixin:
             ids = ids[:first]
         for cut in range(len(ids)):
             text = self.tokenizer.decode(ids[: cut + 1])
-            if any(stop in text for stop in self.template.stop):
+            hits = [text.find(stop) for stop in self.template.stop if stop in text]
+            if hits:  # keep the tokens before the stop string and the whitespace leading to it
+                keep = len(text[: min(hits)].rstrip())
+                while cut > 0 and len(self.tokenizer.decode(ids[:cut])) > keep:
+                    cut -= 1
                 return ids[:cut]
         return ids
 
