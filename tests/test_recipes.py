@@ -68,3 +68,18 @@ def test_unknown_recipe_is_named():
 
     with pytest.raises(ConfigError, match=r"model.recipe: unknown recipe 'legacyy'; did you mean 'legacy'"):
         NextGPTLightningModule("tiny", recipe="legacyy")
+
+
+def test_legacy_caption_prompt_reaches_sources_without_one():
+    from pathlib import Path
+
+    from nextgpt.training.cli import parse_config
+    from nextgpt.training.datamodule import NextGPTDataModule
+
+    train = [{"path": "a.json", "format": "pairs"}, {"path": "b.json", "format": "pairs", "prompt": "Describe it."}]
+    legacy = NextGPTDataModule(train, plugins=PLUGINS, recipe="legacy")
+    assert [s.prompt for s in legacy.train_sources] == ["generate a caption", "Describe it."]
+    default = NextGPTDataModule(train, plugins=PLUGINS)
+    assert [s.prompt for s in default.train_sources] == ["Generate a caption.", "Describe it."]
+    config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage1.yaml"
+    assert parse_config(str(config), ["--model.recipe", "legacy"]).data.recipe == "legacy"

@@ -11,7 +11,9 @@ compared with the release:
   (decaying a norm's scale or a word's embedding pulls it towards zero for no benefit);
 - the peak learning rate is 5e-4 in every stage; the default is 4e-4 (the paper's stages 1-2);
 - the alignment loss weighs every modality 1 in stage 2 and uses each modality's
-  ``loss_weight`` (video 2) only in stage 3; the default uses ``loss_weight`` in every stage.
+  ``loss_weight`` (video 2) only in stage 3; the default uses ``loss_weight`` in every stage;
+- the caption prompt of X-caption pairs is ``generate a caption`` (a data source's own
+  ``prompt`` still wins); the default is `nextgpt.data.DatasetSource`'s ``Generate a caption.``.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ class Recipe:
     """Weight decay on every parameter (embeddings, biases and norms included)."""
     uniform_weights_in_stage: tuple[int, ...]
     """Stages whose alignment loss weighs every modality 1."""
+    caption_prompt: str | None
+    """Prompt of X-caption pairs whose source sets none (None: the data's default)."""
 
 
 RECIPES: dict[str, Recipe] = {
-    "default": Recipe("default", 4e-4, False, False, ()),
-    "legacy": Recipe("legacy", 5e-4, True, True, (2,)),
+    "default": Recipe("default", 4e-4, False, False, (), None),
+    "legacy": Recipe("legacy", 5e-4, True, True, (2,), "generate a caption"),
 }
