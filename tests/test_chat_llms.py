@@ -218,3 +218,21 @@ def test_qwen2_5_7b_preset_uses_the_chat_template(registry, monkeypatch):
     assert set(config.modalities) == {"image", "audio", "video"}
     monkeypatch.setenv(QWEN2_5_7B_ENV, "/models/qwen2.5-7b-instruct")
     assert preset_config("qwen2.5-7b", registry).llm.source == "/models/qwen2.5-7b-instruct"
+
+
+def test_system_prompt_is_optional_and_only_for_auto(nextgpt_home):
+    from nextgpt.config import LLMConfig
+    from nextgpt.templates import build_template
+    from transformers import AutoTokenizer
+
+    source = str(chat_llm_path(nextgpt_home, "qwen2"))
+    tok = AutoTokenizer.from_pretrained(source)
+    turns = CONVERSATION[:1]
+    plain = build_template(LLMConfig(source=source), tok, ["<image>"])
+    own = "".join(s.text for s in plain.segments(turns, True))
+    assert own.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+    brief = build_template(LLMConfig(source=source, system_prompt="Be brief."), tok, ["<image>"])
+    text = "".join(s.text for s in brief.segments(turns, True))
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<image> what is it?")
+    with pytest.raises(ConfigError, match=r"llm.system_prompt: named templates \('vicuna_v1'\)"):
+        build_template(LLMConfig(source=source, template="vicuna_v1", system_prompt="Be brief."), tok)
