@@ -178,7 +178,7 @@ def test_legacy_prompt_building(tmp_path, release_state, vicuna_like, registry):
     ids = packed.input_ids.tolist()
     img, end_img = model.wrap_ids
     # a BOS before every text chunk, <Img>/</Img> around the media (whatever its modality)
-    first_chunk = tok("### Human: ", add_special_tokens=False).input_ids
+    first_chunk = tok("### Human:", add_special_tokens=False).input_ids
     assert ids[: 1 + len(first_chunk)] == [tok.bos_token_id, *first_chunk]
     at = 1 + len(first_chunk)
     assert ids[at] == img and ids[at + 2] == end_img and ids[at + 3] == tok.bos_token_id

@@ -459,10 +459,11 @@ def test_checkpoints_hold_trainable_state_and_resume_reproduces_the_run(tmp_path
 
 # -- configs and the command line ---------------------------------------------------------------------
 
-CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.yaml"))
+CONFIG_ROOT = Path(__file__).parents[1] / "examples" / "configs"
+CONFIGS = sorted(CONFIG_ROOT.glob("**/*.yaml"))
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(CONFIG_ROOT)) for c in CONFIGS])
 def test_example_configs_parse(config):
     from nextgpt.training.cli import parse_config
 

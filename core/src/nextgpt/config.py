@@ -145,7 +145,12 @@ class LLMConfig(StrictModel):
 
     source: str = "tiny"
     """``"tiny"``, a local folder or a hub id of a Hugging Face causal LM with its tokenizer."""
-    template: str = "vicuna_v0"
+    template: str = "auto"
+    """``auto``: the tokenizer's own chat template (its roles, end-of-turn tokens and BOS), or
+    ``vicuna_v0`` for an LLM whose tokenizer has none; or a named template (``vicuna_v0``,
+    ``vicuna_v0_legacy``, ``vicuna_v1``)."""
+    system_prompt: str | None = None
+    """A system prompt before every conversation (None: the template's own, if any)."""
     lora: LoraSettings | None = None
     train_embeddings: Literal["new_rows", "full"] = "new_rows"
     """``new_rows``: only the signal-token rows of the embedding and lm_head train, as their own

@@ -19,6 +19,7 @@ import torch
 from nextgpt.config import DecodeOptions, validate_model
 from nextgpt.errors import ConfigError, MediaError
 from nextgpt.files import check_writable_folder
+from nextgpt.llm import base_model
 from nextgpt.progress import TokenProgress, progress_scope
 from nextgpt.signals import complete_signal_runs, find_signal_runs
 from nextgpt.suggest import hint, listing
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
+    from nextgpt.chat_templates import ChatTemplate
     from nextgpt.conditions import Condition
     from nextgpt.config import ModalityConfig, NextGPTConfig
     from nextgpt.interfaces import Decoder, ModalitySpec
@@ -72,7 +74,7 @@ class GenerationMixin:
         registry: PluginRegistry
         llm: nn.Module
         tokenizer: Any
-        template: PromptTemplate
+        template: PromptTemplate | ChatTemplate
         specs: dict[str, ModalitySpec]
         modality_configs: dict[str, ModalityConfig]
         decoders: dict[str, Decoder]
@@ -161,7 +163,7 @@ class GenerationMixin:
             "max_new_tokens": max_new_tokens,
             "do_sample": temperature > 0,
             "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.tokenizer.eos_token_id,
+            "eos_token_id": self.stop_token_ids(),
             "stop_strings": list(self.template.stop),
             "tokenizer": self.tokenizer,
         }
@@ -241,14 +243,25 @@ class GenerationMixin:
         options = given if isinstance(given, DecodeOptions) else validate_model(DecodeOptions, given, f"decode.{name}")
         return options.merged_over(defaults)
 
+    def stop_token_ids(self) -> list[int]:
+        """Ids that end the answer: the template's end-of-turn token(s) and the LLM's
+        ``generation_config`` EOS ids (`PromptTemplate.stop_token_ids`)."""
+        generation_config = getattr(base_model(self.llm), "generation_config", None)
+        return self.template.stop_token_ids(self.tokenizer, generation_config)
+
     def _strip_stop(self, ids: list[int]) -> list[int]:
-        """Cut the generated ids at EOS or the first stop string, which are not part of the answer."""
-        eos = self.tokenizer.eos_token_id
-        if eos in ids:
-            ids = ids[: ids.index(eos)]
+        """Cut the generated ids at a stop id or the first stop string, which are not part of the answer."""
+        stops = set(self.stop_token_ids())
+        first = next((k for k, i in enumerate(ids) if i in stops), None)
+        if first is not None:
+            ids = ids[:first]
         for cut in range(len(ids)):
             text = self.tokenizer.decode(ids[: cut + 1])
-            if any(stop in text for stop in self.template.stop):
+            hits = [text.find(stop) for stop in self.template.stop if stop in text]
+            if hits:  # keep the tokens before the stop string and the whitespace leading to it
+                keep = len(text[: min(hits)].rstrip())
+                while cut > 0 and len(self.tokenizer.decode(ids[:cut])) > keep:
+                    cut -= 1
                 return ids[:cut]
         return ids
 

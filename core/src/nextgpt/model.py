@@ -42,7 +42,7 @@ from nextgpt.projectors import build_input_projector, build_output_projector
 from nextgpt.shared import SharedModels
 from nextgpt.signals import SignalConditionsMixin
 from nextgpt.suggest import hint, listing
-from nextgpt.templates import get_template
+from nextgpt.templates import build_template
 from nextgpt.trainable import TrainableStateMixin
 
 __all__ = [
@@ -87,7 +87,6 @@ class NextGPTModel(
         self.feature_source: FeatureSource | None = None
         """Asked for media features before the encoders run (`nextgpt.encoding`)."""
         self.registry = registry or default_registry()
-        self.template = get_template(config.llm.template)
         self.specs: dict[str, ModalitySpec] = {}
         self.modality_configs: dict[str, ModalityConfig] = {}
         inactive = dict(inactive or {})
@@ -103,6 +102,9 @@ class NextGPTModel(
             self.specs[name], self.modality_configs[name] = spec, cfg
 
         llm, self.tokenizer = load_llm(config.llm)
+        self.template = build_template(
+            config.llm, self.tokenizer, [spec.signal_tokens.placeholder for spec in self.specs.values()]
+        )
         self.base_vocab_size = int(llm.get_input_embeddings().weight.shape[0])
         self.wrap_ids: list[int] = (
             add_signal_tokens(llm, self.tokenizer, list(config.llm.media_wrap)) if config.llm.media_wrap else []

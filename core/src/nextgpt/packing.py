@@ -23,6 +23,7 @@ from nextgpt.templates import Turn
 if TYPE_CHECKING:
     from torch import nn
 
+    from nextgpt.chat_templates import ChatTemplate
     from nextgpt.config import NextGPTConfig
     from nextgpt.interfaces import ModalitySpec
     from nextgpt.templates import PromptTemplate
@@ -47,7 +48,7 @@ class PromptPackingMixin:
         config: NextGPTConfig
         llm: nn.Module
         tokenizer: Any
-        template: PromptTemplate
+        template: PromptTemplate | ChatTemplate
         specs: dict[str, ModalitySpec]
         wrap_ids: list[int]
         device: torch.device
@@ -76,28 +77,52 @@ class PromptPackingMixin:
 
         def add_text(text: str, supervised: bool) -> None:
             if text:
-                if bos_each_chunk:
-                    add_ids([tok.bos_token_id])
                 add_ids(tok(text, add_special_tokens=False).input_ids, supervised)
 
-        if tok.bos_token_id is not None and not bos_each_chunk:
-            add_ids([tok.bos_token_id])
-        for segment in self.template.segments(turns, add_generation_prompt):
+        def add_media(placeholder: str) -> None:
+            if not remaining:
+                raise ConfigError(f"placeholder {placeholder!r} has no media item")
+            media = remaining.pop(0).to(self.device)
+            if self.wrap_ids:
+                add_ids(self.wrap_ids[:1])
+            embeds.append(media.to(embeds[-1].dtype) if embeds else media)
+            ids.append(torch.full((media.shape[0],), pad, dtype=torch.long))
+            labels.append(torch.full((media.shape[0],), -100, dtype=torch.long))
+            if self.wrap_ids:
+                add_ids(self.wrap_ids[1:])
+
+        segments = self.template.segments(turns, add_generation_prompt)
+        if bos_each_chunk:
+            # The released code's way: the text is cut at media only, each chunk tokenised whole
+            # after its BOS; a token is supervised when its characters overlap an assistant span.
+            text, spans = "", []
+            for segment in segments:
+                if segment.supervised:
+                    spans.append((len(text), len(text) + len(segment.text)))
+                text += segment.text
             cursor = 0
-            for match in pattern.finditer(segment.text):
-                add_text(segment.text[cursor : match.start()], segment.supervised)
-                if not remaining:
-                    raise ConfigError(f"placeholder {match.group(0)!r} has no media item")
-                media = remaining.pop(0).to(self.device)
-                if self.wrap_ids:
-                    add_ids(self.wrap_ids[:1])
-                embeds.append(media.to(embeds[-1].dtype) if embeds else media)
-                ids.append(torch.full((media.shape[0],), pad, dtype=torch.long))
-                labels.append(torch.full((media.shape[0],), -100, dtype=torch.long))
-                if self.wrap_ids:
-                    add_ids(self.wrap_ids[1:])
-                cursor = match.end()
-            add_text(segment.text[cursor:], segment.supervised)
+            for match in [*pattern.finditer(text), None]:
+                end = match.start() if match else len(text)
+                if end > cursor:
+                    add_ids([tok.bos_token_id])
+                    chunk_ids, supervised = _tokenise_with_spans(tok, text, cursor, end, spans)
+                    piece = torch.tensor(chunk_ids, dtype=torch.long)
+                    ids.append(piece)
+                    labels.append(torch.where(torch.tensor(supervised), piece, torch.full_like(piece, -100)))
+                    embeds.append(self.embed_tokens(piece))
+                if match:
+                    add_media(match.group(0))
+                    cursor = match.end()
+        else:
+            if tok.bos_token_id is not None and not self.template.renders_bos:
+                add_ids([tok.bos_token_id])
+            for segment in segments:
+                cursor = 0
+                for match in pattern.finditer(segment.text):
+                    add_text(segment.text[cursor : match.start()], segment.supervised)
+                    add_media(match.group(0))
+                    cursor = match.end()
+                add_text(segment.text[cursor:], segment.supervised)
         if remaining:
             raise ConfigError(f"{len(remaining)} media item(s) have no placeholder in the conversation")
         return PackedInput(torch.cat(embeds), torch.cat(ids), torch.cat(labels))
@@ -135,3 +160,15 @@ class PromptPackingMixin:
             note += f" (the LLM reads {context} positions, {max_new_tokens} of them kept for the answer)"
             warnings.warn(note, PromptTruncatedWarning, stacklevel=3)
         return turns, media_embeds, note
+
+
+def _tokenise_with_spans(
+    tokenizer: Any, text: str, start: int, end: int, spans: list[tuple[int, int]]
+) -> tuple[list[int], list[bool]]:
+    """Ids of ``text[start:end]`` and, for each, whether its characters overlap one of ``spans``
+    (positions in ``text``); needs a fast tokenizer (offset mapping)."""
+    encoded = tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+    supervised = [
+        any(start + a < hi and start + max(b, a + 1) > lo for lo, hi in spans) for a, b in encoded.offset_mapping
+    ]
+    return list(encoded.input_ids), supervised

@@ -1,4 +1,5 @@
-"""Named configurations: ``tiny`` (random, offline, seconds on a CPU) and ``nextgpt-7b-v0``.
+"""Named configurations: ``tiny`` (random, offline, seconds on a CPU), ``nextgpt-7b-v0`` (the
+release) and ``qwen2.5-7b`` (a current Apache-2.0 chat LLM at the centre).
 
 A preset fixes the LLM and the generic settings; each enabled modality's part comes from its
 plugin's config defaults, overridden by the plugin's own entry for the preset
@@ -36,7 +37,7 @@ Preset = tuple[LLMConfig, dict[str, Any], tuple[str, ...] | None]
 def _tiny(llm_source: str | None = None) -> Preset:
     llm = LLMConfig(
         source=llm_source or "tiny",
-        template="vicuna_v0",
+        template="auto",
         lora=LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]),
         max_new_tokens=16,
     )
@@ -68,6 +69,30 @@ def _nextgpt_7b_v0(llm_source: str | None = None) -> Preset:
     return llm, {}, RELEASED_MODALITY_ORDER
 
 
+QWEN2_5_7B_ENV = "NEXTGPT_QWEN2_5_7B"
+"""Folder of Qwen2.5-7B-Instruct; unset, the preset names the hub id (read from the local hub
+cache when offline)."""
+QWEN2_5_7B_HUB_ID = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def _qwen2_5_7b(llm_source: str | None = None) -> Preset:
+    """Qwen2.5-7B-Instruct (Apache-2.0) at the centre: its own chat template (``<|im_start|>``
+    turns, stop on ``<|im_end|>`` and its generation_config EOS ids), LoRA as released
+    NExT-GPT's (r 32, alpha 32, dropout 0.1 on q,k,v,o_proj), bf16 weights, and the model
+    card's sampling (temperature 0.7, top_p 0.8). Modalities take their plugin defaults; the
+    input projectors map ImageBind's 1024-d vectors to Qwen's 3584-d embeddings."""
+    llm = LLMConfig(
+        source=llm_source or os.environ.get(QWEN2_5_7B_ENV, "").strip() or QWEN2_5_7B_HUB_ID,
+        template="auto",
+        lora=LoraSettings(r=32, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]),
+        dtype="bfloat16",
+        max_new_tokens=512,
+        temperature=0.7,
+        top_p=0.8,
+    )
+    return llm, {}, None
+
+
 def _folder_from_env(variable: str, preset: str, what: str) -> str:
     """The local folder named by ``variable``, checked before anything is loaded or downloaded."""
     value = os.environ.get(variable, "").strip()
@@ -81,7 +106,7 @@ def _folder_from_env(variable: str, preset: str, what: str) -> str:
     return value
 
 
-PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0}
+PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0, "qwen2.5-7b": _qwen2_5_7b}
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

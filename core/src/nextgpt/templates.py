@@ -8,9 +8,17 @@ splices their embeddings in afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 from pydantic import BaseModel, ConfigDict
 
 from nextgpt.errors import ConfigError
+from nextgpt.suggest import hint
+
+if TYPE_CHECKING:
+    from nextgpt.chat_templates import ChatTemplate
+    from nextgpt.config import LLMConfig
 
 
 class Segment(BaseModel):
@@ -41,16 +49,39 @@ class PromptTemplate(BaseModel):
     turn_end: str
     """Closes an assistant reply; generation stops when the LLM writes it."""
     stop: tuple[str, ...]
+    renders_bos: bool = False
+    """Named templates leave BOS to packing (`NextGPTConfig.llm.bos_per_text_chunk`)."""
+    reply_prefix: str = ""
+    """Unsupervised text between ``assistant_prefix`` and each reply."""
+    current_user_prefix: str | None = None
+    """``user_prefix`` of the user turn a reply is being generated for (None: ``user_prefix``)."""
+    media_user_prefix: str | None = None
+    """``user_prefix`` of a user turn that starts with media (None: ``user_prefix``); the media
+    at its start are then written back to back, with no text between them."""
+    placeholders: tuple[str, ...] = ()
+    """The enabled modalities' media placeholders (set by `build_template`)."""
+
+    def stop_token_ids(self, tokenizer: Any, generation_config: Any) -> list[int]:
+        """Ids generation stops on: each stop string that is one vocabulary entry (``###`` is
+        id 835 in LLaMA's vocabulary), the LLM's ``generation_config`` EOS id(s) and the
+        tokenizer's EOS id."""
+        from nextgpt.chat_templates import named_stop_token_ids
+
+        return named_stop_token_ids(self.stop, tokenizer, generation_config)
 
     def segments(self, turns: list[Turn], add_generation_prompt: bool) -> list[Segment]:
         """Render ``turns``; with ``add_generation_prompt`` end ready for the assistant to speak."""
         out = [Segment(text=self.system)] if self.system else []
-        for turn in turns:
+        for index, turn in enumerate(turns):
             if turn.role == "user":
-                out.append(Segment(text=self.user_prefix + turn.text + self.assistant_prefix))
+                current = add_generation_prompt and index == len(turns) - 1
+                out.append(Segment(text=self._user_prefix(turn.text, current) + self._user_text(turn.text)))
+                out[-1] = Segment(text=out[-1].text + self.assistant_prefix)
             elif turn.role == "assistant":
                 if not out or not out[-1].text.endswith(self.assistant_prefix):
                     raise ConfigError("conversation: an assistant turn must follow a user turn")
+                if self.reply_prefix:
+                    out.append(Segment(text=self.reply_prefix))
                 out.append(Segment(text=turn.text + self.turn_end, supervised=True))
             else:
                 raise ConfigError(f"conversation: unknown role {turn.role!r} (use 'user' or 'assistant')")
@@ -59,6 +90,31 @@ class PromptTemplate(BaseModel):
         if not add_generation_prompt and turns and turns[-1].role == "user":
             out[-1] = Segment(text=out[-1].text.removesuffix(self.assistant_prefix))
         return out
+
+    def _split_leading_media(self, text: str) -> tuple[list[str], str]:
+        """The placeholders ``text`` starts with, and the text after them (stripped at its start)."""
+        media, rest = [], text
+        while True:
+            match = next((p for p in self.placeholders if rest.startswith(p)), None)
+            if match is None:
+                return media, rest
+            media.append(match)
+            rest = rest[len(match) :].lstrip()
+
+    def _user_prefix(self, text: str, current: bool) -> str:
+        if self.media_user_prefix is not None and self._split_leading_media(text)[0]:
+            return self.media_user_prefix
+        if current and self.current_user_prefix is not None:
+            return self.current_user_prefix
+        return self.user_prefix
+
+    def _user_text(self, text: str) -> str:
+        if self.media_user_prefix is None:
+            return text
+        media, rest = self._split_leading_media(text)
+        if not media:
+            return text
+        return "".join(media) + (" " + rest if rest else "")
 
     def render(self, turns: list[Turn], add_generation_prompt: bool = True) -> str:
         return "".join(s.text for s in self.segments(turns, add_generation_prompt))
@@ -76,12 +132,18 @@ VICUNA_V0 = PromptTemplate(
 
 VICUNA_V0_LEGACY = PromptTemplate(
     name="vicuna_v0_legacy",
-    # The released NExT-GPT inference prompt: no system text, no space after "Assistant:".
-    system="",
-    user_prefix="### Human: ",
+    # The released NExT-GPT demo's prompts (reference/nextgpt-facts.md, "Reference prompts, exact"):
+    #   "### Human: q1\n### Assistant: a1\n### Human:  q2\n### Assistant:"  (two spaces in the
+    #   turn being answered), "### Human:<image> q\n### Assistant:" with media first; with
+    #   `bos_per_text_chunk` a BOS starts each text chunk between media, not each turn.
+    system="###",
+    user_prefix=" Human: ",
     assistant_prefix="\n### Assistant:",
     turn_end="\n###",
     stop=("###",),
+    reply_prefix=" ",
+    current_user_prefix=" Human:  ",
+    media_user_prefix=" Human:",
 )
 
 VICUNA_V1 = PromptTemplate(
@@ -99,8 +161,37 @@ VICUNA_V1 = PromptTemplate(
 TEMPLATES: dict[str, PromptTemplate] = {t.name: t for t in (VICUNA_V0, VICUNA_V0_LEGACY, VICUNA_V1)}
 
 
+AUTO = "auto"
+"""``llm.template: auto``: the tokenizer's own chat template (`nextgpt.chat_templates`); an LLM
+whose tokenizer has none falls back to `FALLBACK`."""
+FALLBACK = VICUNA_V0.name
+
+
 def get_template(name: str) -> PromptTemplate:
+    """A named template (``auto`` is resolved by `build_template`, which needs the tokenizer)."""
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ConfigError(f"llm.template: unknown template {name!r} (known: {', '.join(TEMPLATES)})") from None
+        known = ", ".join([AUTO, *TEMPLATES])
+        raise ConfigError(
+            f"llm.template: unknown template {name!r}{hint(name, [AUTO, *TEMPLATES])} (known: {known})"
+        ) from None
+
+
+def build_template(
+    config: LLMConfig, tokenizer: Any, placeholders: Iterable[str] = ()
+) -> PromptTemplate | ChatTemplate:
+    """The template ``config.template`` names, for ``tokenizer``: ``auto`` is the tokenizer's
+    chat template when it has one (with ``config.system_prompt``), else `FALLBACK`."""
+    if config.template != AUTO:
+        if config.system_prompt is not None:
+            raise ConfigError(
+                f"llm.system_prompt: named templates ({config.template!r}) keep their own system text; "
+                "it applies to llm.template 'auto'"
+            )
+        return get_template(config.template).model_copy(update={"placeholders": tuple(placeholders)})
+    if not getattr(tokenizer, "chat_template", None):
+        return get_template(FALLBACK)
+    from nextgpt.chat_templates import ChatTemplate
+
+    return ChatTemplate(tokenizer, config.source, config.system_prompt, placeholders)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from nextgpt.plugins import PluginRegistry
 
 MODEL_HELP = (
-    "a preset (tiny, nextgpt-7b-v0), a named model in NEXTGPT_HOME/models (e.g. toy), "
+    "a preset (tiny, nextgpt-7b-v0, qwen2.5-7b), a named model in NEXTGPT_HOME/models (e.g. toy), "
     "a folder written by save_pretrained, or a hub id"
 )
 SEED_HELP = "seeds the LLM's sampling and the decoders (default: the model configuration's seed)"

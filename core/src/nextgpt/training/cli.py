@@ -68,6 +68,7 @@ class NextGPTCLI(LightningCLI):
             help="start afresh even if the checkpoint folder holds checkpoints of an earlier run (may replace them)",
         )
         parser.link_arguments("model.plugins", "data.plugins")
+        parser.link_arguments("model.recipe", "data.recipe")
         parser.link_arguments("model.cache_dir", "data.cache_media", compute_fn=_is_set)
         parser.link_arguments("model.diffusion_loss_weight", "data.load_outputs", compute_fn=_is_positive)
 

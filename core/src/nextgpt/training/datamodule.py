@@ -41,6 +41,8 @@ class NextGPTDataModule(LightningDataModule):
             ``model.cache_dir`` by the CLI).
         load_outputs: load each sample's output media, the diffusion loss's targets (set from
             ``model.diffusion_loss_weight`` by the CLI).
+        recipe: the training recipe (`nextgpt.training.recipes`; set from ``model.recipe`` by
+            the CLI): ``legacy`` gives sources without a ``prompt`` the released one.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class NextGPTDataModule(LightningDataModule):
         plugins: list[str] | None = None,
         cache_media: bool = False,
         load_outputs: bool = False,
+        recipe: str = "default",
     ) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
@@ -66,8 +69,14 @@ class NextGPTDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.skipped: list[BadRecord] = []
         """Samples left out of batches because their media could not be decoded."""
+        from nextgpt.training.recipes import RECIPES
+
+        if recipe not in RECIPES:
+            raise ConfigError(f"data.recipe: unknown recipe {recipe!r} (recipes: {', '.join(RECIPES)})")
+        prompt = RECIPES[recipe].caption_prompt
+        train, val = ([_with_prompt(s, prompt) for s in group or []] for group in (train, val))
         self.train_sources = [validate_model(DatasetSource, s, f"data.train[{i}]") for i, s in enumerate(train)]
-        self.val_sources = [validate_model(DatasetSource, s, f"data.val[{i}]") for i, s in enumerate(val or [])]
+        self.val_sources = [validate_model(DatasetSource, s, f"data.val[{i}]") for i, s in enumerate(val)]
         if not self.train_sources:
             raise ConfigError("data.train: at least one data file is needed")
         self.train_set: NextGPTDataset | None = None
@@ -145,3 +154,10 @@ class NextGPTDataModule(LightningDataModule):
 
     def val_dataloader(self) -> Any:
         return self._loader(self.val_set, False) if self.val_set is not None else []
+
+
+def _with_prompt(source: Any, prompt: str | None) -> Any:
+    """``source`` with ``prompt`` when it is a mapping that sets none (a recipe's default)."""
+    if prompt is None or not isinstance(source, dict) or "prompt" in source:
+        return source
+    return {**source, "prompt": prompt}

@@ -34,10 +34,12 @@ from nextgpt.data.collate import PaddedBatch, pad_packed
 from nextgpt.data.dataset import SampleBatch
 from nextgpt.errors import ConfigError
 from nextgpt.llm import base_model
+from nextgpt.suggest import hint, listing
 from nextgpt.templates import Turn
 from nextgpt.training.checks import NonFiniteTrainingError, check_settings, non_finite_parameters, warn_truncated
 from nextgpt.training.losses import LossTerms, alignment_loss, lm_loss
 from nextgpt.training.optim import build_optimizer, parameter_groups, schedule_length, warmup_length
+from nextgpt.training.recipes import RECIPES, RecipeName
 from nextgpt.training.stages import STAGE_DEFAULTS, alignment_enabled, check_stage, trainable_groups
 from nextgpt.training.targets import CaptionTargets, OutputTurns
 
@@ -53,6 +55,9 @@ class NextGPTLightningModule(LightningModule):
         model: a preset (``tiny``, ``nextgpt-7b-v0``), a named model (e.g. ``toy``), a folder
             written by ``save_pretrained`` (e.g. the export of an earlier stage), or a hub id of
             such a folder (``nextgpt fit --model NAME`` sets it).
+        recipe: ``default``, or ``legacy`` to train as the 2023 release did
+            (`nextgpt.training.recipes`: whole embedding and lm_head in every stage, weight
+            decay on everything, lr 5e-4, stage-2 alignment weights all 1).
         stage: 1 (encoding alignment), 2 (decoding alignment) or 3 (instruction tuning).
         train_input_projectors, train_output_projectors, train_signal_rows, train_lora:
             override the stage's choice (``None`` keeps it).
@@ -60,7 +65,7 @@ class NextGPTLightningModule(LightningModule):
         modalities: the modalities to enable: with a preset, installed ones (default: all); with
             a folder, some of its own (default: all; the others' trained tensors are kept).
         lr, betas, weight_decay: AdamW settings; no decay on the embedding matrices, biases
-            and norms.
+            and norms. ``lr`` None: the recipe's (4e-4; ``legacy``: 5e-4).
         warmup_steps: linear warmup steps; ``None`` gives ``max(min_warmup_steps, warmup_ratio
             * total steps)`` as released.
         schedule: decay after the warmup: ``linear`` or ``cosine`` to 0, or ``constant``.
@@ -113,7 +118,7 @@ class NextGPTLightningModule(LightningModule):
         train_lora: bool | None = None,
         plugins: list[str] | None = None,
         modalities: list[str] | None = None,
-        lr: float = 4e-4,
+        lr: float | None = None,
         betas: tuple[float, float] = (0.9, 0.95),
         weight_decay: float = 1e-3,
         warmup_steps: int | None = None,
@@ -133,9 +138,16 @@ class NextGPTLightningModule(LightningModule):
         decoders: dict[str, dict[str, Any]] | None = None,
         overrides: list[str] | None = None,
         num_threads: int | None = None,
+        recipe: RecipeName = "default",
     ) -> None:
         super().__init__()
         check_stage(stage)
+        if recipe not in RECIPES:
+            raise ConfigError(
+                f"model.recipe: unknown recipe {recipe!r}{hint(recipe, RECIPES)} (recipes: {listing(RECIPES)})"
+            )
+        self.recipe = RECIPES[recipe]
+        lr = self.recipe.lr if lr is None else lr
         check_settings(
             lr=(lr, lr > 0, "a positive number"),
             betas=(betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two numbers in [0, 1)"),
@@ -150,10 +162,13 @@ class NextGPTLightningModule(LightningModule):
             schedule_steps=(schedule_steps, schedule_steps is None or schedule_steps > 0, "a positive number"),
         )
         self.save_hyperparameters()
+        self.hparams.lr = lr
         overrides = {
             "input_projectors": train_input_projectors,
             "output_projectors": train_output_projectors,
-            "signal_rows": train_signal_rows,
+            "signal_rows": True
+            if self.recipe.embeddings_every_stage and train_signal_rows is None
+            else train_signal_rows,
             "lora": train_lora,
         }
         self.trainable_groups = trainable_groups(stage, overrides)
@@ -192,7 +207,9 @@ class NextGPTLightningModule(LightningModule):
                 registry=registry,
                 modalities=hp.modalities,
                 decoders=hp.decoders,
-                overrides=Overrides.from_assignments(hp.get("overrides") or [], "model.overrides"),
+                overrides=Overrides.from_assignments(
+                    self._recipe_overrides() + list(hp.get("overrides") or []), "model.overrides"
+                ),
             )
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
@@ -209,6 +226,10 @@ class NextGPTLightningModule(LightningModule):
 
             self.caches = ModelCaches(self.model, hp.cache_dir)
             self.model.feature_source = CachedFeatures(self.caches.features, write=hp.cache_write)
+
+    def _recipe_overrides(self) -> list[str]:
+        """Model settings the recipe implies (the user's ``overrides`` come after and win)."""
+        return ["llm.train_embeddings=full"] if self.recipe.embeddings_every_stage else []
 
     def enabled_modalities(self) -> list[str] | None:
         """The model's modalities without building it (None: unknown, e.g. a hub id)."""
@@ -362,7 +383,8 @@ class NextGPTLightningModule(LightningModule):
                         min_snr_gamma=self.hparams.min_snr_gamma,
                     )
         modalities = set(align) | set(diffusion)
-        weights = {m: float(model.modality_configs[m].loss_weight) for m in modalities}
+        uniform = self.hparams.stage in self.recipe.uniform_weights_in_stage
+        weights = {m: 1.0 if uniform else float(model.modality_configs[m].loss_weight) for m in modalities}
         return LossTerms(lm=lm, align=align, weights=weights, diffusion=diffusion, diffusion_weight=weight)
 
     def training_step(self, batch: SampleBatch, batch_idx: int) -> torch.Tensor | None:
@@ -403,7 +425,7 @@ class NextGPTLightningModule(LightningModule):
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters, with weight decay off for the embedding rows and matrices,
         biases and norms (`nextgpt.training.optim.parameter_groups`)."""
-        return parameter_groups(self.model, self.hparams.weight_decay)
+        return parameter_groups(self.model, self.hparams.weight_decay, decay_everything=self.recipe.decay_everything)
 
     def warmup(self, total: int) -> int:
         hp = self.hparams

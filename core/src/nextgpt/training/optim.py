@@ -21,9 +21,10 @@ from nextgpt.errors import ConfigError, NextGPTWarning
 from nextgpt.llm import base_model, signal_row_parameters
 
 
-def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+def parameter_groups(model: Any, weight_decay: float, decay_everything: bool = False) -> list[dict[str, Any]]:
     """The trainable parameters of a `NextGPTModel`, with weight decay off for the embedding
-    rows and matrices, biases and norms. Nothing to train is a `ConfigError`."""
+    rows and matrices, biases and norms (on for all with ``decay_everything``, as the released
+    recipe did). Nothing to train is a `ConfigError`."""
     inner = base_model(model.llm)
     no_decay_ids = {id(p) for p in signal_row_parameters(inner)}
     for module in (inner.get_input_embeddings(), inner.get_output_embeddings()):
@@ -34,7 +35,8 @@ def parameter_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     for _, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if id(param) in no_decay_ids or param.ndim < 2 else decay).append(param)
+        spared = not decay_everything and (id(param) in no_decay_ids or param.ndim < 2)
+        (no_decay if spared else decay).append(param)
     if not decay and not no_decay:
         raise ConfigError("nothing to train: every trainable group is off")
     groups = [
