@@ -21,12 +21,16 @@ DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
 
-def resolve_device(device: str | torch.device | None, option: str = "device") -> torch.device | None:
+def resolve_device(
+    device: str | torch.device | None, option: str = "device", *, present: bool = True
+) -> torch.device | None:
     """The torch device ``device`` names (None stays None: the caller's default).
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, or a `torch.device`.
         option: the option or argument it came from, named in errors (``--device``).
+        present: require the device to be on this machine (False: only the name is checked,
+            as for a memory plan made for a GPU elsewhere).
 
     Raises:
         ConfigError: an unknown name, or a device this machine does not have.
@@ -45,6 +49,8 @@ def resolve_device(device: str | torch.device | None, option: str = "device") ->
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     if kind == "cpu":
         return torch.device("cpu")
+    if not present:
+        return torch.device(kind, int(index)) if index is not None else torch.device(kind)
     if kind == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             raise ConfigError(f"{option}: mps is not available on this machine (use cpu or auto)")

@@ -163,11 +163,13 @@ def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
 
 def placement_from_args(args: argparse.Namespace) -> tuple[torch.device | None, torch.dtype | None]:
     """The device and dtype ``--device`` and ``--dtype`` name (None where a command has neither);
-    a bad name or an absent GPU is a `ConfigError` naming the option."""
+    a bad name or an absent GPU is a `ConfigError` naming the option (with ``--dry-run`` a GPU
+    need not be here: the plan can be made for another machine)."""
     from nextgpt.dtypes import parse_dtype
     from nextgpt.placement import resolve_device
 
-    device = resolve_device(getattr(args, "device", None), "--device")
+    present = not getattr(args, "dry_run", False)
+    device = resolve_device(getattr(args, "device", None), "--device", present=present)
     return device, parse_dtype(getattr(args, "dtype", None), "--dtype")
 
 

@@ -413,7 +413,10 @@ class DiffusersDecoder(Decoder):
         when the folder is not local (a hub id not yet downloaded)."""
         from accelerate import init_empty_weights
 
-        location = Path(self.location())
+        try:
+            location = Path(self.location())
+        except NextGPTError:  # a hub id, offline and not in the cache
+            return None
         index = location / "model_index.json"
         if not index.is_file():
             return None
