@@ -21,8 +21,16 @@ def check_checkpoint(path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a training checkpoint with ``weights_only=True``: tensors and plain data only, so a
-    crafted file cannot run code; anything else in it is refused with an error naming it."""
+    crafted file cannot run code; anything else in it is refused with an error naming it.
+
+    ``path`` is a checkpoint file, or the folder DeepSpeed writes for one (``last.ckpt/``; see
+    `nextgpt.training.strategies.deepspeed_checkpoint_file`)."""
+    from nextgpt.training.strategies import deepspeed_checkpoint_file, from_deepspeed_layout
+
     path = Path(path)
+    folder = path if path.is_dir() else None
+    if folder is not None:
+        path = deepspeed_checkpoint_file(folder)
     problem = file_problem(path)
     if problem is not None:
         raise ConfigError(f"{path}: {problem}")
@@ -36,6 +44,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from exc
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the checkpoint (truncated or not a checkpoint): {exc}") from exc
+    if folder is not None and isinstance(checkpoint, dict):
+        checkpoint = from_deepspeed_layout(checkpoint)
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint:
         raise ConfigError(f"{path}: not a NextGPTLightningModule checkpoint")
     return checkpoint

@@ -445,8 +445,11 @@ class NextGPTLightningModule(LightningModule):
         """Only what trains (`NextGPTModel.trainable_state_dict`): a checkpoint is a few MB,
         not the whole LLM. Fills ``destination`` under ``prefix`` when a wrapping module's
         ``state_dict`` recurses into this one."""
+        from nextgpt.training.strategies import gathered_trainable
+
         self.configure_model()
-        state = self.model.trainable_state_dict()
+        with gathered_trainable(self.model):  # DeepSpeed ZeRO-3: whole tensors, not partitions
+            state = self.model.trainable_state_dict()
         if args and isinstance(args[0], dict):  # the legacy positional form (destination, prefix)
             destination, prefix = args[0], (args[1] if len(args) > 1 else prefix)
         if destination is None:
@@ -457,8 +460,11 @@ class NextGPTLightningModule(LightningModule):
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
         """Strict: a missing or unused key is a `ConfigError` listing them."""
+        from nextgpt.training.strategies import gathered_trainable
+
         self.configure_model()
-        self.model.load_trainable_state_dict(dict(state_dict), source="checkpoint state_dict")
+        with gathered_trainable(self.model, modifier_rank=0):
+            self.model.load_trainable_state_dict(dict(state_dict), source="checkpoint state_dict")
         return _IncompatibleKeys([], [])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
