@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from nextgpt.errors import ConfigError
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens without a GPU")
@@ -81,7 +80,7 @@ def test_torch_dtype_applies_to_frozen_parts_and_lazy_decoders(bf16_image_model)
 def test_model_to_moves_the_decoders(bf16_image_model):
     model = bf16_image_model
     decoder = model.decoders["image"]
-    decoder.pipeline  # loaded: the move must reach the loaded pipeline
+    assert decoder.pipeline is not None  # loaded: the move must reach the loaded pipeline
     model.to(torch.float32)
     assert decoder.pipeline.unet.dtype == torch.float32
     assert decoder.pipeline.text_encoder.dtype == torch.float32
@@ -167,9 +166,8 @@ def test_placement_options_are_checked_before_loading(monkeypatch, capsys, argv,
 
 def test_offload_uses_diffusers_hooks_and_gives_the_same_media():
     import numpy as np
-    from nextgpt_image.decoder import StableDiffusionDecoder
-
     from nextgpt.config import DecodeOptions
+    from nextgpt_image.decoder import StableDiffusionDecoder
 
     plain = StableDiffusionDecoder("tiny", device="cpu")
     offloaded = StableDiffusionDecoder("tiny", device="cpu", offload="model")
@@ -212,9 +210,8 @@ def test_quantization_settings_and_their_errors(monkeypatch):
 
 
 def test_quantized_model_on_cpu_is_refused_before_loading(registry, monkeypatch):
-    from transformers import AutoModelForCausalLM
-
     from nextgpt.model import NextGPTModel
+    from transformers import AutoModelForCausalLM
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
     with pytest.raises(ConfigError, match="llm.quantization"):

@@ -35,7 +35,6 @@ def test_fsdp_block_builds_its_strategy():
     import yaml
     from jsonargparse import ArgumentParser
     from lightning.pytorch.strategies import Strategy
-
     from nextgpt.training.strategies import TrainedOnlyFSDPStrategy
 
     parser = ArgumentParser()
@@ -89,9 +88,8 @@ def test_a_folder_that_is_no_deepspeed_checkpoint_is_named(tmp_path):
 def test_fsdp_strategy_writes_and_reads_the_trained_only_state(monkeypatch, tmp_path, tiny_checkpoint):
     import contextlib
 
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
     from nextgpt.training.strategies import TrainedOnlyFSDPStrategy
+    from torch.distributed.fsdp import FullyShardedDataParallel
 
     module, checkpoint = tiny_checkpoint
     gathered = []
