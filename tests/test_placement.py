@@ -106,7 +106,7 @@ def test_memory_plan_figures_equal_the_built_model(tiny_model, registry):
     assert rows["llm (tiny)"].parameters + rows["llm: signal-token rows"].parameters == base
     encoders = [rows[f"{name} encoder (imagebind)"] for name in ("image", "audio", "video")]
     assert sum(row.parameters for row in encoders) == count(tiny_model.encoders["image"].backbone)
-    assert sorted(row.note for row in encoders) == ["", *["shares imagebind:tiny"] * 2]  # one backbone, counted once
+    assert sum(row.note.endswith("network, counted there") for row in encoders) == 2  # one backbone, counted once
     for name in ("image", "audio", "video"):
         assert rows[f"{name} input projector"].parameters == count(tiny_model.input_projectors[name])
         assert rows[f"{name} output projector"].parameters == count(tiny_model.output_projectors[name])

@@ -19,6 +19,7 @@ from torch import nn
 
 from nextgpt.config import NextGPTConfig, QuantizationSettings
 from nextgpt.dtypes import dtype_name, parse_dtype
+from nextgpt.errors import NextGPTError
 from nextgpt.plugins import PluginRegistry, default_registry
 
 GIB = 1024**3
@@ -117,7 +118,8 @@ def memory_plan(
     llm_dtype = torch_dtype or parse_dtype(config.llm.dtype, "llm.dtype") or torch.float32
     extra_tokens = len(config.llm.media_wrap or ())
     d_llm, matrices = _plan_llm(plan, config, llm_dtype, where)
-    shared: set[str] = set()
+    shared: dict[str, str] = {}
+    """Encoder identity -> the row that counts it (one ImageBind serves several modalities)."""
     for name, raw in config.modalities.items():
         spec = registry.modality(name)
         cfg = spec.validate_config(raw)
@@ -131,7 +133,13 @@ def memory_plan(
                 cfg.decoder.source, **cfg.decoder.options
             )
             _plan_decoder(plan, name, cfg.decoder.backend, decoder, cfg.decoder.options, frozen, where)
-            _add_module(plan, f"{name} output projector", _output_projector(cfg, d_llm, count, decoder), where)
+            try:
+                projector = _output_projector(cfg, d_llm, count, decoder)
+            except (NextGPTError, OSError) as exc:  # its condition is read from configs not at hand
+                note = f"size not known: {type(exc).__name__}"
+                plan.rows.append(PlanRow(f"{name} output projector", None, "float32", where, None, note))
+            else:
+                _add_module(plan, f"{name} output projector", projector, where)
     rows = extra_tokens * d_llm * matrices
     what = "embedding and lm_head rows" if matrices == 2 else "rows of the tied embedding"
     plan.rows.insert(
@@ -201,9 +209,10 @@ def _quantized_bytes(llm: nn.Module, quant: QuantizationSettings, dtype: torch.d
 
 
 def _plan_encoder(
-    plan: MemoryPlan, registry: PluginRegistry, name: str, cfg, dtype: torch.dtype, where: str, shared: set[str]
+    plan: MemoryPlan, registry: PluginRegistry, name: str, cfg, dtype: torch.dtype, where: str, shared: dict[str, str]
 ) -> int | None:
-    """The encoder's row (once per shared network); returns its feature width."""
+    """The encoder's row (a network several modalities share is counted once); returns its
+    feature width."""
     backend = registry.encoder_backend(name, cfg.encoder.backend)
     if backend.plan is not None:
         found = backend.plan(cfg.encoder.source, **cfg.encoder.options)
@@ -217,18 +226,13 @@ def _plan_encoder(
             encoder = backend.build(cfg.encoder.source, SharedModels(), **cfg.encoder.options)
         identity = f"{cfg.encoder.backend}:{cfg.encoder.source}:{name}"
         parameters, dim = sum(p.numel() for p in encoder.parameters()), int(encoder.dim)
+    component = f"{name} encoder ({cfg.encoder.backend})"
     if identity in shared:
-        plan.rows.append(PlanRow(f"{name} encoder ({cfg.encoder.backend})", 0, "", where, 0.0, f"shares {identity}"))
+        plan.rows.append(PlanRow(component, 0, "", where, 0.0, f"the {shared[identity]}'s network, counted there"))
     else:
-        shared.add(identity)
-        row = PlanRow(
-            f"{name} encoder ({cfg.encoder.backend})",
-            parameters,
-            dtype_name(dtype) or str(dtype),
-            where,
-            parameters * 1.0 * _size(dtype),
-        )
-        plan.rows.append(row)
+        shared[identity] = component
+        size = parameters * 1.0 * _size(dtype)
+        plan.rows.append(PlanRow(component, parameters, dtype_name(dtype) or str(dtype), where, size))
     return dim
 
 
