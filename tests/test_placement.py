@@ -216,3 +216,11 @@ def test_quantized_model_on_cpu_is_refused_before_loading(registry, monkeypatch)
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
     with pytest.raises(ConfigError, match="llm.quantization"):
         NextGPTModel.from_pretrained("tiny", registry=registry, overrides=["llm.quantization=8"], device="cpu")
+
+
+def test_qlora_training_loads_the_quantized_llm_on_the_trainers_device_only():
+    from nextgpt.training.module import NextGPTLightningModule
+
+    module = NextGPTLightningModule(model="tiny", stage=3, plugins=["image"], overrides=["llm.quantization=4"])
+    with pytest.raises(ConfigError, match=r"^llm.quantization \(4-bit\): bitsandbytes quantises on a CUDA GPU"):
+        module.configure_model()  # no trainer here: nowhere on a GPU to quantise

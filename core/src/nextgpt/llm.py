@@ -84,7 +84,7 @@ def quantization_kwargs(settings: QuantizationSettings, device: torch.device | N
             f"{device or 'the CPU'}; give --device cuda (or device='cuda'), or leave llm.quantization unset"
         )
     if find_spec("bitsandbytes") is None:
-        raise ConfigError(f"{where}: needs the bitsandbytes package: pip install 'nextgpt-core[quantization]'")
+        raise ConfigError(f'{where}: needs the bitsandbytes package: pip install "nextgpt-core[quantization]"')
     if settings.bits == 8:
         config = BitsAndBytesConfig(load_in_8bit=True)
     else:

@@ -185,6 +185,7 @@ class NextGPTLightningModule(LightningModule):
 
         hp = self.hparams
         registry = load_plugins(allow=hp.plugins) if hp.plugins else default_registry()
+        overrides = Overrides.from_assignments(hp.get("overrides") or [], "model.overrides")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hp.seed)
             self.model = NextGPTModel.from_pretrained(
@@ -192,7 +193,8 @@ class NextGPTLightningModule(LightningModule):
                 registry=registry,
                 modalities=hp.modalities,
                 decoders=hp.decoders,
-                overrides=Overrides.from_assignments(hp.get("overrides") or [], "model.overrides"),
+                overrides=overrides,
+                device=self._quantized_llm_device(overrides, registry),
             )
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
@@ -209,6 +211,17 @@ class NextGPTLightningModule(LightningModule):
 
             self.caches = ModelCaches(self.model, hp.cache_dir)
             self.model.feature_source = CachedFeatures(self.caches.features, write=hp.cache_write)
+
+    def _quantized_llm_device(self, overrides: Any, registry: Any) -> torch.device | None:
+        """Where a quantised LLM must load (bitsandbytes quantises on the GPU, and the weights
+        cannot move afterwards): the trainer's device. None (the CPU, moved by Lightning) for an
+        LLM in a plain dtype, or without a trainer."""
+        from nextgpt.overrides import planned_config
+
+        config = planned_config(self.hparams.model, overrides, registry, self.hparams.modalities)
+        if config.llm.quantization is None or self._trainer is None:
+            return None
+        return self.trainer.strategy.root_device
 
     def enabled_modalities(self) -> list[str] | None:
         """The model's modalities without building it (None: unknown, e.g. a hub id)."""
