@@ -224,3 +224,13 @@ def test_qlora_training_loads_the_quantized_llm_on_the_trainers_device_only():
     module = NextGPTLightningModule(model="tiny", stage=3, plugins=["image"], overrides=["llm.quantization=4"])
     with pytest.raises(ConfigError, match=r"^llm.quantization \(4-bit\): bitsandbytes quantises on a CUDA GPU"):
         module.configure_model()  # no trainer here: nowhere on a GPU to quantise
+
+
+def test_a_model_folder_takes_quantization_and_offload_overrides(tmp_path, tiny_model, registry):
+    from nextgpt.overrides import Overrides, planned_config
+
+    folder = tiny_model.save_pretrained(tmp_path / "model")
+    settings = ["llm.quantization=8", "modalities.image.decoder.options.offload=sequential"]
+    config = planned_config(folder, Overrides.of(settings), registry)
+    assert config.llm.quantization.bits == 8
+    assert config.modalities["image"]["decoder"]["options"]["offload"] == "sequential"
