@@ -144,6 +144,20 @@ def test_dry_run_prints_the_plan_without_loading(monkeypatch, capsys):
     assert "memory plan" in out and "float16" in out and "llm (tiny)" in out
 
 
+def test_demo_and_eval_take_the_placement_options(monkeypatch, capsys, tmp_path):
+    from nextgpt import model as model_module
+    from nextgpt.cli import main
+
+    monkeypatch.setattr(model_module, "load_llm", lambda *a, **k: pytest.fail("--dry-run loaded the model"))
+    data = tmp_path / "pairs.json"
+    data.write_text("[]")
+    evaluate = ["eval", "--model", "tiny", "--task", "caption", "--modality", "image", "--data", str(data)]
+    for argv in (["demo", "--out", str(tmp_path / "demo")], evaluate):
+        assert main([*argv, "--dry-run", "--device", "cuda:1", "--dtype", "bfloat16"]) == 0  # planned for a GPU
+        out = capsys.readouterr().out
+        assert "memory plan" in out and "cuda:1" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
