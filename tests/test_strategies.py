@@ -132,3 +132,28 @@ def test_zero3_gathers_the_partitioned_trainable_parameters(monkeypatch):
     with gathered_trainable(layer, modifier_rank=0):
         pass
     assert calls == [([layer.weight], 0)]
+
+
+def test_a_qlora_checkpoint_exports_on_a_cpu(tmp_path, tiny_checkpoint, registry):
+    from nextgpt.model import NextGPTModel
+    from nextgpt.training.export import export_checkpoint
+
+    module, checkpoint = tiny_checkpoint
+    qlora = {**checkpoint, "hyper_parameters": {**checkpoint["hyper_parameters"], "overrides": ["llm.quantization=4"]}}
+    torch.save(qlora, tmp_path / "last.ckpt")
+    exported = NextGPTModel.from_pretrained(
+        export_checkpoint(tmp_path / "last.ckpt", tmp_path / "model"), registry=registry
+    )
+    assert exported.config.llm.quantization is None  # quantised again with --set where it is used
+    for key, value in module.model.trainable_state_dict().items():
+        assert torch.equal(exported.trainable_state_dict()[key], value), key
+
+
+def test_the_gpu_script_lists_a_run_per_strategy_and_qlora():
+    import subprocess
+
+    script = Path(__file__).parents[1] / "benchmarks" / "strategies_gpu.py"
+    listed = subprocess.run([sys.executable, str(script), "--list"], capture_output=True, text=True, check=True).stdout
+    names = [line.split(":", 1)[0] for line in listed.splitlines()]
+    assert sorted(set(names)) == sorted([*(s.stem for s in STRATEGIES), "qlora-4bit"])
+    assert all(names.count(name) == 2 for name in names)  # fit, then export

@@ -54,11 +54,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def module_from_checkpoint(path: str | Path, model: str | None = None) -> NextGPTLightningModule:
     """Rebuild the LightningModule a checkpoint was written by and load its trained weights.
 
-    ``model`` replaces the checkpoint's model source (a preset or folder that has moved)."""
+    ``model`` replaces the checkpoint's model source (a preset or folder that has moved). An
+    ``llm.quantization`` override of the run is left out (see below)."""
     checkpoint = load_checkpoint(path)
     hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
     if model is not None:
         hparams["model"] = model
+    # A QLoRA run's 4/8-bit LLM is how it was trained, not what it learned: the trained tensors
+    # load onto the LLM in any dtype, so the export rebuilds it unquantised (on any machine);
+    # `--set llm.quantization=4` quantises it again where the folder is used.
+    hparams["overrides"] = [
+        o for o in hparams.get("overrides") or [] if not str(o).replace(" ", "").startswith("llm.quantization")
+    ]
     module = NextGPTLightningModule(**hparams)
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
