@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nextgpt.errors import ConfigError
 
@@ -140,6 +140,20 @@ class LoraSettings(StrictModel):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+class QuantizationSettings(StrictModel):
+    """The LLM's frozen weights in 8 or 4 bits, through transformers' ``BitsAndBytesConfig``
+    (bitsandbytes, CUDA GPUs only). LoRA trains on top of them, as QLoRA does; the embeddings,
+    the lm_head, the encoders, projectors and decoders keep their own dtypes."""
+
+    bits: Literal[4, 8]
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit only: NormalFloat4 (QLoRA's choice) or plain FP4."""
+    double_quant: bool = True
+    """4-bit only: quantise the quantisation constants too (about 0.4 bit a weight saved)."""
+    compute_dtype: DtypeName = "bfloat16"
+    """4-bit only: the dtype matrix products run in."""
+
+
 class LLMConfig(StrictModel):
     """The language model and how its vocabulary is extended."""
 
@@ -167,6 +181,14 @@ class LLMConfig(StrictModel):
     temperature: float = Field(default=0.0, ge=0)
     """0 means greedy decoding."""
     top_p: float = Field(default=1.0, gt=0, le=1)
+    quantization: QuantizationSettings | None = None
+    """Load the LLM in 8 or 4 bits (`QuantizationSettings`); ``4`` or ``8`` alone means
+    ``{bits: 4}`` / ``{bits: 8}``, e.g. ``--set llm.quantization=4``. None: ``dtype``."""
+
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _bits_alone(cls, value: Any) -> Any:
+        return {"bits": value} if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class NextGPTConfig(StrictModel):

@@ -203,6 +203,25 @@ class Decoder(ABC):
         """Move the decoder (if loaded) and any later loads to ``device`` / ``dtype``."""
         return self
 
+    def parameter_counts(self) -> dict[str, int] | None:
+        """The parameters of each of its networks (e.g. ``{"unet": 859_520_964, ...}``), from
+        its configuration alone (meta tensors: no weights read), for the memory plan
+        (`nextgpt.memory`). None where the decoder cannot tell without loading."""
+        return None
+
+
+class EncoderPlan(BaseModel):
+    """An encoder's size, known from its architecture without reading its weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    identity: str
+    """Names the network and its weights: encoders with one identity share one instance, and
+    the memory plan counts it once (ImageBind serves image, audio and video)."""
+    parameters: int
+    dim: int
+    """The width of its features (the input projector's input)."""
+
 
 class EncoderBackend(BaseModel):
     """A way to build an `Encoder` for one modality, registered by a plugin."""
@@ -215,6 +234,10 @@ class EncoderBackend(BaseModel):
     build: Callable[..., Encoder]
     """``build(source: str, shared: SharedModels, **options) -> Encoder``; ``source`` is
     ``"tiny"`` (random tiny weights, for tests), a local path, or a hub id / URL."""
+    plan: Callable[..., EncoderPlan] | None = None
+    """``plan(source: str, **options) -> EncoderPlan`` (the options ``build`` takes): the encoder's
+    size from its architecture alone, for the memory plan (`nextgpt.memory`). None: the plan
+    builds the encoder with empty (meta) parameters, which suits encoders built from a config."""
 
 
 class DecoderBackend(BaseModel):

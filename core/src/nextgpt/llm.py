@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nextgpt.config import LLMConfig
+from nextgpt.config import LLMConfig, QuantizationSettings
 from nextgpt.dtypes import parse_dtype
 from nextgpt.errors import ConfigError
 from nextgpt.hub import looks_like_path
@@ -23,25 +23,38 @@ def resolve_llm_source(source: str) -> str:
     return source
 
 
-def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
-    """Load a Hugging Face causal LM and its tokenizer from a local folder or a hub id."""
+def load_llm(
+    config: LLMConfig, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> tuple[nn.Module, Any]:
+    """Load a Hugging Face causal LM and its tokenizer from a local folder or a hub id.
+
+    Args:
+        config: the LLM settings (``source``, ``dtype``, ``quantization``).
+        device: where the weights go; transformers loads them straight there (``device_map``),
+            with no full copy on the CPU first. None: the CPU.
+        dtype: the weights' dtype, instead of ``config.dtype``.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_llm_source(config.source)
     looks_local = looks_like_path(source)
     if looks_local and not (Path(source).expanduser() / "config.json").exists():
         raise ConfigError(f"llm.source: {source!r} is not a folder with a Hugging Face model (no config.json)")
+    load: dict[str, Any] = {"dtype": dtype or parse_dtype(config.dtype, "llm.dtype")}
+    if config.quantization is not None:
+        load.update(quantization_kwargs(config.quantization, device))
+    elif device is not None and device.type != "cpu":
+        load["device_map"] = {"": device}
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per tiny shard is noise; big loads print their own logs
-    hub: dict[str, Any] = {}
     if not looks_local:
         from nextgpt.hub import prepare_hub_source
 
-        hub["local_files_only"] = prepare_hub_source(source, "config.json", "llm.source")
+        load["local_files_only"] = prepare_hub_source(source, "config.json", "llm.source")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=parse_dtype(config.dtype, "llm.dtype"), **hub)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=load.get("local_files_only", False))
+        model = AutoModelForCausalLM.from_pretrained(source, **load)
     except OSError as exc:
         raise ConfigError(f"llm.source: cannot load {source!r}: {exc}") from exc
     if tokenizer.pad_token is None:
@@ -49,6 +62,48 @@ def load_llm(config: LLMConfig) -> tuple[nn.Module, Any]:
     for param in model.parameters():
         param.requires_grad_(False)
     return model, tokenizer
+
+
+def quantization_kwargs(settings: QuantizationSettings, device: torch.device | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load the LLM in ``settings.bits`` bits: transformers'
+    ``BitsAndBytesConfig`` and a ``device_map`` onto ``device`` (bitsandbytes quantises on a
+    CUDA GPU). Checked before anything loads.
+
+    Raises:
+        ConfigError: bitsandbytes is not installed, or ``device`` is not a CUDA GPU (naming
+            ``llm.quantization``).
+    """
+    from importlib.util import find_spec
+
+    from transformers import BitsAndBytesConfig
+
+    where = f"llm.quantization ({settings.bits}-bit)"
+    if device is None or device.type != "cuda":
+        raise ConfigError(
+            f"{where}: bitsandbytes quantises on a CUDA GPU, and the model is placed on "
+            f"{device or 'the CPU'}; give --device cuda (or device='cuda'), or leave llm.quantization unset"
+        )
+    if find_spec("bitsandbytes") is None:
+        raise ConfigError(f'{where}: needs the bitsandbytes package: pip install "nextgpt-core[quantization]"')
+    if settings.bits == 8:
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=settings.quant_type,
+            bnb_4bit_use_double_quant=settings.double_quant,
+            bnb_4bit_compute_dtype=parse_dtype(settings.compute_dtype),
+        )
+    return {"quantization_config": config, "device_map": {"": device}}
+
+
+def prepare_for_quantized_training(model: nn.Module) -> nn.Module:
+    """QLoRA's preparation of a quantised LLM before LoRA goes on it (peft's
+    ``prepare_model_for_kbit_training``: norms in float32, input gradients enabled so LoRA
+    gradients flow through the frozen quantised layers)."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
 def add_signal_tokens(model: nn.Module, tokenizer: Any, tokens: list[str]) -> list[int]:

@@ -29,14 +29,16 @@ import torch
 from torch import nn
 
 from nextgpt.config import DecoderSettings, ModalityConfig, NextGPTConfig, validate_model
+from nextgpt.dtypes import parse_dtype
 from nextgpt.encoding import FeatureSource, MediaEncodingMixin
 from nextgpt.errors import ConfigError, SkippedModalityWarning
 from nextgpt.generation import GeneratedMedia, GenerationMixin, GenerationOutput
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
-from nextgpt.llm import add_signal_tokens, apply_lora, base_model, load_llm
+from nextgpt.llm import add_signal_tokens, apply_lora, base_model, load_llm, prepare_for_quantized_training
 from nextgpt.model_folder import ModelFolder, read_model_folder, write_pretrained
 from nextgpt.overrides import Overrides, changed_decoders
 from nextgpt.packing import PackedInput, PromptPackingMixin
+from nextgpt.placement import resolve_device
 from nextgpt.plugins import PluginRegistry, default_registry
 from nextgpt.projectors import build_input_projector, build_output_projector
 from nextgpt.shared import SharedModels
@@ -73,6 +75,15 @@ class NextGPTModel(
             `from_pretrained` does for a folder's modalities that no installed plugin
             provides): their tokens keep their place in the vocabulary and their trained
             tensors are kept and saved again, but they are neither read nor generated.
+        device: where every part goes (`nextgpt.placement.resolve_device` names: ``"auto"``,
+            ``"cpu"``, ``"cuda:1"``...; default: the CPU). The LLM loads straight onto it;
+            decoders load there when first used.
+        torch_dtype: the dtype of the frozen parts (LLM, encoders, decoders) instead of
+            ``llm.dtype``; the trained parts (projectors, LoRA) keep float32.
+
+    Placement follows ``model.to(...)`` (and ``.cuda()``, ``.half()``, Lightning's moves): the
+    decoders, which are not sub-modules (each holds a diffusers pipeline, loaded lazily), move
+    with the rest, or load onto the new device when first used.
     """
 
     def __init__(
@@ -81,8 +92,16 @@ class NextGPTModel(
         registry: PluginRegistry | None = None,
         *,
         inactive: Mapping[str, Sequence[str]] | None = None,
+        device: torch.device | str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
     ) -> None:
         super().__init__()
+        target = resolve_device(device, "device") or torch.device("cpu")
+        frozen_dtype = parse_dtype(torch_dtype, "torch_dtype")
+        placement = torch.empty(0, device=target, dtype=frozen_dtype or torch.float32)
+        self.register_buffer("_placement", placement, persistent=False)
+        """An empty tensor that every move of the model moves (its dtype: the frozen parts'):
+        `_apply` reads where it went and moves the decoders there."""
         self.config = config
         self.feature_source: FeatureSource | None = None
         """Asked for media features before the encoders run (`nextgpt.encoding`)."""
@@ -101,7 +120,9 @@ class NextGPTModel(
                 spec = spec.model_copy(update={"signal_tokens": spec.signal_tokens.with_count(cfg.signal_tokens)})
             self.specs[name], self.modality_configs[name] = spec, cfg
 
-        llm, self.tokenizer = load_llm(config.llm)
+        llm, self.tokenizer = load_llm(config.llm, target, frozen_dtype)
+        if config.llm.quantization is not None and config.llm.lora:
+            llm = prepare_for_quantized_training(llm)
         self.template = build_template(
             config.llm, self.tokenizer, [spec.signal_tokens.placeholder for spec in self.specs.values()]
         )
@@ -135,10 +156,27 @@ class NextGPTModel(
                 if cfg.decoder is not None:
                     backend = self.registry.decoder_backend(name, cfg.decoder.backend)
                     decoder = backend.build(cfg.decoder.source, **cfg.decoder.options)
-                    self.decoders[name] = decoder
+                    self.decoders[name] = decoder.to(target, frozen_dtype)  # loads there when first used
                     self.output_projectors[name] = build_output_projector(
                         cfg.output_projector, self.d_llm, self.specs[name].signal_tokens.count, decoder.condition_spec
                     )
+        if frozen_dtype is not None:
+            self.encoders.to(frozen_dtype)
+        if target.type != "cpu":
+            for part in (self.encoders, self.input_projectors, self.output_projectors):
+                part.to(target)
+            if not _is_quantized(self.llm):  # bitsandbytes keeps its weights where it quantised them
+                self.llm.to(target)  # parts added after loading (LoRA, signal rows) follow
+
+    def _apply(self, fn: Any, recurse: bool = True) -> NextGPTModel:
+        """`nn.Module._apply` (what ``to``, ``cuda``, ``half``... call), then the decoders follow
+        where the `_placement` buffer went: its device, and its dtype when that changed."""
+        before = self._placement.dtype
+        super()._apply(fn, recurse)
+        after = self._placement
+        for decoder in getattr(self, "decoders", {}).values():
+            decoder.to(after.device, after.dtype if after.dtype != before else None)
+        return self
 
     def _build_encoder(self, name: str, cfg: ModalityConfig, shared: SharedModels) -> Encoder:
         backend = self.registry.encoder_backend(name, cfg.encoder.backend)
@@ -192,6 +230,9 @@ class NextGPTModel(
         modalities: Sequence[str] | None = None,
         decoders: Mapping[str, DecoderSettings | Mapping[str, Any]] | None = None,
         overrides: Overrides | Mapping[str, Any] | Sequence[str] | None = None,
+        *,
+        device: torch.device | str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
     ) -> NextGPTModel:
         """Build a model from a preset name (``tiny``, ``nextgpt-7b-v0``), a local folder written by
         `save_pretrained`, a named model (a folder in `nextgpt.paths.models_dir`, e.g. ``toy``
@@ -221,15 +262,25 @@ class NextGPTModel(
                 ``{"llm.max_new_tokens": 64}``) or ``KEY=VALUE`` strings (what ``--set`` takes).
                 Over a folder only `nextgpt.overrides.FOLDER_SETTINGS` may change; a decoder
                 changed there is handled as with ``decoders``.
+            device: where the model runs (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``; default
+                the CPU): the LLM loads straight onto it in its dtype, encoders and projectors
+                are moved there, decoders load there when first used. An unknown name or an
+                absent GPU is a `ConfigError` raised before anything loads.
+            torch_dtype: the frozen parts' dtype instead of the configuration's ``llm.dtype``
+                (``"bfloat16"``, ``torch.float16``...); trained parts stay float32.
         """
         from nextgpt.presets import PRESETS, preset_config
+
+        device = resolve_device(device, "device")
+        torch_dtype = parse_dtype(torch_dtype, "torch_dtype")
+        placement = {"device": device, "torch_dtype": torch_dtype}
 
         registry = registry or default_registry()
         overrides = Overrides.of(overrides)
         if str(name_or_path) in PRESETS:
             config = preset_config(str(name_or_path), registry, modalities)
             config = overrides.apply(config, registry, f"preset {name_or_path}")
-            return cls(with_decoders(config, decoders, f"preset {name_or_path}"), registry)
+            return cls(with_decoders(config, decoders, f"preset {name_or_path}"), registry, **placement)
         folder = read_model_folder(name_or_path)
         config = overrides.apply(folder.config, registry, str(folder.config_path), folder=True)
         weights = folder.load_weights()  # checked against its checksum before anything is built
@@ -243,7 +294,7 @@ class NextGPTModel(
                 f"decoders.{left_out[0]}: modality {left_out[0]!r} is left out of this model "
                 f"(enabled: {listing([m for m in folder.config.modalities if m not in inactive])})"
             )
-        model = cls(with_decoders(config, decoders, str(folder.config_path)), registry, inactive=inactive)
+        model = cls(with_decoders(config, decoders, str(folder.config_path)), registry, inactive=inactive, **placement)
         if folder.signal_token_ids and folder.signal_token_ids != model.all_signal_ids:
             raise ConfigError(
                 f"{folder.config_path}: signal token ids {folder.signal_token_ids} differ from the rebuilt "
@@ -262,6 +313,11 @@ class NextGPTModel(
             if cfg.decoder is not None:
                 out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
         return out
+
+
+def _is_quantized(llm: nn.Module) -> bool:
+    """Whether transformers loaded the LLM quantised (it must not be moved afterwards)."""
+    return bool(getattr(base_model(llm), "is_quantized", False))
 
 
 def with_decoders(

@@ -17,7 +17,7 @@ overrides=...)`` and the training module's ``overrides`` all come here. The rule
   file), the key, the value and the reason, with a "did you mean" for a misspelt key.
 * Only the modalities the preset or folder has can be changed.
 * Over a **model folder**, what its trained tensors were made for cannot change: only
-  `FOLDER_SETTINGS` can (sampling, dtype, seed, the sources of the frozen LLM and encoders,
+  `FOLDER_SETTINGS` can (sampling, dtype, quantization, seed, the sources of the frozen LLM and encoders,
   decoding defaults, loss weights, and the decoders). A folder started with another decoder
   keeps its trained weights where they fit the new decoder's condition; `changed_decoders` names
   the modalities whose output projector `NextGPTModel.from_pretrained` then checks (and
@@ -48,6 +48,7 @@ FOLDER_SETTINGS = (
     "seed",
     "llm.source",
     "llm.dtype",
+    "llm.quantization",
     "llm.max_new_tokens",
     "llm.temperature",
     "llm.top_p",

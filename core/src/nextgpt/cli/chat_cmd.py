@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from nextgpt.cli.options import (
     add_model_arguments,
     add_out_argument,
+    add_placement_arguments,
     add_renamed,
     add_runtime_arguments,
     add_seed_argument,
     load_model_from_args,
+    memory_plan_requested,
+    placement_from_args,
     planned_config_from_args,
 )
 from nextgpt.errors import ConfigError, NextGPTError
@@ -67,6 +70,7 @@ def add(parser: argparse.ArgumentParser):
     add_out_argument(parser, "outputs/chat", "generated media")
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="most tokens of an answer")
     add_seed_argument(parser)
+    add_placement_arguments(parser)
     add_runtime_arguments(parser)
     return run
 
@@ -103,6 +107,7 @@ def check_before_loading(args: argparse.Namespace, attachments: list[tuple[str, 
     from nextgpt.plugins import default_registry
 
     registry = default_registry()
+    placement_from_args(args)  # --device and --dtype
     config = planned_config_from_args(args, registry=registry)
     reads, generates = reads_and_generates(config, registry)
     for name in request:
@@ -140,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         attachments += [(name, f) for f in getattr(args, f"attach_{name}", [])]
     check_output_folder(args.out)
     check_before_loading(args, attachments, args.request)
+    if memory_plan_requested(args):
+        return 0
     model = load_model_from_args(args)
     session = ChatSession(model, Path(args.out), args.max_new_tokens, args.seed)
     if args.prompt is not None:

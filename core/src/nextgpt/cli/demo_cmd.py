@@ -17,9 +17,11 @@ from nextgpt.cli.chat_cmd import ChatSession
 from nextgpt.cli.options import (
     add_model_arguments,
     add_out_argument,
+    add_placement_arguments,
     add_runtime_arguments,
     add_seed_argument,
     load_model_from_args,
+    memory_plan_requested,
 )
 from nextgpt.tables import format_table
 
@@ -34,6 +36,7 @@ def add(parser: argparse.ArgumentParser):
     add_model_arguments(parser)
     add_out_argument(parser, "outputs/demo", "example inputs and generated media")
     add_seed_argument(parser)
+    add_placement_arguments(parser)
     add_runtime_arguments(parser)
     return run
 
@@ -54,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_writable_folder(out, "--out folder")
+    if memory_plan_requested(args):
+        return 0
     start = time.perf_counter()
     model = load_model_from_args(args)
     modalities = [n for n, s in model.specs.items() if s.example is not None and n in model.decoders]

@@ -22,11 +22,13 @@ from nextgpt.cli.options import (
     add_json_argument,
     add_model_arguments,
     add_out_argument,
+    add_placement_arguments,
     add_renamed,
     add_runtime_arguments,
     add_seed_argument,
     check_json_target,
     load_model_from_args,
+    memory_plan_requested,
     planned_config_from_args,
     print_result,
 )
@@ -89,6 +91,7 @@ def add(parser: argparse.ArgumentParser):
     )
     parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="most tokens of an answer")
     add_seed_argument(parser)
+    add_placement_arguments(parser)
     add_runtime_arguments(parser)
     add_renamed(parser, "--no-progress", "--quiet", dest="quiet", nargs=0)
     return run
@@ -120,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     is_preset = args.model in PRESETS
     modalities = [args.modality] if is_preset else None
     planned_config_from_args(args, modalities=modalities)  # the model and its overrides, before anything loads
+    if memory_plan_requested(args, modalities=modalities):
+        return 0
     if is_preset and args.model == "tiny":
         print(
             "note: the tiny preset has RANDOM weights; its scores only show that the pipeline runs",

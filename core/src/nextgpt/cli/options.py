@@ -14,6 +14,12 @@
 ``--seed N``        seeds the LLM's sampling and the decoders (default: the configuration's seed)
 ``--overwrite``     allow replacing an existing output file or folder
 ``--quiet``         no progress bars; ``--threads N`` torch's CPU threads
+``--device DEV``    where the model runs: ``auto`` (a GPU when there is one, the default), ``cpu``,
+                    ``cuda``, ``cuda:N``
+``--dtype TYPE``    the frozen parts' dtype (``float32``, ``float16``, ``bfloat16``; default: the
+                    configuration's ``llm.dtype``)
+``--dry-run``       print the memory plan (each component's parameters and bytes on its device,
+                    from the configuration on meta tensors, no weights read) and stop
 ==================  ====================================================================================
 
 A model folder a command writes is its positional ``DIRECTORY`` argument (``export``,
@@ -21,8 +27,8 @@ A model folder a command writes is its positional ``DIRECTORY`` argument (``expo
 work, with a warning naming the new one; ``convert-legacy --out DIR`` is an error saying to give
 DIR as its second argument.
 
-`add_model_arguments` and `load_model_from_args` are what every command that builds a model
-uses (chat, demo, eval, and the servers).
+`add_model_arguments`, `add_placement_arguments` and `load_model_from_args` are what every
+command that builds a model uses (chat, demo, eval, and the servers).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from nextgpt.errors import NextGPTWarning
 from nextgpt.threads import ENV_THREADS
 
 if TYPE_CHECKING:
+    import torch
+
     from nextgpt.config import NextGPTConfig
     from nextgpt.model import NextGPTModel
     from nextgpt.overrides import Overrides
@@ -127,6 +135,59 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False,
     )
 
 
+def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--dtype`` and ``--dry-run``: where `load_model_from_args` puts the model,
+    and `memory_plan_requested` (see `nextgpt.memory`)."""
+    from nextgpt.placement import DEVICE_NAMES
+
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEV",
+        help=f"where the model runs: {', '.join(DEVICE_NAMES)} (default: auto, a GPU when there is one)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        metavar="TYPE",
+        help="dtype of the frozen parts (LLM, encoders, decoders): float32, float16 or bfloat16 "
+        "(default: the configuration's llm.dtype)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the memory plan (parameters and bytes of each component on its device, computed "
+        "from the configuration without loading weights) and stop",
+    )
+
+
+def placement_from_args(args: argparse.Namespace) -> tuple[torch.device | None, torch.dtype | None]:
+    """The device and dtype ``--device`` and ``--dtype`` name (None where a command has neither);
+    a bad name or an absent GPU is a `ConfigError` naming the option (with ``--dry-run`` a GPU
+    need not be here: the plan can be made for another machine)."""
+    from nextgpt.dtypes import parse_dtype
+    from nextgpt.placement import resolve_device
+
+    present = not getattr(args, "dry_run", False)
+    device = resolve_device(getattr(args, "device", None), "--device", present=present)
+    return device, parse_dtype(getattr(args, "dtype", None), "--dtype")
+
+
+def memory_plan_requested(
+    args: argparse.Namespace, *, registry: PluginRegistry | None = None, modalities: Sequence[str] | None = None
+) -> bool:
+    """With ``--dry-run``: print the memory plan of the model the arguments name and return True
+    (the command then stops); otherwise False."""
+    if not getattr(args, "dry_run", False):
+        return False
+    from nextgpt.memory import memory_plan
+
+    device, dtype = placement_from_args(args)
+    config = planned_config_from_args(args, registry=registry, modalities=modalities)
+    print(memory_plan(config, registry, device=device, torch_dtype=dtype).table())
+    return True
+
+
 def model_overrides(args: argparse.Namespace) -> Overrides:
     """The overrides ``--config`` and ``--set`` give, in that order."""
     from nextgpt.overrides import Overrides
@@ -156,14 +217,18 @@ def load_model_from_args(
     (default: every installed one); ``registry`` the plugins (default: the installed ones).
 
     Raises:
-        ConfigError: an unknown model, an unreadable ``--config`` file, or an override with an
-            unknown key, a bad value, or one a model folder cannot take (one line, naming it).
+        ConfigError: an unknown model, an unreadable ``--config`` file, an override with an
+            unknown key, a bad value, or one a model folder cannot take, a bad ``--device`` or
+            ``--dtype`` or an absent GPU (one line, naming it).
     """
     from nextgpt.model import NextGPTModel
 
     overrides = model_overrides(args)
+    device, dtype = placement_from_args(args)
     planned_config_from_args(args, registry=registry, modalities=modalities)
-    return NextGPTModel.from_pretrained(args.model, registry=registry, modalities=modalities, overrides=overrides)
+    return NextGPTModel.from_pretrained(
+        args.model, registry=registry, modalities=modalities, overrides=overrides, device=device, torch_dtype=dtype
+    )
 
 
 # -- outputs ---------------------------------------------------------------------------------------

@@ -18,7 +18,10 @@ denoiser is ``pipeline.unet`` or ``pipeline.transformer``). The base handles:
   ``prompt_attention_mask``...), the cached negative under ``negative_<keyword>``; conditions
   are never decoded back to text;
 * the noise-prediction loss of UNet and transformer denoisers (`_noise_prediction_loss`), on
-  which a backend builds its optional ``denoising_loss``.
+  which a backend builds its optional ``denoising_loss``;
+* placement: ``to`` moves the pipeline (or sets where it loads); ``offload`` keeps it on the CPU
+  between uses through diffusers' own hooks (``enable_model_cpu_offload`` /
+  ``enable_sequential_cpu_offload``); `parameter_counts` sizes each network from its config.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ TINY = "tiny"
 
 LOAD_OPTIONS = frozenset({"revision", "variant", "cache_dir", "local_files_only", "use_safetensors"})
 """Constructor options passed through to the pipeline's ``from_pretrained``."""
+
+OFFLOAD_MODES = ("model", "sequential")
+"""``offload`` values: diffusers' ``enable_model_cpu_offload`` (one whole network at a time on
+the device: little slower) or ``enable_sequential_cpu_offload`` (layer by layer: least memory,
+much slower)."""
 
 
 @contextlib.contextmanager
@@ -152,6 +160,9 @@ class DiffusersDecoder(Decoder):
             on a terminal unless turned off). Loading bars are shown only with True.
         defaults: decode settings used where a ``generate`` call leaves a field unset; they
             override the backend's ``default_options``.
+        offload: keep the pipeline on the CPU between uses, moving it to ``device`` as it runs,
+            with diffusers' own hooks: ``"model"`` (a whole network at a time) or
+            ``"sequential"`` (layer by layer); None (default): the whole pipeline stays on ``device``.
         **options: passed to ``from_pretrained``: ``revision``, ``variant``, ``cache_dir``,
             ``local_files_only``, ``use_safetensors``. Anything else is a `ConfigError`.
     """
@@ -173,14 +184,20 @@ class DiffusersDecoder(Decoder):
         *,
         progress_bar: bool | None = None,
         defaults: DecodeOptions | dict[str, Any] | None = None,
+        offload: str | None = None,
         **options: Any,
     ) -> None:
         unknown = sorted(set(options) - LOAD_OPTIONS)
         if unknown:
             raise ConfigError(
                 f"decoder {self.backend!r} (source {source!r}): unknown option(s) {unknown}; "
-                f"known: {sorted(LOAD_OPTIONS | {'device', 'dtype', 'progress_bar', 'defaults'})}"
+                f"known: {sorted(LOAD_OPTIONS | {'device', 'dtype', 'progress_bar', 'defaults', 'offload'})}"
             )
+        if offload is not None and offload not in OFFLOAD_MODES:
+            raise ConfigError(
+                f"decoder {self.backend!r}: option offload={offload!r}; expected one of {', '.join(OFFLOAD_MODES)}"
+            )
+        self.offload = offload
         self.source = str(source)
         self._device = torch.device(device) if device is not None else None
         self._dtype = parse_dtype(dtype)
@@ -367,12 +384,57 @@ class DiffusersDecoder(Decoder):
                 f"decoder {self.backend!r}: could not load a {self.pipeline_class().__name__} "
                 f"from source {self.source!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if self._device is not None:
-            pipeline.to(self._device)
         for component in pipeline.components.values():
             if isinstance(component, torch.nn.Module):  # frozen: never trained, no gradients kept
                 component.requires_grad_(False).eval()
+        if self.offload is not None:
+            self._enable_offload(pipeline)
+        elif self._device is not None:
+            pipeline.to(self._device)
         return pipeline
+
+    def _enable_offload(self, pipeline: Any) -> None:
+        """Install diffusers' offload hooks for ``self._device`` (the pipeline then sits on the
+        CPU and each network moves to the device as it runs)."""
+        enable = (
+            pipeline.enable_model_cpu_offload if self.offload == "model" else pipeline.enable_sequential_cpu_offload
+        )
+        try:
+            enable(device=self._device)
+        except (RuntimeError, ValueError, ImportError) as exc:
+            raise ConfigError(
+                f"decoder {self.backend!r}: option offload={self.offload!r} could not be set up on "
+                f"{self._device or 'the default device'}: {exc}"
+            ) from exc
+
+    def parameter_counts(self) -> dict[str, int] | None:
+        """Parameters of each network of the pipeline (``unet``, ``vae``, ``text_encoder``...),
+        built from the configs in its folder with empty (meta) weights: nothing is loaded. None
+        when the folder is not local (a hub id not yet downloaded)."""
+        from accelerate import init_empty_weights
+
+        try:
+            location = Path(self.location())
+        except NextGPTError:  # a hub id, offline and not in the cache
+            return None
+        index = location / "model_index.json"
+        if not index.is_file():
+            return None
+        counts: dict[str, int] = {}
+        for name, entry in json.loads(index.read_text(encoding="utf-8")).items():
+            if name.startswith("_") or not isinstance(entry, list) or len(entry) != 2 or None in entry:
+                continue
+            library, class_name = entry
+            if library not in ("diffusers", "transformers") or not (location / name / "config.json").is_file():
+                continue  # schedulers, tokenizers, feature extractors: no weights
+            module_class = getattr(__import__(library), class_name)
+            with init_empty_weights():
+                if library == "diffusers":
+                    network = module_class.from_config(module_class.load_config(location / name))
+                else:
+                    network = module_class(module_class.config_class.from_pretrained(location / name))
+            counts[name] = sum(p.numel() for p in network.parameters())
+        return counts
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | str | None = None) -> DiffusersDecoder:
         """Move the pipeline (if loaded, else when it loads) to ``device`` and/or ``dtype``.
@@ -388,7 +450,12 @@ class DiffusersDecoder(Decoder):
         if dtype is not None and dtype != self._dtype:
             self._dtype = dtype
             self._negative, self._negative_computed = None, False
-        if self._pipeline is not None:
+        if self._pipeline is not None and self.offload is not None:
+            if dtype is not None:
+                self._pipeline.to(dtype=self._dtype)
+            if device is not None:
+                self._enable_offload(self._pipeline)  # the hooks now move to the new device
+        elif self._pipeline is not None:
             self._pipeline.to(device=self._device, dtype=self._dtype)
         if self._negative is not None and self._device is not None:
             self._negative = self._negative.to(self._device)

@@ -35,7 +35,7 @@ from torch import nn
 
 from nextgpt.errors import ConfigError, NextGPTError
 from nextgpt.files import file_problem
-from nextgpt.interfaces import Encoder
+from nextgpt.interfaces import Encoder, EncoderPlan
 from nextgpt.licences import IMAGEBIND
 from nextgpt.paths import nextgpt_home
 from nextgpt.shared import SharedModels
@@ -225,6 +225,23 @@ def _load_checkpoint(path: Path, variant: str) -> nn.Module:
         )
     model.load_state_dict(state, strict=True, assign=True)
     return model
+
+
+def plan_imagebind(source: str, variant: str | None = None, **_: Any) -> EncoderPlan:
+    """The size of the ImageBind model ``source`` names, from its architecture alone: built with
+    empty (meta) parameters, no checkpoint read or downloaded (`EncoderBackend.plan`). Every
+    tower shares the one backbone, so each modality reports the same identity."""
+    from accelerate import init_empty_weights
+
+    variant, _path = _resolve(source, variant)
+    with init_empty_weights():  # parameters on meta; its constructor's own tensors stay real
+        model = imagebind_module().ImageBindModel(**_check_variant(variant))
+    parameters = sum(p.numel() for p in model.parameters())
+    return EncoderPlan(
+        identity=imagebind_identity(source, variant),
+        parameters=parameters,
+        dim=int(_check_variant(variant)["out_embed_dim"]),
+    )
 
 
 def load_imagebind(source: str, variant: str | None = None) -> nn.Module:

@@ -200,6 +200,9 @@ class NextGPTLightningModule(LightningModule):
 
         hp = self.hparams
         registry = load_plugins(allow=hp.plugins) if hp.plugins else default_registry()
+        overrides = Overrides.from_assignments(
+            self._recipe_overrides() + list(hp.get("overrides") or []), "model.overrides"
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hp.seed)
             self.model = NextGPTModel.from_pretrained(
@@ -207,9 +210,8 @@ class NextGPTLightningModule(LightningModule):
                 registry=registry,
                 modalities=hp.modalities,
                 decoders=hp.decoders,
-                overrides=Overrides.from_assignments(
-                    self._recipe_overrides() + list(hp.get("overrides") or []), "model.overrides"
-                ),
+                overrides=overrides,
+                device=self._quantized_llm_device(overrides, registry),
             )
         if self.trainable_groups["lora"] and not self.model.config.llm.lora:
             raise ConfigError(f"model.train_lora: the model {hp.model!r} has no LoRA adapters (llm.lora is null)")
@@ -230,6 +232,17 @@ class NextGPTLightningModule(LightningModule):
     def _recipe_overrides(self) -> list[str]:
         """Model settings the recipe implies (the user's ``overrides`` come after and win)."""
         return ["llm.train_embeddings=full"] if self.recipe.embeddings_every_stage else []
+
+    def _quantized_llm_device(self, overrides: Any, registry: Any) -> torch.device | None:
+        """Where a quantised LLM must load (bitsandbytes quantises on the GPU, and the weights
+        cannot move afterwards): the trainer's device. None (the CPU, moved by Lightning) for an
+        LLM in a plain dtype, or without a trainer."""
+        from nextgpt.overrides import planned_config
+
+        config = planned_config(self.hparams.model, overrides, registry, self.hparams.modalities)
+        if config.llm.quantization is None or self._trainer is None:
+            return None
+        return self.trainer.strategy.root_device
 
     def enabled_modalities(self) -> list[str] | None:
         """The model's modalities without building it (None: unknown, e.g. a hub id)."""
@@ -467,8 +480,11 @@ class NextGPTLightningModule(LightningModule):
         """Only what trains (`NextGPTModel.trainable_state_dict`): a checkpoint is a few MB,
         not the whole LLM. Fills ``destination`` under ``prefix`` when a wrapping module's
         ``state_dict`` recurses into this one."""
+        from nextgpt.training.strategies import gathered_trainable
+
         self.configure_model()
-        state = self.model.trainable_state_dict()
+        with gathered_trainable(self.model):  # DeepSpeed ZeRO-3: whole tensors, not partitions
+            state = self.model.trainable_state_dict()
         if args and isinstance(args[0], dict):  # the legacy positional form (destination, prefix)
             destination, prefix = args[0], (args[1] if len(args) > 1 else prefix)
         if destination is None:
@@ -479,8 +495,11 @@ class NextGPTLightningModule(LightningModule):
 
     def load_state_dict(self, state_dict: dict[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
         """Strict: a missing or unused key is a `ConfigError` listing them."""
+        from nextgpt.training.strategies import gathered_trainable
+
         self.configure_model()
-        self.model.load_trainable_state_dict(dict(state_dict), source="checkpoint state_dict")
+        with gathered_trainable(self.model, modifier_rank=0):
+            self.model.load_trainable_state_dict(dict(state_dict), source="checkpoint state_dict")
         return _IncompatibleKeys([], [])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -42,6 +42,13 @@ SPEC = ModalitySpec(
 )
 
 
+def plan_imagebind_encoder(source: str, **options: Any) -> nextgpt.EncoderPlan:
+    """The shared ImageBind backbone's size, for the memory plan (no weights read)."""
+    from nextgpt.encoders.imagebind import plan_imagebind
+
+    return plan_imagebind(source, **options)
+
+
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
     from nextgpt.encoders.imagebind import ImageBindEncoder
 
@@ -69,7 +76,15 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(EncoderBackend(name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder))
+    register(
+        EncoderBackend(
+            name="imagebind",
+            modality="image",
+            licence=IMAGEBIND,
+            build=build_imagebind_encoder,
+            plan=plan_imagebind_encoder,
+        )
+    )
 
 
 @nextgpt.hookimpl
