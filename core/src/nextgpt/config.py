@@ -162,6 +162,10 @@ class LLMConfig(StrictModel):
     temperature: float = Field(default=0.0, ge=0)
     """0 means greedy decoding."""
     top_p: float = Field(default=1.0, gt=0, le=1)
+    cache: Literal["dynamic", "static"] = "dynamic"
+    """The KV cache `generate` decodes with (``transformers``' own): ``dynamic`` grows step by
+    step; ``static`` is allocated once for the prompt and answer, which lets ``transformers``
+    compile the decoding step on a GPU (much faster per token there; no gain on a CPU)."""
 
 
 class NextGPTConfig(StrictModel):
