@@ -239,17 +239,21 @@ def turn_row(model: Any, steps: int, device: torch.device) -> tuple[Row, float |
 
 
 def training_row(model: Any, tiny: bool, device: torch.device) -> Row:
-    """A plain LoRA step (fwd + bwd + AdamW on ``inputs_embeds``) in tokens/s, and with Liger."""
+    """A plain LoRA step (fwd + bwd + AdamW on ``inputs_embeds``) in tokens/s, and with Liger, on
+    a fresh random LLM of the system's LLM config (the system itself is left as it is)."""
     import peft
     from nextgpt.llm import base_model
+    from transformers import AutoModelForCausalLM
 
     batch, length = (2, 64) if tiny else (4, 1024)
-    llm = base_model(model.llm)
+    config = base_model(model.llm).config
+    with torch.device(device):
+        llm = AutoModelForCausalLM.from_config(config).to(model.llm.dtype)
     lora = peft.LoraConfig(r=32, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
-    trainee = peft.get_peft_model(llm, lora, adapter_name="gpu_check")
+    trainee = peft.get_peft_model(llm, lora)
     trainable = [p for p in trainee.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
-    ids = torch.randint(0, int(llm.config.vocab_size), (batch, length), device=device)
+    ids = torch.randint(0, int(config.vocab_size), (batch, length), device=device)
 
     def step() -> None:
         out = trainee(inputs_embeds=trainee.get_input_embeddings()(ids), labels=ids)
@@ -270,7 +274,6 @@ def training_row(model: Any, tiny: bool, device: torch.device) -> Row:
             liger = batch * length / median_seconds(step, device)
         except ImportError:
             liger = "n/a (liger-kernel not installed)"
-    trainee.eval()
     return Row(ROWS[3], plain, liger)
 
 
@@ -286,14 +289,15 @@ def memory_rows(model: Any) -> list[Row]:
     return [Row(ROWS[4], gigabytes(llm), four_bit), Row(ROWS[5], frozen, "-"), Row(ROWS[6], decoder, "-")]
 
 
-def run(tiny: bool, tokens: int, work: Path) -> list[Row]:
+def run(tiny: bool, tokens: int, work: Path, model: Any = None) -> list[Row]:
+    """Every row; ``model``: an already built system to measure instead of building one."""
     from nextgpt.progress import set_progress
 
     set_progress(False)
     if tiny:  # checks that every row runs; its timings mean little
         REPEATS.update(warm=0, reps=1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_system(tiny, work, device)
+    model = model or build_system(tiny, work, device)
     rows, decode_peak = decode_rows(model, tokens, device)
     turn, turn_peak = turn_row(model, 2 if tiny else 50, device)
     rows.append(turn)
@@ -303,7 +307,8 @@ def run(tiny: bool, tokens: int, work: Path) -> list[Row]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, model: Any = None) -> int:
+    """The command; ``model``: an already built system (the test suite passes its tiny one)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny preset instead of the 7B-shaped system")
     parser.add_argument("--tokens", type=int, default=None, help="greedy tokens per decode (default 128; tiny 16)")
@@ -317,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.work or nextgpt_home() / "gpu_check"
     tokens = args.tokens or (16 if args.tiny else 128)
-    rows = run(args.tiny, tokens, work)
+    rows = run(args.tiny, tokens, work, model)
     width = max(len(r.name) for r in rows)
     print(f"{'row':{width}}  {'toolkit':>14}  {'plain / other':>32}")
     for row in rows:
