@@ -15,7 +15,7 @@ alike) and compared by their medians:
 
 Every call generates exactly ``--tokens`` tokens (``min_new_tokens``) so both sides do the same work.
 
-Usage: .venv/bin/python benchmarks/generation_speed.py [--calls N] [--tokens T] [--json PATH]
+Usage: .venv/bin/python benchmarks/generation_speed.py [--calls N] [--tokens T] [--threads T] [--json PATH]
 """
 
 from __future__ import annotations
@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=9, help="timed calls of each side per row")
     parser.add_argument("--tokens", type=int, default=32, help="tokens generated per call")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared machine)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     rows = measure(args.calls, args.tokens)
     print(f"{'row':40} {'toolkit tok/s':>14} {'other tok/s':>12} {'ratio':>7}")
     for name, row in rows.items():
