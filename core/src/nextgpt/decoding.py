@@ -28,20 +28,42 @@ from nextgpt.llm import base_model
 class OutputLayerInputs:
     """Records the input of ``llm``'s output layer on each forward, while entered as a context.
 
-    Each record is ``[B, t, d]``: the last-layer states of the positions whose logits the forward
-    computes (during ``generate``: the last prompt position at prefill, then the one fed token
-    of each step)."""
+    Without ``steps``, each forward's input ``[B, t, d]`` is kept in `records` (for a single
+    eager forward). With ``steps`` (a ``generate`` call of at most that many forwards), the last
+    position of each forward's input is written into a preallocated ``[B, steps, d]`` buffer at a
+    position counted by a tensor: in-place tensor writes only, so a decoding step compiled by
+    ``torch.compile`` (``transformers`` does it with a static cache on a GPU) traces them into
+    its graph instead of recompiling on every step, as a growing Python list would make it."""
 
-    def __init__(self, llm: nn.Module) -> None:
+    def __init__(self, llm: nn.Module, steps: int | None = None) -> None:
         self.layer = llm.get_output_embeddings()
+        self.steps = steps
         self.records: list[torch.Tensor] = []
+        self.buffer: torch.Tensor | None = None
+        self.count: torch.Tensor | None = None
         self._handle: Any = None
 
     def _record(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self.records.append(args[0].detach())
+        hidden = args[0].detach()
+        if self.steps is None:
+            self.records.append(hidden)
+            return
+        if self.buffer is None:  # the first forward (the prefill, never compiled) allocates
+            self.buffer = hidden.new_zeros((hidden.shape[0], self.steps, hidden.shape[-1]))
+            self.count = torch.zeros(1, dtype=torch.long, device=hidden.device)
+            torch._dynamo.mark_static_address(self.buffer)
+            torch._dynamo.mark_static_address(self.count)
+        assert self.count is not None
+        self.buffer.index_copy_(1, self.count, hidden[:, -1:])
+        self.count.add_(1).clamp_(max=self.steps - 1)  # a forward past the last is dropped
+
+    def recorded(self) -> torch.Tensor:
+        """``[B, n, d]``: the last-position states of the forwards so far (``steps`` mode)."""
+        assert self.buffer is not None and self.count is not None
+        return self.buffer[:, : int(self.count.item())]
 
     def __enter__(self) -> OutputLayerInputs:
-        self.records = []
+        self.records, self.buffer, self.count = [], None, None
         self._handle = self.layer.register_forward_pre_hook(self._record)
         return self
 
@@ -128,13 +150,13 @@ def decode(
     embeds, mask = left_pad(prompts, pad_embedding)
     max_length = embeds.shape[1] + int(generate_kwargs["max_new_tokens"]) + spare_positions
     cache = new_cache(llm, cache_kind, max_length)
-    with OutputLayerInputs(llm) as recorded:
+    # one slot for the prefill, one per step, one spare for a forward past the last token
+    with OutputLayerInputs(llm, steps=int(generate_kwargs["max_new_tokens"]) + 2) as recorded:
         out = llm.generate(inputs_embeds=embeds, attention_mask=mask, cache=cache, **generate_kwargs)
     sequences = out if isinstance(out, torch.Tensor) else out.sequences
     steps = sequences.shape[1]
-    # records[0] is the prefill; records[k] (k >= 1) is the step that fed generated token k - 1
-    fed = [r[:, -1:] for r in recorded.records[1:steps]]
-    fed_states = torch.cat(fed, dim=1) if fed else embeds.new_zeros((embeds.shape[0], 0, embeds.shape[2]))
+    # slot 0 is the prefill; slot k (k >= 1) the step that fed generated token k - 1
+    fed_states = recorded.recorded()[:, 1:steps].clone()
     return DecodedBatch(sequences.tolist(), fed_states, cache, mask)
 
 
