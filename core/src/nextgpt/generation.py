@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import torch
 
 from nextgpt.config import DecodeOptions, validate_model
+from nextgpt.decoding import decode as decode_batch
+from nextgpt.decoding import states_of
 from nextgpt.errors import ConfigError, MediaError
 from nextgpt.files import check_writable_folder
 from nextgpt.llm import base_model
-from nextgpt.progress import TokenProgress, progress_scope
+from nextgpt.progress import Streamers, TokenProgress, progress_scope
 from nextgpt.signals import complete_signal_runs, find_signal_runs
 from nextgpt.suggest import hint, listing
 
@@ -66,6 +68,62 @@ class GenerationOutput:
         return {"role": "assistant", "content": content}
 
 
+def is_conversation_list(messages: list[Any]) -> bool:
+    """Whether ``messages`` is a list of conversations (each a list of messages) rather than one."""
+    return bool(messages) and all(isinstance(item, list) for item in messages)
+
+
+class VisibleTextStream:
+    """A `transformers` generation streamer that hands ``on_text`` each new piece of the
+    answer's visible text: signal and other added tokens hidden, nothing from a stop string on,
+    and text that may still change held back (a possible start of a stop string, trailing
+    whitespace, an unfinished character). `finish` hands over the rest of the final text, so
+    the pieces joined are the output's ``text``."""
+
+    def __init__(self, model: GenerationMixin, on_text: Callable[[str], None]) -> None:
+        self.model = model
+        self.on_text = on_text
+        self.stop_ids = set(model.stop_token_ids())
+        self.ids: list[int] = []
+        self.sent = ""
+        self.stopped = False
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # the prompt: with ``inputs_embeds`` it holds no ids
+            self._prompt_seen = True
+            return
+        if self.stopped:
+            return
+        self.ids.extend(int(i) for i in torch.as_tensor(value).flatten().tolist())
+        if any(i in self.stop_ids for i in self.ids):
+            self.stopped = True
+            return
+        self._send(self._settled_text())
+
+    def end(self) -> None:
+        """Nothing to do: `finish` sends the rest once the answer is final."""
+
+    def finish(self, text: str) -> None:
+        """Send what of the final ``text`` was not sent yet."""
+        if text.startswith(self.sent):
+            self._send(text)
+
+    def _send(self, text: str) -> None:
+        if len(text) > len(self.sent) and text.startswith(self.sent):
+            delta, self.sent = text[len(self.sent) :], text
+            self.on_text(delta)
+
+    def _settled_text(self) -> str:
+        stops = list(self.model.template.stop)
+        text = self.model._visible_text(self.ids)
+        for stop in stops:
+            if stop in text:
+                text, self.stopped = text[: text.index(stop)], True
+        hold = max((k for stop in stops for k in range(1, len(stop)) if text.endswith(stop[:k])), default=0)
+        return text[: len(text) - hold].rstrip().rstrip("\ufffd")
+
+
 class GenerationMixin:
     """`generate` and its helpers, for `NextGPTModel` (mixed into it)."""
 
@@ -87,7 +145,7 @@ class GenerationMixin:
         fit_context: Callable[..., tuple[list[Turn], list[torch.Tensor], str | None]]
         project_signal: Callable[[torch.Tensor, str], Condition]
 
-    @torch.no_grad()
+    @overload
     def generate(
         self,
         messages: list[dict[str, Any]],
@@ -100,11 +158,44 @@ class GenerationMixin:
         seed: int | None = None,
         file_prefix: str = "",
         progress: bool | None = None,
-    ) -> GenerationOutput:
+    ) -> GenerationOutput: ...
+
+    @overload
+    def generate(
+        self,
+        messages: list[list[dict[str, Any]]],
+        output_dir: str | Path | None = None,
+        request: Sequence[str] = (),
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        file_prefix: str = "",
+        progress: bool | None = None,
+    ) -> list[GenerationOutput]: ...
+
+    @torch.no_grad()
+    def generate(
+        self,
+        messages: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        output_dir: str | Path | None = None,
+        request: Sequence[str] = (),
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        file_prefix: str = "",
+        progress: bool | None = None,
+    ) -> GenerationOutput | list[GenerationOutput]:
         """Answer the conversation's last user turn with text and, where signalled, media.
 
         Args:
-            messages: the conversation (Hugging Face chat format; media as path parts).
+            messages: the conversation (Hugging Face chat format; media as path parts), or a
+                list of conversations: they are decoded together as one left-padded batch and
+                a list of outputs comes back, in order (with greedy decoding each equals what
+                the conversation alone gives).
             output_dir: where generated media files are written (not written if None).
             request: modalities the answer must contain; their signal tokens are appended
                 when the LLM did not emit them (useful with untrained or small LLMs).
@@ -118,11 +209,16 @@ class GenerationMixin:
 
         A conversation longer than the LLM's context is shortened by the rule of
         `nextgpt.context` (oldest exchanges first), with a warning and a note in the output.
+        The signal tokens' states are those the decoding steps computed (`nextgpt.decoding`);
+        ``llm.cache: static`` decodes with a static KV cache.
         """
+        batch = is_conversation_list(messages)
+        conversations = cast("list[list[dict[str, Any]]]", messages if batch else [messages])
         with progress_scope(progress):
-            return self._generate(
-                messages, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix
+            outputs = self._generate_batch(
+                conversations, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix
             )
+        return outputs if batch else outputs[0]
 
     def _generate(
         self,
@@ -135,17 +231,120 @@ class GenerationMixin:
         top_p: float | None,
         seed: int | None,
         file_prefix: str,
+        on_text: Callable[[str], None] | None = None,
+        on_media: Callable[[GeneratedMedia], None] | None = None,
     ) -> GenerationOutput:
-        from nextgpt.messages import parse_messages
+        """One conversation's turn (see `generate`).
 
+        Args:
+            on_text: called with each new piece of the answer's visible text as the LLM writes
+                it (signal tokens hidden); the pieces joined are the output's ``text``.
+            on_media: called with each generated item once it is written.
+        """
+        return self._generate_batch(
+            [messages],
+            output_dir,
+            request,
+            decode,
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            file_prefix,
+            on_text=on_text,
+            on_media=on_media,
+        )[0]
+
+    def _generate_batch(
+        self,
+        conversations: list[list[dict[str, Any]]],
+        output_dir: str | Path | None,
+        request: Sequence[str],
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None,
+        max_new_tokens: int | None,
+        temperature: float | None,
+        top_p: float | None,
+        seed: int | None,
+        file_prefix: str,
+        on_text: Callable[[str], None] | None = None,
+        on_media: Callable[[GeneratedMedia], None] | None = None,
+    ) -> list[GenerationOutput]:
         self.eval()
         llm_cfg = self.config.llm
         max_new_tokens = llm_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
         if max_new_tokens <= 0:
             raise ConfigError(f"max_new_tokens: expected a positive number, got {max_new_tokens}")
+        if not conversations:
+            raise ConfigError("messages: the list of conversations is empty")
+        if on_text is not None and len(conversations) > 1:
+            raise ConfigError("on_text: text is streamed for one conversation at a time, not for a batch")
         self.check_request(request)
         if output_dir is not None:
             check_writable_folder(Path(output_dir))
+        prompts, notes = [], []
+        for messages in conversations:
+            packed, note = self._prompt(messages, max_new_tokens)
+            prompts.append(packed.embeds)
+            notes.append([note] if note else [])
+        temperature = llm_cfg.temperature if temperature is None else temperature
+        runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
+        streamers: list[Any] = [TokenProgress(max_new_tokens, desc="LLM tokens")]
+        text_stream = VisibleTextStream(self, on_text) if on_text is not None else None
+        if text_stream is not None:
+            streamers.append(text_stream)
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.stop_token_ids(),
+            "stop_strings": list(self.template.stop),
+            "tokenizer": self.tokenizer,
+            "streamer": Streamers(streamers),
+        }
+        if temperature > 0:
+            gen_kwargs.update(temperature=temperature, top_p=top_p or llm_cfg.top_p)
+        pad_id = int(self.tokenizer.pad_token_id)
+        pad_embedding = self.embed_tokens(torch.tensor([pad_id], device=self.device))[0]
+        spare = sum(len(ids) for ids in runs_by_modality.values())
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed if seed is None else seed)
+            decoded = decode_batch(self.llm, prompts, pad_embedding, llm_cfg.cache, spare, **gen_kwargs)
+        results, wanted = [], []
+        for row, row_notes in zip(decoded.new_ids, notes, strict=True):
+            final_ids = complete_signal_runs(self._strip_stop(row), runs_by_modality, request)
+            results.append(GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids, notes=row_notes))
+            runs = find_signal_runs(final_ids, runs_by_modality)
+            last_end = max((start + len(runs_by_modality[name]) for name, start in runs), default=0)
+            wanted.append(final_ids[:last_end] if runs else None)
+        if text_stream is not None:
+            text_stream.finish(results[0].text)
+        if all(w is None for w in wanted):
+            return results
+        states = states_of(self.llm, decoded, wanted, pad_id)
+        decode = decode or {}
+        for result, row_states in zip(results, states, strict=True):
+            if row_states is None:
+                continue
+            for name, start in find_signal_runs(result.token_ids, runs_by_modality):
+                run_states = row_states[start : start + len(runs_by_modality[name])].unsqueeze(0)
+                cond = self.project_signal(run_states, name)
+                options = self._decode_options(name, decode.get(name), seed)
+                item = self.decoders[name].generate(cond, options)[0]
+                path = None
+                if output_dir is not None:
+                    index = sum(1 for m in result.media if m.modality == name)
+                    path = self.save_output(name, item, Path(output_dir), f"{file_prefix}{name}_{index}")
+                media = GeneratedMedia(name, item, path)
+                result.media.append(media)
+                if on_media is not None:
+                    on_media(media)
+        return results
+
+    def _prompt(self, messages: list[dict[str, Any]], max_new_tokens: int) -> tuple[PackedInput, str | None]:
+        """One conversation as the LLM's prompt (media encoded, shortened to fit the context),
+        with the note saying what was shortened, if anything."""
+        from nextgpt.messages import parse_messages
+
         turns, media = parse_messages(messages, self.specs, self.registry.modality)
         media_embeds = []
         for index, item in enumerate(media):
@@ -157,50 +356,7 @@ class GenerationMixin:
                 )
             media_embeds.append(embeds)
         turns, media_embeds, note = self.fit_context(turns, media_embeds, max_new_tokens)
-        packed = self.pack(turns, media_embeds, add_generation_prompt=True)
-        temperature = llm_cfg.temperature if temperature is None else temperature
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "do_sample": temperature > 0,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self.stop_token_ids(),
-            "stop_strings": list(self.template.stop),
-            "tokenizer": self.tokenizer,
-        }
-        if temperature > 0:
-            gen_kwargs.update(temperature=temperature, top_p=top_p or llm_cfg.top_p)
-        prompt = packed.embeds.unsqueeze(0)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.config.seed if seed is None else seed)
-            out = self.llm.generate(
-                inputs_embeds=prompt,
-                attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device),
-                streamer=TokenProgress(gen_kwargs["max_new_tokens"], desc="LLM tokens"),
-                **gen_kwargs,
-            )
-        new_ids = self._strip_stop(out[0].tolist())
-        runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
-        final_ids = complete_signal_runs(new_ids, runs_by_modality, request)
-        result = GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids, notes=[note] if note else [])
-        if not find_signal_runs(final_ids, runs_by_modality):
-            return result
-
-        sequence = torch.tensor(final_ids, device=self.device)
-        full = torch.cat([prompt, self.embed_tokens(sequence).unsqueeze(0).to(prompt.dtype)], dim=1)
-        hidden = self.llm(inputs_embeds=full, output_hidden_states=True).hidden_states[-1]
-        decode = decode or {}
-        for name, start in find_signal_runs(final_ids, runs_by_modality):
-            position = packed.input_ids.shape[0] + start
-            states = hidden[:, position : position + len(self.signal_ids[name])]
-            cond = self.project_signal(states, name)
-            options = self._decode_options(name, decode.get(name), seed)
-            item = self.decoders[name].generate(cond, options)[0]
-            path = None
-            if output_dir is not None:
-                index = sum(1 for m in result.media if m.modality == name)
-                path = self.save_output(name, item, Path(output_dir), f"{file_prefix}{name}_{index}")
-            result.media.append(GeneratedMedia(name, item, path))
-        return result
+        return self.pack(turns, media_embeds, add_generation_prompt=True), note
 
     def save_output(self, modality: str, item: Any, directory: Path, stem: str) -> Path:
         """Write a generated item as ``directory/stem<ext>``, or ``stem-N<ext>`` with the first

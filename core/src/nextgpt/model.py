@@ -10,6 +10,7 @@ mixed into the class:
 `nextgpt.packing`           the prompt: template, media spliced at placeholders, fitting the context
 `nextgpt.signals`           signal tokens out: their LLM states as decoder conditions
 `nextgpt.generation`        `generate`: one assistant turn of text and media
+`nextgpt.decoding`          the LLM's decoding, batched, keeping the signal tokens' states
 `nextgpt.trainable`         what trains: trainable groups, the trainable state dict
 `nextgpt.model_folder`      the saved folder's format (config.json, model.safetensors)
 ==========================  ===========================================================

@@ -52,6 +52,7 @@ FOLDER_SETTINGS = (
     "llm.max_new_tokens",
     "llm.temperature",
     "llm.top_p",
+    "llm.cache",
     "modalities.<name>.encoder.source",
     "modalities.<name>.decoder",
     "modalities.<name>.decode",

@@ -93,3 +93,18 @@ class TokenProgress:
 
     def end(self) -> None:
         self._bar.close()
+
+
+class Streamers:
+    """Several `transformers` generation streamers as one (``generate`` takes one)."""
+
+    def __init__(self, streamers: list[Any]) -> None:
+        self.streamers = streamers
+
+    def put(self, value: Any) -> None:
+        for streamer in self.streamers:
+            streamer.put(value)
+
+    def end(self) -> None:
+        for streamer in self.streamers:
+            streamer.end()

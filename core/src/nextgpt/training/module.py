@@ -47,6 +47,9 @@ __all__ = ["CHECKPOINT_KEY", "STAGE_DEFAULTS", "NextGPTLightningModule", "NonFin
 
 CHECKPOINT_KEY = "nextgpt"
 
+LIGER_FAMILIES = frozenset({"llama"})
+"""LLM ``model_type``s `NextGPTLightningModule.apply_liger_kernels` patches (Vicuna is one)."""
+
 
 class NextGPTLightningModule(LightningModule):
     """Trains a `NextGPTModel` built from a preset name or a `save_pretrained` folder.
@@ -72,6 +75,10 @@ class NextGPTLightningModule(LightningModule):
         max_length: sequences are truncated to this many positions.
         align_loss: add the alignment loss; ``None``: when anything it reaches trains.
         gradient_checkpointing: recompute the LLM's activations in the backward pass.
+        liger_kernels: run the LLM's RMSNorm, SwiGLU MLP and rotary embedding as Liger's fused
+            Triton kernels (``pip install 'nextgpt-core[liger]'``): LLaMA-family LLMs on a CUDA
+            GPU only; anything else is a `ConfigError` when fitting starts. The loss is computed
+            as without them.
         target_cache_size: decoder caption embeddings kept in memory (per modality and caption).
         seed: seeds the random parts of building the model (LoRA's initialisation), so two
             builds are identical.
@@ -128,6 +135,7 @@ class NextGPTLightningModule(LightningModule):
         max_length: int = 512,
         align_loss: bool | None = None,
         gradient_checkpointing: bool = False,
+        liger_kernels: bool = False,
         target_cache_size: int = 4096,
         seed: int = 13,
         cache_dir: str | None = None,
@@ -292,7 +300,35 @@ class NextGPTLightningModule(LightningModule):
                 f"is False): {', '.join(lacking)}"
             )
 
+    def apply_liger_kernels(self) -> None:
+        """With ``liger_kernels``: patch the LLM with Liger's kernels, after checking that it is
+        of the LLaMA family, that the run is on a CUDA GPU and that ``liger-kernel`` is installed."""
+        if not self.hparams.get("liger_kernels"):
+            return
+        llm = base_model(self.model.llm)
+        family = getattr(llm.config, "model_type", None)
+        if family not in LIGER_FAMILIES:
+            raise ConfigError(
+                f"model.liger_kernels: Liger kernels are applied to LLaMA-family LLMs "
+                f"({', '.join(sorted(LIGER_FAMILIES))}); this LLM is {family!r} (set model.liger_kernels: false)"
+            )
+        if self.device.type != "cuda":
+            raise ConfigError(
+                f"model.liger_kernels: Liger's Triton kernels need a CUDA GPU; this run is on {self.device.type} "
+                "(set trainer.accelerator: gpu, or model.liger_kernels: false)"
+            )
+        try:
+            from liger_kernel.transformers import apply_liger_kernel_to_llama
+        except ImportError as exc:
+            raise ConfigError(
+                "model.liger_kernels: the liger-kernel package is not installed (pip install 'nextgpt-core[liger]')"
+            ) from exc
+        apply_liger_kernel_to_llama(
+            model=llm, rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False
+        )
+
     def on_fit_start(self) -> None:
+        self.apply_liger_kernels()
         self.check_diffusion_support()
         for decoder in self.model.decoders.values():
             decoder.to(self.device)
