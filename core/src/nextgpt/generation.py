@@ -9,10 +9,10 @@ modality's decoder generate the media, written to files that never replace an ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 
@@ -21,6 +21,7 @@ from nextgpt.errors import ConfigError, MediaError
 from nextgpt.files import check_writable_folder
 from nextgpt.progress import TokenProgress, progress_scope
 from nextgpt.signals import complete_signal_runs, find_signal_runs
+from nextgpt.streaming import MediaCallback, StreamEvent, TextCallback, VisibleTextDeltas, stream_turn
 from nextgpt.suggest import hint, listing
 
 if TYPE_CHECKING:
@@ -85,7 +86,39 @@ class GenerationMixin:
         fit_context: Callable[..., tuple[list[Turn], list[torch.Tensor], str | None]]
         project_signal: Callable[[torch.Tensor, str], Condition]
 
-    @torch.no_grad()
+    @overload
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        output_dir: str | Path | None = ...,
+        request: Sequence[str] = ...,
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = ...,
+        max_new_tokens: int | None = ...,
+        temperature: float | None = ...,
+        top_p: float | None = ...,
+        seed: int | None = ...,
+        file_prefix: str = ...,
+        progress: bool | None = ...,
+        stream: Literal[False] = ...,
+    ) -> GenerationOutput: ...
+
+    @overload
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        output_dir: str | Path | None = ...,
+        request: Sequence[str] = ...,
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = ...,
+        max_new_tokens: int | None = ...,
+        temperature: float | None = ...,
+        top_p: float | None = ...,
+        seed: int | None = ...,
+        file_prefix: str = ...,
+        progress: bool | None = ...,
+        *,
+        stream: Literal[True],
+    ) -> Iterator[StreamEvent]: ...
+
     def generate(
         self,
         messages: list[dict[str, Any]],
@@ -98,7 +131,8 @@ class GenerationMixin:
         seed: int | None = None,
         file_prefix: str = "",
         progress: bool | None = None,
-    ) -> GenerationOutput:
+        stream: bool = False,
+    ) -> GenerationOutput | Iterator[StreamEvent]:
         """Answer the conversation's last user turn with text and, where signalled, media.
 
         Args:
@@ -113,14 +147,23 @@ class GenerationMixin:
                 a name already taken gets ``-1``, ``-2``...: no file is replaced).
             progress: show bars for the LLM's tokens and each decoder's denoising steps
                 (default: `nextgpt.progress.progress_enabled`, i.e. on a terminal).
+            stream: return an iterator of `nextgpt.streaming` events instead: `TextDelta` as the
+                LLM writes (signal tokens hidden), `MediaReady` as each item is written, then
+                `Finished` with this output. Errors are raised by the iterator.
 
         A conversation longer than the LLM's context is shortened by the rule of
         `nextgpt.context` (oldest exchanges first), with a warning and a note in the output.
         """
-        with progress_scope(progress):
-            return self._generate(
-                messages, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix
-            )
+        args = (messages, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix)
+        if stream:
+
+            def run(on_text: TextCallback, on_media: MediaCallback) -> GenerationOutput:
+                with torch.no_grad(), progress_scope(progress):
+                    return self._generate(*args, on_text=on_text, on_media=on_media)
+
+            return stream_turn(run)
+        with torch.no_grad(), progress_scope(progress):
+            return self._generate(*args)
 
     def _generate(
         self,
@@ -133,7 +176,12 @@ class GenerationMixin:
         top_p: float | None,
         seed: int | None,
         file_prefix: str,
+        on_text: TextCallback | None = None,
+        on_media: MediaCallback | None = None,
     ) -> GenerationOutput:
+        """One turn (see `generate`). ``on_text`` is called with each new piece of the visible
+        answer as the LLM writes it (signal tokens hidden), ``on_media`` with each media item
+        once it is written."""
         from nextgpt.messages import parse_messages
 
         self.eval()
@@ -168,18 +216,23 @@ class GenerationMixin:
         if temperature > 0:
             gen_kwargs.update(temperature=temperature, top_p=top_p or llm_cfg.top_p)
         prompt = packed.embeds.unsqueeze(0)
+        deltas = VisibleTextDeltas(self._visible_text, self.template.stop, on_text) if on_text else None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.seed if seed is None else seed)
             out = self.llm.generate(
                 inputs_embeds=prompt,
                 attention_mask=torch.ones(prompt.shape[:2], dtype=torch.long, device=self.device),
-                streamer=TokenProgress(gen_kwargs["max_new_tokens"], desc="LLM tokens"),
+                streamer=TokenProgress(
+                    gen_kwargs["max_new_tokens"], desc="LLM tokens", on_token=deltas.add if deltas else None
+                ),
                 **gen_kwargs,
             )
         new_ids = self._strip_stop(out[0].tolist())
         runs_by_modality = {name: ids for name, ids in self.signal_ids.items() if name in self.decoders}
         final_ids = complete_signal_runs(new_ids, runs_by_modality, request)
         result = GenerationOutput(text=self._visible_text(final_ids), token_ids=final_ids, notes=[note] if note else [])
+        if deltas:
+            deltas.finish(result.text)
         if not find_signal_runs(final_ids, runs_by_modality):
             return result
 
@@ -198,6 +251,8 @@ class GenerationMixin:
                 index = sum(1 for m in result.media if m.modality == name)
                 path = self.save_output(name, item, Path(output_dir), f"{file_prefix}{name}_{index}")
             result.media.append(GeneratedMedia(name, item, path))
+            if on_media:
+                on_media(result.media[-1])
         return result
 
     def save_output(self, modality: str, item: Any, directory: Path, stem: str) -> Path:
