@@ -1,0 +1,285 @@
+"""The OpenAI-compatible app: `create_app(model, settings)` returns a FastAPI application.
+
+Routes: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON, or server-sent
+events with ``stream: true``). Everything modality-specific comes from the model's specs
+(`nextgpt.serving.openai_format`); requests run on the model one at a time
+(`nextgpt.serving.worker`). Each request has its own temporary folder for the files it carries
+and the files it gets, removed when it ends, so no request sees another's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from nextgpt.errors import NextGPTError
+from nextgpt.serving.openai_format import RequestError, media_part, message_fields, to_hf_messages, to_openai_message
+from nextgpt.serving.settings import ChatCompletionRequest, ServeSettings
+from nextgpt.serving.worker import ModelWorker
+from nextgpt.suggest import hint, listing
+
+if TYPE_CHECKING:
+    from nextgpt.model import NextGPTModel
+
+log = logging.getLogger("nextgpt.serve")
+
+
+class ChatService:
+    """What the routes do, apart from HTTP: check a request, run it on the model, shape the answer."""
+
+    def __init__(self, model: NextGPTModel, settings: ServeSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.worker = ModelWorker(settings.queue_size)
+        self.created = int(time.time())
+        self._count = 0
+
+    # -- checking ----------------------------------------------------------------------------
+    def check_key(self, authorization: str | None) -> None:
+        key = self.settings.api_key
+        if key is None:
+            return
+        if not authorization or not authorization.startswith("Bearer "):
+            raise RequestError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+        if authorization.removeprefix("Bearer ").strip() != key:
+            raise RequestError(401, "incorrect API key", code="invalid_api_key")
+
+    def parse(self, body: bytes) -> ChatCompletionRequest:
+        if len(body) > self.settings.max_request_bytes:
+            raise RequestError(
+                413,
+                f"the request is larger than the limit of {self.settings.max_request_bytes} bytes",
+                code="too_large",
+            )
+        try:
+            raw = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RequestError(400, f"the request body is not JSON: {exc}") from None
+        try:
+            request = ChatCompletionRequest.parse(raw)
+        except NextGPTError as exc:
+            raise RequestError(400, str(exc).replace("invalid configuration:\n  ", "").replace("\n  ", "; ")) from None
+        if request.model != self.settings.model_name:
+            raise RequestError(
+                404,
+                f"model {request.model!r} is not served here (this server serves {self.settings.model_name!r})",
+                "model",
+                "model_not_found",
+            )
+        return request
+
+    def wanted(self, request: ChatCompletionRequest) -> list[str]:
+        """The modalities to generate (``modalities`` less text); unknown ones are a 400."""
+        names = [m for m in request.modalities or [] if m != "text"]
+        for name in [*names, *(request.decode or {})]:
+            if name not in self.model.decoders:
+                can = ["text", *sorted(self.model.decoders)]
+                raise RequestError(
+                    400,
+                    f"modalities: unknown modality {name!r}{hint(name, can)} (this model can generate: {listing(can)})",
+                    "modalities",
+                    "unknown_modality",
+                )
+        return names
+
+    def check_output_limits(self, request: ChatCompletionRequest) -> None:
+        s = self.settings
+        if request.size:
+            width, height = (int(v) for v in request.size.split("x"))
+            if width * height > s.max_pixels:
+                raise RequestError(400, f"size: {request.size} is over the limit of {s.max_pixels} pixels", "size")
+        if request.seconds is not None and request.seconds > s.max_seconds:
+            raise RequestError(400, f"seconds: {request.seconds} is over the limit of {s.max_seconds}", "seconds")
+        tokens = request.max_new_tokens()
+        if tokens is not None and tokens > s.max_new_tokens:
+            raise RequestError(400, f"max_tokens: {tokens} is over the limit of {s.max_new_tokens}", "max_tokens")
+
+    # -- running -----------------------------------------------------------------------------
+    def prepare(self, request: ChatCompletionRequest, folder: Path) -> tuple[dict[str, Any], list[str]]:
+        """The keyword arguments of ``generate`` for a checked request, and the modalities it reads."""
+        wanted = self.wanted(request)
+        self.check_output_limits(request)
+        messages, read = to_hf_messages(request.messages, self.model.specs, folder, self.settings)
+        decode = request.decode_options(sorted({*wanted, *self.model.decoders}))
+        (folder / "out").mkdir()
+        options = dict(
+            messages=messages,
+            output_dir=folder / "out",
+            request=wanted,
+            decode=decode,
+            max_new_tokens=request.max_new_tokens(),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            progress=False,
+        )
+        return options, read
+
+    def next_id(self) -> str:
+        self._count += 1
+        return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+    def finish_reason(self, output: Any, options: dict[str, Any]) -> str:
+        limit = options["max_new_tokens"] or self.model.config.llm.max_new_tokens
+        return "length" if len(output.token_ids) >= limit else "stop"
+
+    def completion(self, request_id: str, output: Any, options: dict[str, Any]) -> dict[str, Any]:
+        finish = self.finish_reason(output, options)
+        return {
+            "id": request_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.settings.model_name,
+            "choices": [{"index": 0, "message": to_openai_message(output, self.model.specs), "finish_reason": finish}],
+        }
+
+    def chunk(self, request_id: str, delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.settings.model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+
+def error_response(error: RequestError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status)
+
+
+def create_app(model: NextGPTModel, settings: ServeSettings | None = None) -> FastAPI:
+    """A FastAPI app serving ``model`` with OpenAI's chat-completions API."""
+    settings = settings or ServeSettings()
+    service = ChatService(model, settings)
+    app = FastAPI(title="nextgpt", summary="an any-to-any model behind OpenAI's chat-completions API")
+    app.state.service = service
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": settings.model_name,
+            "pending": service.worker.pending,
+            "served": service.worker.served,
+        }
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        service.check_key(request.headers.get("authorization"))
+        card = {"id": settings.model_name, "object": "model", "created": service.created, "owned_by": "nextgpt"}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        start = time.perf_counter()
+        service.check_key(request.headers.get("authorization"))
+        body = await request.body()
+        parsed = service.parse(body)
+        request_id = service.next_id()
+        folder = Path(tempfile.mkdtemp(prefix="nextgpt-serve-"))
+        try:
+            options, read = await run_in_threadpool(service.prepare, parsed, folder)
+            summary = f"{request_id} in: {listing(['text', *read])} out: {listing(['text', *options['request']])}"
+            if parsed.stream:
+                events = start_stream(service, request_id, options, folder, summary, start)
+                return StreamingResponse(events, media_type="text/event-stream")
+            output = await service.worker.run(lambda: run_generate(model, options))
+            answer = service.completion(request_id, output, options)
+        except RequestError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("%s refused: %d %s", request_id, exc.status, exc.message)
+            raise
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("%s: 200 in %.2f s (%d tokens)", summary, time.perf_counter() - start, len(output.token_ids))
+        return answer
+
+    return app
+
+
+def run_generate(model: Any, options: dict[str, Any]) -> Any:
+    """``model.generate`` with a request's options; a `NextGPTError` (bad input found while
+    generating) becomes a 400 carrying its message."""
+    try:
+        return model.generate(**options)
+    except NextGPTError as exc:
+        raise RequestError(400, str(exc)) from None
+
+
+def start_stream(
+    service: ChatService, request_id: str, options: dict[str, Any], folder: Path, summary: str, start: float
+) -> AsyncIterator[str]:
+    """Queue a streamed request on the model (503 now if the queue is full) and return its
+    server-sent events: the role, text deltas as the LLM writes them, one chunk per media item
+    when it is ready (its part in ``delta.content_parts``, and the modality's OpenAI field, e.g.
+    ``delta.audio``), the finish reason, then ``[DONE]``. An error after the first event is sent
+    as an event with OpenAI's ``error`` object."""
+    from nextgpt.streaming import Finished, MediaReady, TextDelta
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    end = object()
+    specs = service.model.specs
+
+    def send(item: Any) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, item)
+
+    def job() -> None:
+        text: list[str] = []
+        try:
+            for event in service.model.generate(**options, stream=True):
+                if isinstance(event, TextDelta):
+                    text.append(event.text)
+                    send(service.chunk(request_id, {"content": event.text}))
+                elif isinstance(event, MediaReady):
+                    delta = {"content_parts": [media_part(event.item)]}
+                    delta.update(message_fields(event.item, specs[event.item.modality], "".join(text)))
+                    send(service.chunk(request_id, delta))
+                elif isinstance(event, Finished):
+                    send(event.output)
+        except NextGPTError as exc:
+            send(RequestError(400, str(exc)))
+        except Exception as exc:  # the server stays up; the client gets the error as an event
+            log.exception("%s failed", request_id)
+            send(RequestError(500, f"internal error ({type(exc).__name__}); see the server log"))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            send(end)
+
+    service.worker.submit(job)  # the caller removes the folder if this refuses
+
+    async def sse() -> AsyncIterator[str]:
+        yield service.chunk(request_id, {"role": "assistant", "content": ""})
+        tokens = 0
+        while (item := await events.get()) is not end:
+            if isinstance(item, RequestError):
+                log.info("%s failed: %s", request_id, item.message)
+                yield f"data: {json.dumps(item.body())}\n\n"
+            elif isinstance(item, str):
+                yield item
+            else:
+                tokens = len(item.token_ids)
+                yield service.chunk(request_id, {}, service.finish_reason(item, options))
+        yield "data: [DONE]\n\n"
+        log.info("%s: 200 streamed in %.2f s (%d tokens)", summary, time.perf_counter() - start, tokens)
+
+    return sse()
