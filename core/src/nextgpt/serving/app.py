@@ -70,7 +70,7 @@ class ChatService:
         try:
             request = ChatCompletionRequest.parse(raw)
         except NextGPTError as exc:
-            raise RequestError(400, str(exc).replace("invalid configuration:\n  ", "").replace("\n  ", "; ")) from None
+            raise RequestError(400, one_line(exc)) from None
         if request.model != self.settings.model_name:
             raise RequestError(
                 404,
@@ -111,8 +111,11 @@ class ChatService:
         """The keyword arguments of ``generate`` for a checked request, and the modalities it reads."""
         wanted = self.wanted(request)
         self.check_output_limits(request)
+        try:
+            decode = request.decode_options(sorted({*wanted, *self.model.decoders}))
+        except NextGPTError as exc:
+            raise RequestError(400, one_line(exc)) from None
         messages, read = to_hf_messages(request.messages, self.model.specs, folder, self.settings)
-        decode = request.decode_options(sorted({*wanted, *self.model.decoders}))
         (folder / "out").mkdir()
         options = dict(
             messages=messages,
@@ -156,6 +159,11 @@ class ChatService:
         return f"data: {json.dumps(body)}\n\n"
 
 
+def one_line(error: Exception) -> str:
+    """A validation error's lines joined into one (an HTTP error message is one line)."""
+    return str(error).replace("invalid configuration:\n  ", "").replace("\n  ", "; ")
+
+
 def error_response(error: RequestError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
 
@@ -193,7 +201,7 @@ def create_app(model: NextGPTModel, settings: ServeSettings | None = None) -> Fa
         body = await request.body()
         parsed = service.parse(body)
         request_id = service.next_id()
-        folder = Path(tempfile.mkdtemp(prefix="nextgpt-serve-"))
+        folder = Path(tempfile.mkdtemp(prefix="nextgpt-serve-", dir=settings.work_dir))
         try:
             options, read = await run_in_threadpool(service.prepare, parsed, folder)
             summary = f"{request_id} in: {listing(['text', *read])} out: {listing(['text', *options['request']])}"
@@ -218,11 +226,14 @@ def create_app(model: NextGPTModel, settings: ServeSettings | None = None) -> Fa
 
 def run_generate(model: Any, options: dict[str, Any]) -> Any:
     """``model.generate`` with a request's options; a `NextGPTError` (bad input found while
-    generating) becomes a 400 carrying its message."""
+    generating) becomes a 400 carrying its message, anything else a 500 that names only its kind."""
     try:
         return model.generate(**options)
     except NextGPTError as exc:
-        raise RequestError(400, str(exc)) from None
+        raise RequestError(400, one_line(exc)) from None
+    except Exception as exc:  # the server stays up; the details stay in its log
+        log.exception("a request failed")
+        raise RequestError(500, f"internal error ({type(exc).__name__}); see the server log") from None
 
 
 def start_stream(
@@ -257,7 +268,7 @@ def start_stream(
                 elif isinstance(event, Finished):
                     send(event.output)
         except NextGPTError as exc:
-            send(RequestError(400, str(exc)))
+            send(RequestError(400, one_line(exc)))
         except Exception as exc:  # the server stays up; the client gets the error as an event
             log.exception("%s failed", request_id)
             send(RequestError(500, f"internal error ({type(exc).__name__}); see the server log"))
@@ -283,3 +294,37 @@ def start_stream(
         log.info("%s: 200 streamed in %.2f s (%d tokens)", summary, time.perf_counter() - start, tokens)
 
     return sse()
+
+
+class BackgroundServer:
+    """Serve an ASGI app with uvicorn on a thread (for tests, benchmarks and notebooks):
+    ``with BackgroundServer(app) as url: ...``; port 0 picks a free port."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        import uvicorn
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.url = f"http://{host}:{self._socket.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._thread: Any = None
+
+    def __enter__(self) -> str:
+        import threading
+
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the server at {self.url} did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()

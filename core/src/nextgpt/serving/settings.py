@@ -3,6 +3,7 @@ and the body of ``POST /v1/chat/completions`` (`ChatCompletionRequest`), both py
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,8 @@ class ServeSettings(StrictModel):
     """Most tokens a request may ask the LLM for."""
     queue_size: int = Field(default=8, ge=1)
     """Requests that may wait for the model; one more gets 503."""
+    work_dir: Path | None = None
+    """Where each request's own temporary folder is made (default: the system's temporary folder)."""
 
 
 class ChatCompletionRequest(BaseModel):
