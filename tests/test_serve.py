@@ -160,6 +160,7 @@ def test_each_modality_in_and_out(client, inputs, tiny_model, tmp_path, modality
         messages=user(media_in(modality, inputs[modality]), text(f"what is this {modality}? make one")),
         modalities=["text", modality],
         extra_body={"steps": 1, "seed": 5},
+        **({"audio": {"voice": "alloy", "format": "wav"}} if modality == "audio" else {}),  # as OpenAI asks
     )
     message = answer.choices[0].message
     parts = media_parts(message.content)

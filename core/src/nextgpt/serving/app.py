@@ -68,7 +68,8 @@ class ChatService:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RequestError(400, f"the request body is not JSON: {exc}") from None
         try:
-            request = ChatCompletionRequest.parse(raw)
+            fields = [spec.openai_message_field for spec in self.model.specs.values() if spec.openai_message_field]
+            request = ChatCompletionRequest.parse(raw, fields)
         except NextGPTError as exc:
             raise RequestError(400, one_line(exc)) from None
         if request.model != self.settings.model_name:

@@ -3,6 +3,7 @@ and the body of ``POST /v1/chat/completions`` (`ChatCompletionRequest`), both py
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from nextgpt.config import DecodeOptions, StrictModel, validate_model
 
 OPENAI_FIELDS_TOLERATED = frozenset(
-    {"user", "stream_options", "metadata", "store", "audio", "frequency_penalty", "presence_penalty", "logprobs"}
+    {"user", "stream_options", "metadata", "store", "frequency_penalty", "presence_penalty", "logprobs"}
 )
-"""OpenAI request fields a client may send that change nothing here (``audio`` asks for the
-voice and format of spoken output: sound comes in the decoder's own format)."""
+"""OpenAI request fields a client may send that change nothing here. The request field named
+like a modality's `ModalitySpec.openai_message_field` (OpenAI's voice and format settings of
+spoken output) is tolerated too: media come in their decoder's own format."""
 
 
 class ServeSettings(StrictModel):
@@ -68,10 +70,12 @@ class ChatCompletionRequest(BaseModel):
     """Per-modality decode options (``{"video": {"steps": 4}}``), over the fields above."""
 
     @classmethod
-    def parse(cls, raw: Any) -> ChatCompletionRequest:
-        """Validate a JSON body; OpenAI fields that change nothing here are dropped first."""
+    def parse(cls, raw: Any, also_tolerated: Collection[str] = ()) -> ChatCompletionRequest:
+        """Validate a JSON body; OpenAI fields that change nothing here (and ``also_tolerated``)
+        are dropped first."""
         if isinstance(raw, dict):
-            raw = {k: v for k, v in raw.items() if k not in OPENAI_FIELDS_TOLERATED}
+            ignored = OPENAI_FIELDS_TOLERATED | set(also_tolerated)
+            raw = {k: v for k, v in raw.items() if k not in ignored}
         return validate_model(cls, raw, "request")
 
     def max_new_tokens(self) -> int | None:
