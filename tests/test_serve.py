@@ -153,6 +153,24 @@ def test_health_and_models(server, client):
     assert [m.id for m in client.models.list().data] == ["tiny"]
 
 
+def test_kept_alive_connections_answer_without_the_delayed_ack_wait(server):
+    """Without TCP_NODELAY each answer on a kept-alive connection waited ~40 ms for the client's
+    delayed ACK between its headers and its body."""
+    import http.client
+    import statistics
+
+    host, port = server["url"].removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    times = []
+    for _ in range(8):
+        began = time.perf_counter()
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        times.append(time.perf_counter() - began)
+    connection.close()
+    assert statistics.median(times[1:]) < 0.02, times
+
+
 @pytest.mark.parametrize(("modality", "mime"), [("image", "image/png"), ("audio", "audio/wav"), ("video", "video/mp4")])
 def test_each_modality_in_and_out(client, inputs, tiny_model, tmp_path, modality, mime):
     answer = client.chat.completions.create(

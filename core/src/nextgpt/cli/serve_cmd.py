@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     model = place_model(load_model_from_args(args), getattr(args, "device", None))
     import uvicorn
 
-    from nextgpt.serving.app import create_app
+    from nextgpt.serving.app import create_app, http_protocol
 
     log_to_stderr()
     app = create_app(model, settings)
@@ -57,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=http_protocol())
     return 0
