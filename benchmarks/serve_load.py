@@ -6,10 +6,12 @@ Starts the real command (``nextgpt serve --model tiny``) as a subprocess, warms 
    requests (text to text, text to image, image to text) for ``--seconds``; reported: requests
    served, errors (must be 0), p50/p95 latency (queueing included), and the server's resident
    memory after warm-up and at the end (growth must stay under 10%);
-2. **overhead**: the same requests one at a time, each also run by calling
+2. **overhead**: the same requests one at a time, each sent to the server over a plain
+   kept-alive HTTP connection, through the openai client, and run by calling
    ``NextGPTModel.generate`` directly in this process (same inputs, seeds and options),
-   interleaved call by call (alternating which goes first); reported: median seconds of each and
-   ``direct / served`` (1.0 = no overhead; must be >= 0.9).
+   interleaved call by call; reported: the total seconds of each and ``direct / served`` (1.0 =
+   no overhead; must be >= 0.9), and the same ratio through the openai client (the client
+   library's own cost included, for information).
 
 Both sides use ``--threads`` torch threads. Exit status 1 when a check fails.
 
@@ -133,27 +135,57 @@ def load_phase(url: str, mix: list[dict[str, Any]], clients: int, seconds: float
     }
 
 
+def raw_call(connection: Any, spec: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The request `openai_call` sends, over a plain kept-alive HTTP connection (no client library)."""
+    content: list[dict[str, Any]] = [{"type": kind, kind: {"url": url}} for kind, url, _ in spec["parts"]]
+    content.append({"type": "text", "text": spec["text"]})
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": content}],
+        "modalities": ["text", *spec["out"]],
+        "max_tokens": 8,
+        "seed": seed,
+    }
+    connection.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = json.loads(response.read())
+    if response.status != 200:
+        raise RuntimeError(f"{response.status}: {answer}")
+    return answer
+
+
 def overhead_phase(url: str, model: Any, mix: list[dict[str, Any]], pairs: int, out: Path) -> dict[str, Any]:
+    """Each request of the mix, in turn: served over plain HTTP (the server's own overhead),
+    served through the openai client (the overhead a client library adds on top), and by
+    ``generate`` directly; the three are interleaved, rotating which goes first."""
+    import http.client
+
     import openai
 
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=120)
-    served: list[float] = []
-    direct: list[float] = []
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
+    calls = {
+        "served": lambda spec, seed: raw_call(connection, spec, seed),
+        "openai": lambda spec, seed: openai_call(client, spec, seed),
+        "direct": lambda spec, seed: direct_call(model, spec, seed, out),
+    }
+    times: dict[str, list[float]] = {side: [] for side in calls}
+    sides = list(calls)
     for i in range(pairs):
         spec = mix[i % len(mix)]
-        order = ("served", "direct") if i % 2 == 0 else ("direct", "served")
-        for side in order:
+        for side in sides[i % 3 :] + sides[: i % 3]:
             began = time.perf_counter()
-            if side == "served":
-                openai_call(client, spec, seed=i)
-                served.append(time.perf_counter() - began)
-            else:
-                direct_call(model, spec, seed=i, out=out)
-                direct.append(time.perf_counter() - began)
+            calls[side](spec, i)
+            times[side].append(time.perf_counter() - began)
+    connection.close()
+    total = {side: sum(values) for side, values in times.items()}
     return {
-        "served_median_s": statistics.median(served),
-        "direct_median_s": statistics.median(direct),
-        "direct_over_served": statistics.median(direct) / statistics.median(served),
+        "served_total_s": total["served"],
+        "openai_client_total_s": total["openai"],
+        "direct_total_s": total["direct"],
+        "direct_over_served": total["direct"] / total["served"],
+        "direct_over_openai_client": total["direct"] / total["openai"],
     }
 
 
@@ -161,7 +193,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default: 4)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the load phase (default: 30)")
-    parser.add_argument("--pairs", type=int, default=24, help="served/direct pairs of the overhead phase")
+    parser.add_argument("--pairs", type=int, default=24, help="requests of the overhead phase (default: 24)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each side (default: 1)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results here")
     args = parser.parse_args()
@@ -215,8 +247,10 @@ def main() -> int:
     print(f"  latency p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s")
     print(f"  server RSS {rss_start / 2**20:.0f} MB after warm-up, {rss_end / 2**20:.0f} MB at the end ({growth:+.1%})")
     print(
-        f"overhead: served median {overhead['served_median_s']:.3f} s, direct generate "
-        f"{overhead['direct_median_s']:.3f} s, direct/served {overhead['direct_over_served']:.2f}"
+        f"overhead ({args.pairs} requests each): served {overhead['served_total_s']:.2f} s, direct generate "
+        f"{overhead['direct_total_s']:.2f} s: direct/served {overhead['direct_over_served']:.2f} "
+        f"(through the openai client: {overhead['openai_client_total_s']:.2f} s, "
+        f"{overhead['direct_over_openai_client']:.2f})"
     )
     for error in load["first_errors"]:
         print(f"  error: {error}")

@@ -2,7 +2,8 @@
 
 Routes: ``GET /health``, ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON, or server-sent
 events with ``stream: true``). Everything modality-specific comes from the model's specs
-(`nextgpt.serving.openai_format`); requests run on the model one at a time
+(`nextgpt.serving.openai_format`); each request, its files read and written included, runs on the
+model's worker, one at a time
 (`nextgpt.serving.worker`). Each request has its own temporary folder for the files it carries
 and the files it gets, removed when it ends, so no request sees another's data.
 """
@@ -10,19 +11,19 @@ and the files it gets, removed when it ends, so no request sees another's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from nextgpt.errors import NextGPTError
 from nextgpt.serving.openai_format import RequestError, media_part, message_fields, to_hf_messages, to_openai_message
@@ -131,6 +132,27 @@ class ChatService:
         )
         return options, read
 
+    @contextlib.contextmanager
+    def request_folder(self) -> Iterator[Path]:
+        """A request's own temporary folder (its files in and out), removed when it ends."""
+        folder = Path(tempfile.mkdtemp(prefix="nextgpt-serve-", dir=self.settings.work_dir))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def answer(self, request_id: str, request: ChatCompletionRequest) -> tuple[dict[str, Any], str, int]:
+        """A whole non-streamed request, run on the worker (files, `generate`, the response
+        built while its files exist): the response, its log summary and its token count."""
+        with self.request_folder() as folder:
+            options, read = self.prepare(request, folder)
+            output = run_generate(self.model, options)
+            answer = self.completion(request_id, output, options)
+        return answer, self.summary(request_id, read, options), len(output.token_ids)
+
+    def summary(self, request_id: str, read: list[str], options: dict[str, Any]) -> str:
+        return f"{request_id} in: {listing(['text', *read])} out: {listing(['text', *options['request']])}"
+
     def next_id(self) -> str:
         self._count += 1
         return f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -199,27 +221,17 @@ def create_app(model: NextGPTModel, settings: ServeSettings | None = None) -> Fa
     async def chat_completions(request: Request) -> Any:
         start = time.perf_counter()
         service.check_key(request.headers.get("authorization"))
-        body = await request.body()
-        parsed = service.parse(body)
+        parsed = service.parse(await request.body())
         request_id = service.next_id()
-        folder = Path(tempfile.mkdtemp(prefix="nextgpt-serve-", dir=settings.work_dir))
         try:
-            options, read = await run_in_threadpool(service.prepare, parsed, folder)
-            summary = f"{request_id} in: {listing(['text', *read])} out: {listing(['text', *options['request']])}"
             if parsed.stream:
-                events = start_stream(service, request_id, options, folder, summary, start)
+                events = await start_stream(service, request_id, parsed, start)
                 return StreamingResponse(events, media_type="text/event-stream")
-            output = await service.worker.run(lambda: run_generate(model, options))
-            answer = service.completion(request_id, output, options)
+            answer, summary, tokens = await service.worker.run(lambda: service.answer(request_id, parsed))
         except RequestError as exc:
-            shutil.rmtree(folder, ignore_errors=True)
             log.info("%s refused: %d %s", request_id, exc.status, exc.message)
             raise
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        shutil.rmtree(folder, ignore_errors=True)
-        log.info("%s: 200 in %.2f s (%d tokens)", summary, time.perf_counter() - start, len(output.token_ids))
+        log.info("%s: 200 in %.2f s (%d tokens)", summary, time.perf_counter() - start, tokens)
         return answer
 
     return app
@@ -237,14 +249,15 @@ def run_generate(model: Any, options: dict[str, Any]) -> Any:
         raise RequestError(500, f"internal error ({type(exc).__name__}); see the server log") from None
 
 
-def start_stream(
-    service: ChatService, request_id: str, options: dict[str, Any], folder: Path, summary: str, start: float
+async def start_stream(
+    service: ChatService, request_id: str, request: ChatCompletionRequest, start: float
 ) -> AsyncIterator[str]:
-    """Queue a streamed request on the model (503 now if the queue is full) and return its
-    server-sent events: the role, text deltas as the LLM writes them, one chunk per media item
-    when it is ready (its part in ``delta.content_parts``, and the modality's OpenAI field, e.g.
-    ``delta.audio``), the finish reason, then ``[DONE]``. An error after the first event is sent
-    as an event with OpenAI's ``error`` object."""
+    """Queue a streamed request on the model and wait until its turn has come and its input was
+    read: a refusal (503 for a full queue, 400 for bad media...) is still an HTTP status then.
+    Returns its server-sent events: the role, text deltas as the LLM writes them, one chunk per
+    media item when it is ready (its part in ``delta.content_parts``, and the modality's OpenAI
+    field, e.g. ``delta.audio``), the finish reason, then ``[DONE]``. An error after the first
+    event is sent as an event with OpenAI's ``error`` object."""
     from nextgpt.streaming import Finished, MediaReady, TextDelta
 
     loop = asyncio.get_running_loop()
@@ -256,28 +269,38 @@ def start_stream(
         loop.call_soon_threadsafe(events.put_nowait, item)
 
     def job() -> None:
-        text: list[str] = []
-        try:
-            for event in service.model.generate(**options, stream=True):
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                    send(service.chunk(request_id, {"content": event.text}))
-                elif isinstance(event, MediaReady):
-                    delta = {"content_parts": [media_part(event.item)]}
-                    delta.update(message_fields(event.item, specs[event.item.modality], "".join(text)))
-                    send(service.chunk(request_id, delta))
-                elif isinstance(event, Finished):
-                    send(event.output)
-        except NextGPTError as exc:
-            send(RequestError(400, one_line(exc)))
-        except Exception as exc:  # the server stays up; the client gets the error as an event
-            log.exception("%s failed", request_id)
-            send(RequestError(500, f"internal error ({type(exc).__name__}); see the server log"))
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-            send(end)
+        with service.request_folder() as folder:
+            try:
+                options, read = service.prepare(request, folder)
+            except RequestError as exc:
+                send(exc)
+                return
+            send((options, service.summary(request_id, read, options)))
+            text: list[str] = []
+            try:
+                for event in service.model.generate(**options, stream=True):
+                    if isinstance(event, TextDelta):
+                        text.append(event.text)
+                        send(service.chunk(request_id, {"content": event.text}))
+                    elif isinstance(event, MediaReady):
+                        delta = {"content_parts": [media_part(event.item)]}
+                        delta.update(message_fields(event.item, specs[event.item.modality], "".join(text)))
+                        send(service.chunk(request_id, delta))
+                    elif isinstance(event, Finished):
+                        send(event.output)
+            except NextGPTError as exc:
+                send(RequestError(400, one_line(exc)))
+            except Exception as exc:  # the server stays up; the client gets the error as an event
+                log.exception("%s failed", request_id)
+                send(RequestError(500, f"internal error ({type(exc).__name__}); see the server log"))
+            finally:
+                send(end)
 
-    service.worker.submit(job)  # the caller removes the folder if this refuses
+    service.worker.submit(job)
+    first = await events.get()
+    if isinstance(first, RequestError):
+        raise first
+    options, summary = first
 
     async def sse() -> AsyncIterator[str]:
         yield service.chunk(request_id, {"role": "assistant", "content": ""})
