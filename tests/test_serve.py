@@ -1,12 +1,12 @@
 """``nextgpt serve``: the OpenAI-compatible server on 127.0.0.1, driven by the official ``openai``
 client. One in-process server over the session's tiny model (image, audio, video) serves most
-tests; one test starts the real command, with every installed plugin (the 3D example too)."""
+tests; one test starts the real command as the README shows it, with every installed plugin (the 3D
+example too), and sends it the README's curl request and openai-client script."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,6 +21,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 openai = pytest.importorskip("openai", reason="the serve extra is not installed: pip install 'nextgpt-core[serve]'")
 
 KEY = "test-key"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class GuardedModel:
@@ -325,26 +326,45 @@ def wait_until(condition, timeout: float = 20) -> None:
         time.sleep(0.02)
 
 
-def test_serve_command_with_every_plugin_and_curl(tmp_path):
-    """The real command (3D example plugin included) answers curl as the README shows."""
+def readme_serving_commands() -> tuple[list[str], list[str], str]:
+    """The README's ``nextgpt serve`` command, its curl request and its openai-client script."""
+    from readme_blocks import block_commands, readme_blocks
+
+    blocks = readme_blocks(ROOT / "README.md")
+    serve = next(b for b in blocks if b.lang == "bash" and b.text.strip().startswith("nextgpt serve"))
+    curl = next(b for b in blocks if b.lang == "bash" and b.text.strip().startswith("curl"))
+    client = next(b for b in blocks if b.lang == "python" and "OpenAI(base_url" in b.text)
+    return block_commands(serve)[0].argv, block_commands(curl)[0].argv, client.text
+
+
+def test_serve_command_as_the_readme_shows_with_every_plugin(tmp_path):
+    """The README's command (every installed plugin: the 3D example too) answers the README's
+    curl request and openai-client script, and a 3D shape in and out."""
     import socket
 
+    serve, curl, script = readme_serving_commands()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "NEXTGPT_API_KEY": KEY}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nextgpt", "serve", "--model", "tiny", "--port", str(port), "--quiet"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+        port = str(probe.getsockname()[1])
+    at_port = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in curl]
+    key = serve[serve.index("--api-key") + 1]
+    command = [sys.executable, "-m", "nextgpt", *[port if a == "8000" else a for a in serve[1:]], "--quiet"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: process.poll() is not None or reachable(url), timeout=120)
         assert process.poll() is None, process.stderr.read()
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+        answer = json.loads(subprocess.run(at_port, capture_output=True, text=True, check=True).stdout)
+        assert media_parts(answer["choices"][0]["message"]["content"])["image"]["image_url"]["url"].startswith(
+            "data:image/png;base64,"
+        )
+        ran = subprocess.run(
+            [sys.executable, "-c", script.replace("127.0.0.1:8000", f"127.0.0.1:{port}")],
+            capture_output=True, text=True, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert "[audio_url: " in ran.stdout
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
         from nextgpt_3d.examples import example_point_cloud
         from nextgpt_3d.media import save_3d
 
@@ -356,17 +376,11 @@ def test_serve_command_with_every_plugin_and_curl(tmp_path):
         )
         part = media_parts(answer.choices[0].message.content)["3d"]
         assert part["3d_url"]["url"].startswith("data:model/ply;base64,")
-        curl = subprocess.run(
-            ["curl", "-s", f"{url}/v1/chat/completions", "-H", f"Authorization: Bearer {KEY}",
-             "-H", "Content-Type: application/json",
-             "-d", json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "hi"}]})],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        assert json.loads(curl.stdout)["choices"][0]["message"]["role"] == "assistant"
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
     assert "in: text, 3d out: text, 3d: 200" in err  # one progress line per request
+    assert "in: text, image out: text, audio: 200 streamed" in err
 
 
 def reachable(url: str) -> bool:

@@ -66,12 +66,18 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def check_serve_extra(command: str, modules: tuple[str, ...]) -> None:
-    """One line naming the extra to install when a server library is missing."""
+    """One line naming the extra to install when a library the command needs is missing (only
+    those: the extra also holds the tools its tests use)."""
     import importlib.util
+
+    from nextgpt.extras import MissingExtraError, install_command
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f"nextgpt {command} needs {', '.join(missing)}: pip install 'nextgpt-core[serve]'")
+        raise MissingExtraError(
+            f"nextgpt {command} needs the 'serve' extra (missing: {', '.join(missing)}); install it with: "
+            f"{install_command('serve')}"
+        )
 
 
 def place_model(model, device: str | None):
