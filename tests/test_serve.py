@@ -5,6 +5,7 @@ example too), and sends it the README's curl request and openai-client script.""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import subprocess
@@ -389,3 +390,20 @@ def reachable(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_device_option_places_the_model_and_a_bad_one_is_one_line(tiny_model):
+    from nextgpt.cli.serve_cmd import add
+    from nextgpt.cli.serve_options import place_model
+    from nextgpt.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add(parser)
+    args = parser.parse_args(["--device", "cpu", "--port", "9", "--api-key", "k", "--max-pixels", "100"])
+    assert place_model(tiny_model, args.device).device.type == "cpu"
+    with pytest.raises(ConfigError, match="--device nope"):
+        place_model(tiny_model, "nope")
+    from nextgpt.cli.serve_options import settings_from_args
+
+    settings = settings_from_args(args)
+    assert (settings.model_name, settings.api_key, settings.max_pixels) == ("tiny", "k", 100)
