@@ -230,6 +230,8 @@ def write_junk(tmp_path: Path) -> Path:
 
 
 def bad_requests(inputs, tmp_path):
+    from media_fixtures import write_test_audio
+
     junk = write_junk(tmp_path)
     big = tmp_path / "big.png"
     from PIL import Image
@@ -242,6 +244,8 @@ def bad_requests(inputs, tmp_path):
         "oversized data URL": (413, user(media_in_url("image", "data:image/png;base64," + "A" * (2**20 * 2)))),
         "undecodable file": (400, user(media_in("image", junk))),
         "too many pixels": (413, user(media_in("image", big))),
+        "too long a sound": (413, user(media_in("audio", write_test_audio(tmp_path / "long.wav", seconds=4.0)))),
+        "oversized request": (413, user(text("x" * 5 * 2**20))),
         "unknown part type": (400, user({"type": "smell_url", "smell_url": {"url": "data:a/b;base64,AAAA"}})),
         "wrong format": (400, user({"type": "input_audio", "input_audio": {"data": "AAAA", "format": "xyz"}})),
     }
