@@ -14,8 +14,13 @@ install: $(STAMP)
 
 # torch and torchvision first, as their own step (pinned builds; see README "Install").
 # ImageBind's model code (imagebind-unofficial) comes with the modality plugins' dependencies.
+# The web demo's browser test drives Debian's Chromium and its driver: installed here when
+# missing and this is a Debian-like system run as root (elsewhere the test says what to install).
 $(STAMP): $(PACKAGES) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; } || \
+		echo "note: no chromedriver; the web demo's browser test will be skipped (install chromium and chromium-driver)"
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -e "core[train,dev]" -e plugins/image -e "plugins/audio[stable-audio]" -e plugins/video

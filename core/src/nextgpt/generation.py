@@ -9,10 +9,10 @@ modality's decoder generate the media, written to files that never replace an ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 import torch
 
@@ -24,6 +24,7 @@ from nextgpt.files import check_writable_folder
 from nextgpt.llm import base_model
 from nextgpt.progress import Streamers, TokenProgress, progress_scope
 from nextgpt.signals import complete_signal_runs, find_signal_runs
+from nextgpt.streaming import MediaCallback, StreamEvent, TextCallback, stream_turn
 from nextgpt.suggest import hint, listing
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ class GenerationMixin:
         seed: int | None = None,
         file_prefix: str = "",
         progress: bool | None = None,
+        stream: Literal[False] = False,
     ) -> GenerationOutput: ...
 
     @overload
@@ -173,7 +175,25 @@ class GenerationMixin:
         seed: int | None = None,
         file_prefix: str = "",
         progress: bool | None = None,
+        stream: Literal[False] = False,
     ) -> list[GenerationOutput]: ...
+
+    @overload
+    def generate(
+        self,
+        messages: list[dict[str, Any]],
+        output_dir: str | Path | None = None,
+        request: Sequence[str] = (),
+        decode: dict[str, DecodeOptions | dict[str, Any]] | None = None,
+        max_new_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        file_prefix: str = "",
+        progress: bool | None = None,
+        *,
+        stream: Literal[True],
+    ) -> Iterator[StreamEvent]: ...
 
     @torch.no_grad()
     def generate(
@@ -188,7 +208,8 @@ class GenerationMixin:
         seed: int | None = None,
         file_prefix: str = "",
         progress: bool | None = None,
-    ) -> GenerationOutput | list[GenerationOutput]:
+        stream: bool = False,
+    ) -> GenerationOutput | list[GenerationOutput] | Iterator[StreamEvent]:
         """Answer the conversation's last user turn with text and, where signalled, media.
 
         Args:
@@ -206,15 +227,28 @@ class GenerationMixin:
                 a name already taken gets ``-1``, ``-2``...: no file is replaced).
             progress: show bars for the LLM's tokens and each decoder's denoising steps
                 (default: `nextgpt.progress.progress_enabled`, i.e. on a terminal).
+            stream: return an iterator of `nextgpt.streaming` events instead: `TextDelta` as the
+                LLM writes (signal tokens hidden), `MediaReady` as each item is written, then
+                `Finished` with this output. Errors are raised by the iterator.
 
         A conversation longer than the LLM's context is shortened by the rule of
         `nextgpt.context` (oldest exchanges first), with a warning and a note in the output.
         The signal tokens' states are those the decoding steps computed (`nextgpt.decoding`);
         ``llm.cache: static`` decodes with a static KV cache.
         """
+        if stream:
+            if is_conversation_list(messages):
+                raise ConfigError("stream=True answers one conversation at a time, not a list of them")
+            args = (messages, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix)
+
+            def run(on_text: TextCallback, on_media: MediaCallback) -> GenerationOutput:
+                with torch.no_grad(), progress_scope(progress):
+                    return self._generate(*args, on_text=on_text, on_media=on_media)
+
+            return stream_turn(run)
         batch = is_conversation_list(messages)
         conversations = cast("list[list[dict[str, Any]]]", messages if batch else [messages])
-        with progress_scope(progress):
+        with torch.no_grad(), progress_scope(progress):
             outputs = self._generate_batch(
                 conversations, output_dir, request, decode, max_new_tokens, temperature, top_p, seed, file_prefix
             )

@@ -268,6 +268,18 @@ class MetricBackend(BaseModel):
     """Whether the metric compares against reference media (FID) or only captions (CLIP score)."""
 
 
+class MediaExtent(BaseModel):
+    """How big one media item is, as far as limits care: what a server refuses beyond its
+    ``max_pixels`` or ``max_seconds`` (`ModalitySpec.measure`). ``None``: not applicable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pixels: int | None = None
+    """Pixels of one picture or frame (width x height)."""
+    seconds: float | None = None
+    """Duration, for sound and moving pictures."""
+
+
 class ModalitySpec(BaseModel):
     """Everything core needs to know about a modality, registered by its plugin.
 
@@ -293,6 +305,12 @@ class ModalitySpec(BaseModel):
     example: Callable[[], Any] | None = None
     """Make a small synthetic media item (no file, no download): the demo and the plugin
     conformance tests feed it through the whole system."""
+    measure: Callable[[Any], MediaExtent] | None = None
+    """How big a loaded item is (pixels, seconds): servers refuse inputs beyond their limits with
+    it. None: items of this modality are only limited by their file size."""
+    openai_message_field: str | None = None
+    """The field of an OpenAI chat message that also carries a generated item of this modality,
+    as OpenAI's ``message.audio`` does for sound; None: the item comes only as a content part."""
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per-preset overrides of ``config_model``'s defaults, e.g. ``{"tiny": {"decode": {...}}}``:
     what a preset such as ``tiny`` needs to know about this modality that core cannot."""

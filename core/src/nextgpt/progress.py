@@ -12,7 +12,7 @@ import contextlib
 import contextvars
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 ENV_PROGRESS = "NEXTGPT_PROGRESS"
@@ -78,18 +78,25 @@ class TokenProgress:
     """A `transformers` generation streamer that advances a bar by one per generated token.
 
     ``generate`` calls ``put`` first with the prompt (ignored here: with ``inputs_embeds`` it
-    holds no ids), then once per new token, and ``end`` when it stops.
+    holds no ids), then once per new token, and ``end`` when it stops. ``on_token``, if given,
+    is called with each new token's id (what streaming the answer's text builds on).
     """
 
-    def __init__(self, max_new_tokens: int, desc: str = "generating") -> None:
+    def __init__(
+        self, max_new_tokens: int, desc: str = "generating", on_token: Callable[[int], None] | None = None
+    ) -> None:
         self._bar = bar(total=max_new_tokens, desc=desc, unit="tok")
         self._prompt_seen = False
+        self._on_token = on_token
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
             return
         self._bar.update(1)
+        if self._on_token is not None:
+            for token_id in value.reshape(-1).tolist():
+                self._on_token(int(token_id))
 
     def end(self) -> None:
         self._bar.close()

@@ -24,6 +24,8 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Comm
         fit_cmd,
         new_plugin_cmd,
         plugins_cmd,
+        serve_cmd,
+        web_cmd,
     )
 
     return [
@@ -35,6 +37,8 @@ def _commands() -> list[tuple[str, str, Callable[[argparse.ArgumentParser], Comm
         ("export", "write a trained checkpoint as a folder from_pretrained loads", export_cmd.add),
         ("eval", "evaluate a model: captioning metrics, or the metrics of generated media", eval_cmd.add),
         ("new-plugin", "create a working modality plugin distribution to build on", new_plugin_cmd.add),
+        ("serve", "serve a model behind an OpenAI-compatible HTTP API", serve_cmd.add),
+        ("web", "a web demo of a model: chat with files in and media out (Gradio)", web_cmd.add),
         ("convert-legacy", "convert the released NExT-GPT checkpoint into a model folder", convert_cmd.add),
     ]
 

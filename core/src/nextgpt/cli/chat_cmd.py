@@ -6,7 +6,7 @@ is its old name), ``/reset`` clears the history and what is pending, ``/help`` l
 ``/quit`` leaves. Each command is checked when typed (an unknown one gets a "did you mean"); a bad
 file or an unknown modality is reported and the conversation goes on with its history kept.
 ``--request``, the attached files, the model name and every ``--config``/``--set`` override are
-checked before the model loads.
+checked before the model loads. The answer's text is printed as the model writes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -135,8 +135,41 @@ def user_message(text: str, attachments: list[tuple[str, str]]) -> dict[str, Any
 
 def print_answer(output, stream: TextIO) -> None:
     print(f"assistant: {output.text}", file=stream)
+    print_media(output, stream)
+
+
+def print_media(output, stream: TextIO) -> None:
     for item in output.media:
         print(f"  [{item.modality}] {item.path}", file=stream)
+
+
+class AnswerPrinter:
+    """Prints an answer as it streams: ``assistant: `` and each text piece as it comes (flushed),
+    then the media files, one per line, once the turn is done."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.started = False
+
+    def text(self, delta: str) -> None:
+        if not self.started:
+            self.stream.write("assistant: ")
+            self.started = True
+        self.stream.write(delta)
+        self.stream.flush()
+
+    def finish(self, output) -> None:
+        if not self.started:
+            self.stream.write("assistant: " + output.text)
+        self.stream.write("\n")
+        print_media(output, self.stream)
+        self.started = False
+
+    def abort(self) -> None:
+        """The turn failed: end a line already begun, so the error starts its own."""
+        if self.started:
+            self.stream.write("\n")
+        self.started = False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,8 +183,14 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args)
     session = ChatSession(model, Path(args.out), args.max_new_tokens, args.seed)
     if args.prompt is not None:
-        output = session.ask(args.prompt, attachments, args.request)
-        print_answer(output, sys.stdout)
+        printer = AnswerPrinter(sys.stdout)
+        session.on_text = printer.text
+        try:
+            output = session.ask(args.prompt, attachments, args.request)
+        except BaseException:
+            printer.abort()
+            raise
+        printer.finish(output)
         return 0
     return session.interactive(sys.stdin, sys.stdout, attachments, args.request)
 
@@ -165,24 +204,37 @@ class ChatSession:
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.history: list[dict[str, Any]] = []
+        self.on_text: Callable[[str], None] | None = None
+        """Called with each piece of an answer's text as the model writes it (streaming), if set."""
 
     def ask(self, text: str, attachments: list[tuple[str, str]], request: list[str]):
+        from nextgpt.streaming import Finished, TextDelta
+
         turn = len(self.history) // 2 + 1
         message = user_message(text, attachments)
-        output = self.model.generate(
-            [*self.history, message],
+        options: dict[str, Any] = dict(
             output_dir=self.out_dir,
             request=request,
             max_new_tokens=self.max_new_tokens,
             seed=self.seed,
             file_prefix=f"turn{turn}_",
         )
+        if self.on_text is None:
+            output = self.model.generate([*self.history, message], **options)
+        else:
+            for event in self.model.generate([*self.history, message], stream=True, **options):
+                if isinstance(event, TextDelta):
+                    self.on_text(event.text)
+                elif isinstance(event, Finished):
+                    output = event.output
         self.history += [message, output.as_message()]
         return output
 
     def interactive(self, stdin: TextIO, stdout: TextIO, attachments: list[tuple[str, str]], request: list[str]) -> int:
         print("nextgpt chat: /help lists the commands; /quit leaves", file=stdout)
         pending = PendingTurn(list(attachments), list(request))
+        printer = AnswerPrinter(stdout)
+        self.on_text = printer.text
         for line in stdin:
             line = line.strip()
             if not line:
@@ -195,9 +247,10 @@ class ChatSession:
             try:
                 output = self.ask(line, pending.attachments, pending.requested)
             except NextGPTError as exc:
+                printer.abort()
                 print(f"error: {exc} (conversation kept: {len(self.history) // 2} turns)", file=stdout)
             else:
-                print_answer(output, stdout)
+                printer.finish(output)
                 print(f"  ({time.perf_counter() - start:.1f} s)", file=stdout)
             pending.clear()
         return 0

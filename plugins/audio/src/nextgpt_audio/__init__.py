@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND, STABILITY_COMMUNITY
 
 from nextgpt_audio.config import AudioConfig
@@ -31,6 +31,8 @@ SPEC = ModalitySpec(
     load=load_audio,
     save=save_audio,
     example=example_audio,
+    measure=lambda clip: MediaExtent(seconds=clip.seconds),
+    openai_message_field="audio",  # OpenAI's message.audio
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo. The
         # tiny AudioLDM's self-attention grows with the square of the length: half a second

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
 from nextgpt_image.config import ImageConfig
@@ -30,6 +30,7 @@ SPEC = ModalitySpec(
     load=load_image,
     save=save_image,
     example=example_image,
+    measure=lambda image: MediaExtent(pixels=image.width * image.height),
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
-from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
+from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_4, IMAGEBIND
 
 from nextgpt_video.config import VideoConfig
@@ -29,6 +29,7 @@ SPEC = ModalitySpec(
     load=load_video,
     save=save_video,
     example=example_video,
+    measure=lambda clip: MediaExtent(pixels=clip.frames.shape[1] * clip.frames.shape[2], seconds=clip.seconds),
     presets={
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {
