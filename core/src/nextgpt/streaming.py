@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from nextgpt.generation import GeneratedMedia, GenerationOutput
 
-__all__ = ["Finished", "MediaReady", "StreamEvent", "TextDelta", "VisibleTextDeltas", "stream_turn"]
+__all__ = ["Finished", "MediaReady", "StreamEvent", "TextDelta", "stream_turn"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ StreamEvent = TextDelta | MediaReady | Finished
 
 TextCallback = Callable[[str], None]
 MediaCallback = Callable[["GeneratedMedia"], None]
+
+
+_END = object()
 
 
 def stream_turn(run: Callable[[TextCallback, MediaCallback], GenerationOutput]) -> Iterator[StreamEvent]:
