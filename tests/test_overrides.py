@@ -98,7 +98,7 @@ def test_bad_overrides_are_one_line_naming_key_value_and_reason_before_loading(w
     assert error_line(capsys, "chat", "-p", "hi", "--set", "llm.max_new_token=64") == (
         "error: --set llm.max_new_token=64: no such setting; did you mean 'max_new_tokens'? "
         "(llm has: source, template, lora, train_embeddings, dtype, media_wrap, bos_per_text_chunk, "
-        "max_new_tokens, temperature, top_p)"
+        "max_new_tokens, temperature, top_p, licence)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "llm.max_new_tokens=-1") == (
         "error: --set llm.max_new_tokens=-1: Input should be greater than 0 (got -1)"
@@ -136,7 +136,7 @@ def test_config_file_problems_name_the_file(workdir, no_model, capsys, tmp_path)
     eval_args = ["eval", "--model", "tiny", "--task", "caption", "--modality", "image", "--data", str(data)]
     assert error_line(capsys, *eval_args, "--config", "typo.json") == (
         "error: typo.json: llm.temprature: no such setting; did you mean 'temperature'? (llm has: source, template, "
-        "lora, train_embeddings, dtype, media_wrap, bos_per_text_chunk, max_new_tokens, temperature, top_p)"
+        "lora, train_embeddings, dtype, media_wrap, bos_per_text_chunk, max_new_tokens, temperature, top_p, licence)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--config", "bad.yaml").startswith("error: bad.yaml: not YAML: ")
     assert "(line 4, column 1)" in error_line(capsys, "chat", "-p", "hi", "--config", "bad.yaml")

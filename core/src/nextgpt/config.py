@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nextgpt.errors import ConfigError
+from nextgpt.licences import Licence
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -162,6 +163,10 @@ class LLMConfig(StrictModel):
     temperature: float = Field(default=0.0, ge=0)
     """0 means greedy decoding."""
     top_p: float = Field(default=1.0, gt=0, le=1)
+    licence: Licence | None = None
+    """The LLM weights' licence (name, ``commercial``: yes / restricted / no, ``source``). None:
+    looked up by ``source`` in `nextgpt.licences.KNOWN_LLMS` (``tiny`` is random weights); a
+    model not found there has an unknown licence, which ``licence_policy: commercial`` refuses."""
 
 
 class NextGPTConfig(StrictModel):
@@ -174,3 +179,8 @@ class NextGPTConfig(StrictModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     modalities: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seed: int = 13
+    licence_policy: Literal["any", "commercial"] = "any"
+    """``commercial``: refuse to build a model with a component whose licence forbids commercial
+    use (``commercial: no``) or is unknown, naming each and what could replace it; components
+    whose commercial use is ``restricted`` are listed, with their restriction, in one warning
+    (`nextgpt.licence_policy`). ``any``: no check."""

@@ -28,25 +28,20 @@ from torch import nn
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions, ModalityConfig
 from nextgpt.errors import ConfigError
+from nextgpt.licences import Licence
 
-
-class Licence(BaseModel):
-    """The licence a component (weights or code) is released under."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    """SPDX-like short name, e.g. ``CC-BY-NC-4.0``."""
-    commercial_use: bool
-    """Whether the licence allows commercial use."""
-    url: str | None = None
-    note: str | None = None
-    """A restriction worth stating with the name, e.g. a revenue limit on commercial use."""
-
-    def __str__(self) -> str:
-        if self.note:
-            return f"{self.name} ({self.note})"
-        return f"{self.name}{'' if self.commercial_use else ' (non-commercial)'}"
+__all__ = [
+    "Decoder",
+    "DecoderBackend",
+    "Encoder",
+    "EncoderBackend",
+    "InputProjector",
+    "Licence",
+    "MetricBackend",
+    "ModalitySpec",
+    "OutputProjector",
+    "SignalTokenSpec",
+]
 
 
 class SignalTokenSpec(BaseModel):

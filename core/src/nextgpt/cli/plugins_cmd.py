@@ -43,8 +43,10 @@ def describe(registry: PluginRegistry) -> dict[str, Any]:
                         "modality": modality,
                         "name": name,
                         "licence": backend.licence.name,
+                        "commercial": backend.licence.commercial,
                         "commercial_use": backend.licence.commercial_use,
                         "licence_note": backend.licence.note,
+                        "licence_source": backend.licence.source,
                     }
                 )
         plugins.append(
@@ -85,7 +87,26 @@ def format_table(data: dict[str, Any]) -> str:
     lines = text_table(header, rows).split("\n")
     if not rows:
         lines.append("(no plugins installed or allowed; see NEXTGPT_PLUGINS)")
-    return "\n".join(lines)
+        return "\n".join(lines)
+    return "\n".join([*lines, "", licence_table(data)])
+
+
+def licence_table(data: dict[str, Any]) -> str:
+    """Every backend's licence: whether it permits commercial use (yes / restricted / no), the
+    restriction, and where that fact comes from."""
+    header = ("backend", "licence", "commercial", "restriction or note", "source")
+    rows = [
+        (
+            f"{b['kind']} {b['modality']}:{b['name']}",
+            b["licence"],
+            b["commercial"],
+            b["licence_note"] or "-",
+            b["licence_source"] or "-",
+        )
+        for p in data["plugins"]
+        for b in p["backends"]
+    ]
+    return text_table(header, rows)
 
 
 def installed_registry() -> PluginRegistry:
