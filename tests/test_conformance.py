@@ -40,6 +40,10 @@ class TestPixArtSigmaBackend(DecoderBackendTests):
     modality, backend, plugins = "image", "pixart-sigma", ("image",)
 
 
+class TestFluxSchnellBackend(DecoderBackendTests):
+    modality, backend, plugins = "image", "flux-schnell", ("image",)
+
+
 class TestAudioLDMBackend(DecoderBackendTests):
     modality, backend, plugins = "audio", "audioldm", ("audio",)
     decode_options = DecodeOptions(steps=2, seconds=0.064, seed=0)

@@ -1,9 +1,10 @@
 """nextgpt-image: the image modality.
 
 Registers modality ``image`` (placeholder ``<image>``, signal tokens ``[IMG0]..[IMG3]`` as in the
-released NExT-GPT checkpoint), the ImageBind vision encoder and two decoders: Stable Diffusion
-(a UNet on CLIP embeddings; the default) and PixArt-Sigma (a diffusion transformer on T5
-embeddings with an attention mask).
+released NExT-GPT checkpoint), the ImageBind vision encoder and three decoders: Stable Diffusion
+(a UNet on CLIP embeddings; the default), PixArt-Sigma (a diffusion transformer on T5
+embeddings with an attention mask) and FLUX.1 [schnell] (a rectified-flow transformer on T5
+embeddings and a pooled CLIP vector; Apache-2.0).
 Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import nextgpt
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
-from nextgpt.licences import IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
+from nextgpt.licences import FLUX_SCHNELL, IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
@@ -56,6 +57,12 @@ def build_stable_diffusion(source: str, **options: Any) -> nextgpt.Decoder:
     return StableDiffusionDecoder(source, **options)
 
 
+def build_flux_schnell(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_image.flux import FluxSchnellDecoder
+
+    return FluxSchnellDecoder(source, **options)
+
+
 def build_pixart_sigma(source: str, **options: Any) -> nextgpt.Decoder:
     from nextgpt_image.pixart import PixArtSigmaDecoder
 
@@ -80,6 +87,7 @@ def register_decoders(register):
     register(
         DecoderBackend(name="pixart-sigma", modality="image", licence=OPENRAIL_PLUS_PLUS, build=build_pixart_sigma)
     )
+    register(DecoderBackend(name="flux-schnell", modality="image", licence=FLUX_SCHNELL, build=build_flux_schnell))
 
 
 @nextgpt.hookimpl
