@@ -58,6 +58,16 @@ class TestZeroscopeBackend(DecoderBackendTests):
     decode_options = DecodeOptions(steps=1, num_frames=2, height=16, width=16, seed=0)
 
 
+class TestCogVideoXBackend(DecoderBackendTests):
+    modality, backend, plugins = "video", "cogvideox", ("video",)
+    decode_options = DecodeOptions(steps=1, num_frames=5, height=16, width=16, seed=0)
+
+
+class TestWanBackend(DecoderBackendTests):
+    modality, backend, plugins = "video", "wan", ("video",)
+    decode_options = DecodeOptions(steps=1, num_frames=5, height=16, width=16, seed=0)
+
+
 # ----- the kits can fail ---------------------------------------------------------------------------
 
 

@@ -21,6 +21,8 @@ from nextgpt.config import DecodeOptions
 from nextgpt.decoders import DiffusersDecoder
 from nextgpt.testing import random_condition
 from nextgpt_image.flux import FluxSchnellDecoder
+from nextgpt_video.cogvideox import CogVideoXDecoder
+from nextgpt_video.wan import WanDecoder
 
 CAPTIONS = ["a red circle on a white background", "a ball rolling"]
 
@@ -48,9 +50,21 @@ CASES = {
                 ConditionPart(name="pooled_prompt_embeds", shape=(32,)),
             )
         ),
-        DecodeOptions(steps=2, height=32, width=48, seed=3),
+        DecodeOptions(steps=2, guidance=0.0, height=32, width=48, seed=3),
         {"height": 32, "width": 48, "output_type": "pil", "max_sequence_length": 16},
         ("encoder_hidden_states", "pooled_projections"),
+    ),
+    "cogvideox": Case(
+        CogVideoXDecoder,
+        ConditionSpec.sequence(16, 32),
+        DecodeOptions(steps=2, guidance=6.0, num_frames=5, height=16, width=32, seed=3),
+        {"num_frames": 5, "height": 16, "width": 32, "output_type": "np", "max_sequence_length": 16},
+    ),
+    "wan": Case(
+        WanDecoder,
+        ConditionSpec.sequence(16, 32),
+        DecodeOptions(steps=2, guidance=5.0, num_frames=5, height=16, width=32, seed=3),
+        {"num_frames": 5, "height": 16, "width": 32, "output_type": "np", "max_sequence_length": 16},
     ),
 }
 
@@ -97,6 +111,7 @@ def direct_call(loaded: DiffusersDecoder, case: Case, condition: Condition, **kw
         return loaded.pipeline(
             **embeddings,
             num_inference_steps=case.options.steps,
+            guidance_scale=case.options.guidance,
             generator=torch.Generator().manual_seed(case.options.seed),
             **{**case.direct, **kwargs},
         )
@@ -114,12 +129,10 @@ def test_generate_equals_direct_pipeline_call(case: Case, loaded: DiffusersDecod
     toolkit = loaded.generate(condition, case.options)
     output = direct_call(loaded, case, condition)
     direct = list(getattr(output, "images", None) or getattr(output, "frames", None))
-    if case.direct.get("output_type") == "np":
-        toolkit_arrays = [item.frames for item in toolkit]
-        direct = [(np.asarray(f) * 255).round().clip(0, 255).astype(np.uint8) for f in direct]
-        assert all(np.array_equal(a, b) for a, b in zip(toolkit_arrays, direct, strict=True))
-    else:
-        assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(toolkit, direct, strict=True))
+    if case.direct.get("output_type") == "np":  # float frames, converted here as the decoder documents
+        direct = [np.clip(np.round(np.asarray(f) * 255.0), 0, 255).astype(np.uint8) for f in direct]
+    assert len(toolkit) == len(direct) == 2
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(as_arrays(toolkit), direct, strict=True))
     other = loaded.generate(random_condition(case.spec, 2, seed=12), case.options)
     assert not all(np.array_equal(a, b) for a, b in zip(as_arrays(toolkit), as_arrays(other), strict=True))
 
@@ -141,13 +154,16 @@ def test_condition_from_text_is_what_the_transformer_gets(case: Case, loaded: Di
             loaded.pipeline(
                 CAPTIONS,
                 num_inference_steps=1,
+                guidance_scale=case.options.guidance,
                 generator=torch.Generator().manual_seed(0),
                 **case.direct,
             )
+        calls = len(seen)  # one per guidance branch
         loaded.generate(condition, options)
     finally:
         handle.remove()
-    from_text, from_condition = seen[0], seen[-1]
-    assert sorted(from_text) == sorted(case.conditioned_on)
-    for name in case.conditioned_on:
-        torch.testing.assert_close(from_condition[name], from_text[name], rtol=0, atol=0)
+    assert calls and len(seen) == 2 * calls
+    for from_text, from_condition in zip(seen[:calls], seen[calls:], strict=True):
+        assert sorted(from_text) == sorted(case.conditioned_on)
+        for name in case.conditioned_on:
+            torch.testing.assert_close(from_condition[name], from_text[name], rtol=0, atol=0)
