@@ -108,7 +108,8 @@ def test_bad_overrides_are_one_line_naming_key_value_and_reason_before_loading(w
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "modalities.image.decoder.backend=pixart") == (
         "error: --set modalities.image.decoder.backend=pixart: no installed plugin provides a decoder backend "
-        "'pixart' for modality 'image'; did you mean 'pixart-sigma'? (available: pixart-sigma, stable-diffusion)"
+        "'pixart' for modality 'image'; did you mean 'pixart-sigma'? "
+        "(available: flux-schnell, pixart-sigma, stable-diffusion)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "modalities.imgae.decode.steps=2") == (
         "error: --set modalities.imgae.decode.steps=2: modalities.imgae: preset tiny has no modality 'imgae'; "

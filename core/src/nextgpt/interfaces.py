@@ -31,6 +31,7 @@ from nextgpt.errors import ConfigError
 from nextgpt.licences import Licence
 
 __all__ = [
+    "BackendCard",
     "Decoder",
     "DecoderBackend",
     "Encoder",
@@ -199,6 +200,33 @@ class Decoder(ABC):
         return self
 
 
+class BackendCard(BaseModel):
+    """What a backend runs with its default real weights, declared by the plugin so the README's
+    backends table (``nextgpt plugins --backends-table``) and memory planning need no download.
+
+    ``BackendCard(weights="black-forest-labs/FLUX.1-schnell", parameters=16.9,
+    condition=ConditionSpec(...))``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: str
+    """The default real weights: a hub id."""
+    parameters: float = Field(gt=0)
+    """Billions of parameters the backend loads with them (every frozen part: text encoders,
+    VAE, vocoder...), from the model cards; approximate."""
+    condition: ConditionSpec | None = None
+    """A decoder's condition with these weights (what ``condition_spec`` reads from their configs)."""
+    features: tuple[int, int] | None = None
+    """An encoder's features per input, ``(n, d)`` (``forward`` gives ``[B, n, d]``)."""
+    note: str | None = None
+    """One line worth stating with the figures, e.g. that a backbone is shared by modalities."""
+
+    def memory_gib(self, bytes_per_parameter: int = 2) -> float:
+        """The weights' memory in GiB (default: 16-bit floats, as the large models are run)."""
+        return self.parameters * 1e9 * bytes_per_parameter / 2**30
+
+
 class EncoderBackend(BaseModel):
     """A way to build an `Encoder` for one modality, registered by a plugin."""
 
@@ -210,6 +238,8 @@ class EncoderBackend(BaseModel):
     build: Callable[..., Encoder]
     """``build(source: str, shared: SharedModels, **options) -> Encoder``; ``source`` is
     ``"tiny"`` (random tiny weights, for tests), a local path, or a hub id / URL."""
+    card: BackendCard | None = None
+    """The default real weights and their figures (for the backends table), if declared."""
 
 
 class DecoderBackend(BaseModel):
@@ -222,6 +252,8 @@ class DecoderBackend(BaseModel):
     licence: Licence
     build: Callable[..., Decoder]
     """``build(source: str, **options) -> Decoder``; ``source`` as for `EncoderBackend`."""
+    card: BackendCard | None = None
+    """The default real weights, their condition and figures (for the backends table), if declared."""
 
 
 class MetricBackend(BaseModel):

@@ -14,6 +14,11 @@ from nextgpt.tables import format_table as text_table
 
 def add(parser: argparse.ArgumentParser):
     add_json_argument(parser)
+    parser.add_argument(
+        "--backends-table",
+        action="store_true",
+        help="print the Markdown table of backends (licence, commercial use, condition, memory), as the README has it",
+    )
     return run
 
 
@@ -127,6 +132,11 @@ def installed_registry() -> PluginRegistry:
 def run(args: argparse.Namespace) -> int:
     check_json_target(args)
     registry = installed_registry()
+    if args.backends_table:
+        from nextgpt.catalogue import backends_markdown
+
+        print(backends_markdown(registry))
+        return 1 if registry.errors else 0
     data = describe(registry)
     print_result(args, data, format_table(data))
     for err in data["errors"]:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND, STABILITY_COMMUNITY
 
+from nextgpt_audio import cards
 from nextgpt_audio.config import AudioConfig
 from nextgpt_audio.examples import example_audio
 from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
@@ -77,14 +79,28 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(EncoderBackend(name="imagebind", modality="audio", licence=IMAGEBIND, build=build_imagebind_encoder))
+    register(
+        EncoderBackend(
+            name="imagebind", modality="audio", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+        )
+    )
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     # AudioLDM weights are released under CC BY-NC-SA 4.0.
-    register(DecoderBackend(name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm))
+    register(
+        DecoderBackend(
+            name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm, card=cards.AUDIOLDM
+        )
+    )
     # Stable Audio Open 1.0: Stability AI Community licence (commercial use under USD 1M revenue).
     register(
-        DecoderBackend(name="stable-audio", modality="audio", licence=STABILITY_COMMUNITY, build=build_stable_audio)
+        DecoderBackend(
+            name="stable-audio",
+            modality="audio",
+            licence=STABILITY_COMMUNITY,
+            build=build_stable_audio,
+            card=cards.STABLE_AUDIO,
+        )
     )

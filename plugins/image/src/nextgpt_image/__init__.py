@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import FLUX_SCHNELL, IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
+from nextgpt_image import cards
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
@@ -76,18 +78,42 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(EncoderBackend(name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder))
+    register(
+        EncoderBackend(
+            name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+        )
+    )
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     register(
-        DecoderBackend(name="stable-diffusion", modality="image", licence=OPENRAIL_M, build=build_stable_diffusion)
+        DecoderBackend(
+            name="stable-diffusion",
+            modality="image",
+            licence=OPENRAIL_M,
+            build=build_stable_diffusion,
+            card=cards.STABLE_DIFFUSION,
+        )
     )
     register(
-        DecoderBackend(name="pixart-sigma", modality="image", licence=OPENRAIL_PLUS_PLUS, build=build_pixart_sigma)
+        DecoderBackend(
+            name="pixart-sigma",
+            modality="image",
+            licence=OPENRAIL_PLUS_PLUS,
+            build=build_pixart_sigma,
+            card=cards.PIXART_SIGMA,
+        )
     )
-    register(DecoderBackend(name="flux-schnell", modality="image", licence=FLUX_SCHNELL, build=build_flux_schnell))
+    register(
+        DecoderBackend(
+            name="flux-schnell",
+            modality="image",
+            licence=FLUX_SCHNELL,
+            build=build_flux_schnell,
+            card=cards.FLUX_SCHNELL,
+        )
+    )
 
 
 @nextgpt.hookimpl

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_4, COGVIDEOX_2B, IMAGEBIND, WAN_2_1
 
+from nextgpt_video import cards
 from nextgpt_video.config import VideoConfig
 from nextgpt_video.examples import example_video
 from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
@@ -78,15 +80,29 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(EncoderBackend(name="imagebind", modality="video", licence=IMAGEBIND, build=build_imagebind_encoder))
+    register(
+        EncoderBackend(
+            name="imagebind", modality="video", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+        )
+    )
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     # zeroscope_v2 weights are released for non-commercial use (CC BY-NC 4.0).
-    register(DecoderBackend(name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope))
-    register(DecoderBackend(name="cogvideox", modality="video", licence=COGVIDEOX_2B, build=build_cogvideox))
-    register(DecoderBackend(name="wan", modality="video", licence=WAN_2_1, build=build_wan))
+    register(
+        DecoderBackend(
+            name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope, card=cards.ZEROSCOPE
+        )
+    )
+    register(
+        DecoderBackend(
+            name="cogvideox", modality="video", licence=COGVIDEOX_2B, build=build_cogvideox, card=cards.COGVIDEOX_2B
+        )
+    )
+    register(
+        DecoderBackend(name="wan", modality="video", licence=WAN_2_1, build=build_wan, card=cards.WAN_2_1_T2V_1_3B)
+    )
 
 
 @nextgpt.hookimpl
