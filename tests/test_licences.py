@@ -200,3 +200,22 @@ def test_plugins_command_shows_commercial_and_source(registry) -> None:
     table = format_table(data)
     row = next(line for line in table.splitlines() if line.startswith("decoder audio:stable-audio"))
     assert "restricted" in row and "USD 1M" in row and STABILITY_COMMUNITY.source in row
+
+
+def test_plugins_command_summarises_a_models_licences(capsys, monkeypatch) -> None:
+    from nextgpt.cli import main
+
+    monkeypatch.setenv("NEXTGPT_PLUGINS", "image,video")
+    assert main(["plugins", "--model", "tiny", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["model"]
+    assert summary["name"] == "tiny" and summary["licence_policy"] == "any"
+    by_component = {c["component"]: c for c in summary["components"]}
+    assert by_component["llm (tiny)"]["commercial"] == "yes"
+    assert by_component["video decoder (zeroscope)"]["licence"] == "CC-BY-NC-4.0"
+    policy = summary["commercial_policy"]
+    assert policy["passes"] is False and policy["restricted"] == []
+    zeroscope = next(line for line in policy["refused"] if line.startswith("video decoder (zeroscope)"))
+    assert zeroscope.endswith("replace with modalities.video.decoder.backend=cogvideox or wan")
+    assert main(["plugins", "--model", "tiny"]) == 0
+    table = capsys.readouterr().out
+    assert "model tiny: licence_policy commercial refuses 3 component(s):" in table

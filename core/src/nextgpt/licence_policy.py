@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from nextgpt.config import LLMConfig, NextGPTConfig
 from nextgpt.errors import LicencePolicyError, RestrictedLicenceWarning
@@ -153,3 +153,34 @@ def check_licence_policy(
             stacklevel=2,
         )
     return components
+
+
+def licence_summary(
+    config: NextGPTConfig, registry: PluginRegistry, modalities: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready summary of the licences of a model of ``config``: each component's record,
+    and whether ``licence_policy: commercial`` would accept it (``refused``: one line per
+    component it refuses, with the replacement; ``restricted``: one line per restricted one).
+    Reads the configuration and the registry only."""
+    components = planned_licences(config, registry, modalities)
+    refused = [refusal(c, registry) for c in components if c.licence.commercial == "no"]
+    restricted = [
+        f"{c.label}: {c.licence.name}, {c.licence.note}" for c in components if c.licence.commercial == "restricted"
+    ]
+    return {
+        "licence_policy": config.licence_policy,
+        "components": [
+            {
+                "component": c.label,
+                "kind": c.kind,
+                "modality": c.modality,
+                "name": c.name,
+                "licence": c.licence.name,
+                "commercial": c.licence.commercial,
+                "note": c.licence.note,
+                "source": c.licence.source,
+            }
+            for c in components
+        ],
+        "commercial_policy": {"passes": not refused, "refused": refused, "restricted": restricted},
+    }

@@ -1,5 +1,8 @@
-"""``nextgpt plugins``: what is installed, as a table or JSON. Exits with 1 when a plugin failed to
-load or two plugins conflict (each is an ``error:`` line on standard error, and in the JSON)."""
+"""``nextgpt plugins``: what is installed, as a table or JSON, with every backend's licence
+(``commercial``: yes / restricted / no, and its source); ``--model NAME`` adds the licences of a
+model's components and the commercial policy's verdict; ``--backends-table`` prints the README's
+backends table. Exits with 1 when a plugin failed to load or two plugins conflict (each is an
+``error:`` line on standard error, and in the JSON)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from nextgpt.tables import format_table as text_table
 
 def add(parser: argparse.ArgumentParser):
     add_json_argument(parser)
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        default=None,
+        help="also summarise the licences of this model's components (a preset or model folder, read "
+        "without loading anything) and say whether licence_policy: commercial accepts them",
+    )
     parser.add_argument(
         "--backends-table",
         action="store_true",
@@ -96,6 +106,24 @@ def format_table(data: dict[str, Any]) -> str:
     return "\n".join([*lines, "", licence_table(data)])
 
 
+def model_licence_table(summary: dict[str, Any]) -> str:
+    """A model's components and their licences, then the commercial policy's verdict."""
+    header = ("component", "licence", "commercial", "restriction or note", "source")
+    rows = [
+        (c["component"], c["licence"], c["commercial"], c["note"] or "-", c["source"] or "-")
+        for c in summary["components"]
+    ]
+    policy = summary["commercial_policy"]
+    if policy["passes"]:
+        lines = [f"model {summary['name']}: licence_policy commercial accepts it"]
+    else:
+        lines = [f"model {summary['name']}: licence_policy commercial refuses {len(policy['refused'])} component(s):"]
+        lines += [f"  {line}" for line in policy["refused"]]
+    if policy["restricted"]:
+        lines.append("restricted: " + "; ".join(policy["restricted"]))
+    return "\n".join([text_table(header, rows), *lines])
+
+
 def licence_table(data: dict[str, Any]) -> str:
     """Every backend's licence: whether it permits commercial use (yes / restricted / no), the
     restriction, and where that fact comes from."""
@@ -138,7 +166,14 @@ def run(args: argparse.Namespace) -> int:
         print(backends_markdown(registry))
         return 1 if registry.errors else 0
     data = describe(registry)
-    print_result(args, data, format_table(data))
+    table = format_table(data)
+    if args.model is not None:
+        from nextgpt.licence_policy import licence_summary
+        from nextgpt.overrides import planned_config
+
+        data["model"] = {"name": args.model, **licence_summary(planned_config(args.model, registry=registry), registry)}
+        table += "\n\n" + model_licence_table(data["model"])
+    print_result(args, data, table)
     for err in data["errors"]:
         print(f"error: {err}", file=sys.stderr)
     return 1 if data["errors"] else 0
