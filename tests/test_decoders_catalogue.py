@@ -187,3 +187,18 @@ def test_flow_matching_loss_regresses_the_velocity() -> None:
         lambda n, s: torch.zeros_like(n), latents, min_snr_gamma=1.0, generator=torch.Generator().manual_seed(1)
     )
     assert float(plain) > 0.5 and 0 < float(weighted) <= float(plain)
+
+
+def test_denoising_loss_in_bfloat16(case: Case) -> None:
+    """In 16-bit the loss runs in the transformer's own dtype: diffusers keeps some of Wan's
+    parameters in float32, so the first parameter's dtype is not the transformer's."""
+    from nextgpt_image.examples import example_image
+    from nextgpt_video.examples import example_video
+
+    decoder = case.cls("tiny", dtype="bfloat16")
+    target = example_image() if case.cls is FluxSchnellDecoder else example_video()
+    condition = decoder.condition_from_text(CAPTIONS).to(dtype=torch.float32)
+    leaves = {name: condition[name].clone().requires_grad_(True) for name in condition.spec.names}
+    loss = decoder.denoising_loss(Condition(condition.spec, leaves), [target, target], min_snr_gamma=5.0)
+    loss.backward()
+    assert torch.isfinite(loss) and all(leaf.grad is not None for leaf in leaves.values())

@@ -159,26 +159,27 @@ class FluxSchnellDecoder(DiffusersDecoder):
         from nextgpt.training.diffusion import flow_matching_loss
 
         pipeline, transformer = self.pipeline, self.denoiser
-        weight = next(transformer.parameters())
+        # The transformer's own dtype and device (diffusers skips parameters it keeps in float32).
+        device, dtype = transformer.device, transformer.dtype
         height, width = self.defaults.height or 1024, self.defaults.width or 1024
         pixels = torch.stack([image_to_pixels(image, height, width) for image in media])
         vae = pipeline.vae
         with torch.no_grad():
-            latents = vae.encode(pixels.to(weight.device, vae.dtype)).latent_dist.mode()
-        latents = ((latents - vae.config.shift_factor) * vae.config.scaling_factor).to(weight.dtype)
+            latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mode()
+        latents = ((latents - vae.config.shift_factor) * vae.config.scaling_factor).to(dtype)
         batch, channels, rows, cols = latents.shape
         packed = pipeline._pack_latents(latents, batch, channels, rows, cols)
-        image_ids = pipeline._prepare_latent_image_ids(batch, rows // 2, cols // 2, weight.device, weight.dtype)
-        condition = condition.to(device=weight.device, dtype=weight.dtype)
-        text_ids = torch.zeros(condition.spec["prompt_embeds"].tokens, 3, device=weight.device, dtype=weight.dtype)
+        image_ids = pipeline._prepare_latent_image_ids(batch, rows // 2, cols // 2, device, dtype)
+        condition = condition.to(device=device, dtype=dtype)
+        text_ids = torch.zeros(condition.spec["prompt_embeds"].tokens, 3, device=device, dtype=dtype)
         guidance = None
         if transformer.config.guidance_embeds:
-            guidance = torch.full((batch,), float(self.defaults.guidance or 3.5), device=weight.device)
+            guidance = torch.full((batch,), float(self.defaults.guidance or 3.5), device=device)
 
         def denoise(noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
             return transformer(
                 hidden_states=noisy,
-                timestep=sigmas.to(weight.dtype),  # the pipeline passes timestep / 1000 = sigma
+                timestep=sigmas.to(dtype),  # the pipeline passes timestep / 1000 = sigma
                 guidance=guidance,
                 pooled_projections=condition["pooled_prompt_embeds"],
                 encoder_hidden_states=condition["prompt_embeds"],

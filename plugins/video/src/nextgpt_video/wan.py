@@ -164,14 +164,15 @@ class WanDecoder(DiffusersDecoder):
         frames, height, width = self.defaults.num_frames or 81, self.defaults.height or 480, self.defaults.width or 832
         clips = torch.stack([_to_pixels(clip, frames, height, width) for clip in media])  # [B, F, 3, H, W]
         vae, transformer = self.pipeline.vae, self.denoiser
-        weight = next(transformer.parameters())
+        # The transformer's own dtype and device (diffusers skips parameters it keeps in float32).
+        device, dtype = transformer.device, transformer.dtype
         with torch.no_grad():
-            latents = vae.encode(clips.permute(0, 2, 1, 3, 4).to(weight.device, vae.dtype)).latent_dist.mode()
+            latents = vae.encode(clips.permute(0, 2, 1, 3, 4).to(device, vae.dtype)).latent_dist.mode()
         shape = (1, vae.config.z_dim, 1, 1, 1)
         mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents)
         std = torch.tensor(vae.config.latents_std).view(shape).to(latents)
-        latents = ((latents - mean) / std).to(weight.dtype)  # [B, c, f, h, w]
-        condition = condition.to(device=weight.device, dtype=weight.dtype)
+        latents = ((latents - mean) / std).to(dtype)  # [B, c, f, h, w]
+        condition = condition.to(device=device, dtype=dtype)
 
         def denoise(noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
             return transformer(
