@@ -12,8 +12,9 @@ latents for images, per-frame for video, a mel VAE and ``class_labels`` for Audi
 prompt attention mask for PixArt), so a decoder opts in by implementing
 ``Decoder.denoising_loss(condition, media, min_snr_gamma=None)`` and declaring
 ``supports_denoising_loss = True``; this module gives it `noise_prediction_loss` (discrete-time
-schedulers: DDPM, DDIM, DPM-Solver...) and `edm_prediction_loss` (EDM-preconditioned
-continuous-sigma schedulers, e.g. Stable Audio's) to build it from its own parts.
+schedulers: DDPM, DDIM, DPM-Solver...; CogVideoX's v-prediction), `edm_prediction_loss`
+(EDM-preconditioned continuous-sigma schedulers, e.g. Stable Audio's) and `flow_matching_loss`
+(rectified-flow transformers: FLUX, Wan) to build it from its own parts.
 """
 
 from __future__ import annotations
