@@ -179,6 +179,17 @@ def test_commercial_only_on_the_command_line(capsys) -> None:
     assert "licence_policy 'commercial' refuses" in err and "image encoder (imagebind)" in err
 
 
+def test_commercial_only_on_fit_is_the_policy_setting() -> None:
+    from nextgpt.cli.fit_cmd import lightning_arguments
+
+    assert lightning_arguments(["--config", "x.yaml", "--commercial-only", "--set", "seed=1"]) == [
+        "--config",
+        "x.yaml",
+        "--model.overrides+=licence_policy=commercial",
+        "--model.overrides+=seed=1",
+    ]
+
+
 def test_a_bad_policy_value_is_a_config_error(registry) -> None:
     from nextgpt.model import NextGPTModel
 
