@@ -72,6 +72,12 @@ def build_stable_audio(source: str, **options: Any) -> nextgpt.Decoder:
     return StableAudioDecoder(source, **options)
 
 
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind", modality="audio", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+)
+"""ImageBind-Huge's audio tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -79,11 +85,7 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind", modality="audio", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl

@@ -71,6 +71,12 @@ def build_pixart_sigma(source: str, **options: Any) -> nextgpt.Decoder:
     return PixArtSigmaDecoder(source, **options)
 
 
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+)
+"""ImageBind-Huge's vision tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -78,11 +84,7 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl

@@ -73,6 +73,12 @@ def build_wan(source: str, **options: Any) -> nextgpt.Decoder:
     return WanDecoder(source, **options)
 
 
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind", modality="video", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
+)
+"""ImageBind-Huge's vision tower over frame pairs (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -80,11 +86,7 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind", modality="video", licence=IMAGEBIND, build=build_imagebind_encoder, card=IMAGEBIND_HUGE
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl
