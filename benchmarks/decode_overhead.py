@@ -1,6 +1,7 @@
 """Overhead of the toolkit's decoders over calling the diffusers pipelines directly (tiny, CPU).
 
-For each backend (Stable Diffusion, AudioLDM, zeroscope, PixArt-Sigma, Stable Audio) on its tiny
+For each backend (Stable Diffusion, AudioLDM, zeroscope, PixArt-Sigma, Stable Audio, FLUX.1
+[schnell], CogVideoX, Wan 2.1) on its tiny
 random pipeline, times ``decoder.generate(condition, options)`` against a hand-written direct
 pipeline call with the same embeddings (``prompt_embeds``, attention masks, the negative's under
 ``negative_*``), steps, guidance, size and seed. The two
@@ -8,7 +9,7 @@ are interleaved call by call (alternating which goes first) so that drift in mac
 both alike; the first pair is checked to give identical media. Reported per call: median ms of
 each, and ``direct / toolkit`` (1.0 = no overhead; below 0.95 would mean >5% overhead).
 
-Usage: .venv/bin/python benchmarks/decode_overhead.py [--calls N] [--threads T] [--json PATH]
+Usage: .venv/bin/python benchmarks/decode_overhead.py [--calls N] [--threads T] [--only NAME ...] [--json PATH]
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ def backends() -> list[tuple[str, DiffusersDecoder, DecodeOptions, dict[str, Any
     from nextgpt_audio.decoder import AudioLDMDecoder
     from nextgpt_audio.stable_audio import StableAudioDecoder
     from nextgpt_image.decoder import StableDiffusionDecoder
+    from nextgpt_image.flux import FluxSchnellDecoder
     from nextgpt_image.pixart import PixArtSigmaDecoder
+    from nextgpt_video.cogvideox import CogVideoXDecoder
     from nextgpt_video.decoder import TextToVideoDecoder
+    from nextgpt_video.wan import WanDecoder
 
     return [
         (
@@ -70,6 +74,24 @@ def backends() -> list[tuple[str, DiffusersDecoder, DecodeOptions, dict[str, Any
             StableAudioDecoder("tiny"),
             DecodeOptions(steps=2, guidance=7.0, seconds=0.25),
             {"audio_end_in_s": 0.25, "output_type": "np"},
+        ),
+        (
+            "flux-schnell",
+            FluxSchnellDecoder("tiny"),
+            DecodeOptions(steps=2, guidance=0.0, height=32, width=32),
+            {"height": 32, "width": 32, "output_type": "pil", "max_sequence_length": 16},
+        ),
+        (
+            "cogvideox",
+            CogVideoXDecoder("tiny"),
+            DecodeOptions(steps=2, guidance=6.0, num_frames=5, height=16, width=16),
+            {"num_frames": 5, "height": 16, "width": 16, "output_type": "np", "max_sequence_length": 16},
+        ),
+        (
+            "wan",
+            WanDecoder("tiny"),
+            DecodeOptions(steps=2, guidance=5.0, num_frames=5, height=16, width=16),
+            {"num_frames": 5, "height": 16, "width": 16, "output_type": "np", "max_sequence_length": 16},
         ),
     ]
 
@@ -151,6 +173,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20, help="timed calls per path and backend")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (tiny models)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", default=None, help="time only these backends")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -164,6 +187,8 @@ def main() -> int:
     row = "{:<18}{:>12}{:>12}{:>16}{:>12}"
     print(row.format("backend", "toolkit ms", "direct ms", "direct/toolkit", "same media"))
     for name, decoder, options, direct_size in backends():
+        if args.only and name not in args.only:
+            continue
         figures = measure(decoder, options, direct_size, args.calls)
         results[name] = figures
         print(

@@ -40,6 +40,10 @@ class TestPixArtSigmaBackend(DecoderBackendTests):
     modality, backend, plugins = "image", "pixart-sigma", ("image",)
 
 
+class TestFluxSchnellBackend(DecoderBackendTests):
+    modality, backend, plugins = "image", "flux-schnell", ("image",)
+
+
 class TestAudioLDMBackend(DecoderBackendTests):
     modality, backend, plugins = "audio", "audioldm", ("audio",)
     decode_options = DecodeOptions(steps=2, seconds=0.064, seed=0)
@@ -52,6 +56,16 @@ class TestStableAudioBackend(DecoderBackendTests):
 class TestZeroscopeBackend(DecoderBackendTests):
     modality, backend, plugins = "video", "zeroscope", ("video",)
     decode_options = DecodeOptions(steps=1, num_frames=2, height=16, width=16, seed=0)
+
+
+class TestCogVideoXBackend(DecoderBackendTests):
+    modality, backend, plugins = "video", "cogvideox", ("video",)
+    decode_options = DecodeOptions(steps=1, num_frames=5, height=16, width=16, seed=0)
+
+
+class TestWanBackend(DecoderBackendTests):
+    modality, backend, plugins = "video", "wan", ("video",)
+    decode_options = DecodeOptions(steps=1, num_frames=5, height=16, width=16, seed=0)
 
 
 # ----- the kits can fail ---------------------------------------------------------------------------
@@ -102,3 +116,17 @@ def test_backend_kit_fails_a_decoder_that_ignores_its_seed(registry, monkeypatch
     monkeypatch.setattr(decoder, "generate", unseeded)
     with pytest.raises(AssertionError, match="stable-diffusion output"):
         kit.test_generate_is_seeded_media(decoder, spec, Path("/nonexistent"))
+
+
+def test_backend_kit_fails_a_decoder_whose_licence_differs_from_its_registration(registry) -> None:
+    """The licence policy and the backends table read the registered licence: a decoder that
+    says otherwise fails the kit."""
+    from nextgpt.licences import CC_BY_NC_4
+
+    kit = TestFluxSchnellBackend()
+    entry = registry.decoder_backend("image", "flux-schnell")
+    decoder = entry.build("tiny")
+    kit.test_registered_with_a_licence(entry, decoder)
+    decoder.licence = CC_BY_NC_4
+    with pytest.raises(AssertionError, match="differs from the one registered"):
+        kit.test_registered_with_a_licence(entry, decoder)

@@ -98,7 +98,7 @@ def test_bad_overrides_are_one_line_naming_key_value_and_reason_before_loading(w
     assert error_line(capsys, "chat", "-p", "hi", "--set", "llm.max_new_token=64") == (
         "error: --set llm.max_new_token=64: no such setting; did you mean 'max_new_tokens'? "
         "(llm has: source, template, system_prompt, lora, train_embeddings, dtype, media_wrap, "
-        "bos_per_text_chunk, max_new_tokens, temperature, top_p, quantization, cache)"
+        "bos_per_text_chunk, max_new_tokens, temperature, top_p, quantization, cache, licence)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "llm.max_new_tokens=-1") == (
         "error: --set llm.max_new_tokens=-1: Input should be greater than 0 (got -1)"
@@ -108,7 +108,8 @@ def test_bad_overrides_are_one_line_naming_key_value_and_reason_before_loading(w
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "modalities.image.decoder.backend=pixart") == (
         "error: --set modalities.image.decoder.backend=pixart: no installed plugin provides a decoder backend "
-        "'pixart' for modality 'image'; did you mean 'pixart-sigma'? (available: pixart-sigma, stable-diffusion)"
+        "'pixart' for modality 'image'; did you mean 'pixart-sigma'? "
+        "(available: flux-schnell, pixart-sigma, stable-diffusion)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--set", "modalities.imgae.decode.steps=2") == (
         "error: --set modalities.imgae.decode.steps=2: modalities.imgae: preset tiny has no modality 'imgae'; "
@@ -137,7 +138,7 @@ def test_config_file_problems_name_the_file(workdir, no_model, capsys, tmp_path)
     assert error_line(capsys, *eval_args, "--config", "typo.json") == (
         "error: typo.json: llm.temprature: no such setting; did you mean 'temperature'? (llm has: source, template, "
         "system_prompt, lora, train_embeddings, dtype, media_wrap, bos_per_text_chunk, max_new_tokens, "
-        "temperature, top_p, quantization, cache)"
+        "temperature, top_p, quantization, cache, licence)"
     )
     assert error_line(capsys, "chat", "-p", "hi", "--config", "bad.yaml").startswith("error: bad.yaml: not YAML: ")
     assert "(line 4, column 1)" in error_line(capsys, "chat", "-p", "hi", "--config", "bad.yaml")

@@ -84,7 +84,7 @@ def test_allow_list_variable(monkeypatch):
 def test_unknown_modality_error_names_it(registry):
     with pytest.raises(nextgpt.UnknownModalityError, match="'3d'.*installed: audio, image, video"):
         registry.modality("3d")
-    expected = "decoder backend 'dalle'.*available: pixart-sigma, stable-diffusion"
+    expected = "decoder backend 'dalle'.*available: flux-schnell, pixart-sigma, stable-diffusion"
     with pytest.raises(nextgpt.UnknownModalityError, match=expected):
         registry.decoder_backend("image", "dalle")
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nextgpt.errors import ConfigError
+from nextgpt.licences import Licence
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -188,6 +189,10 @@ class LLMConfig(StrictModel):
     """The KV cache `generate` decodes with (``transformers``' own): ``dynamic`` grows step by
     step; ``static`` is allocated once for the prompt and answer, which lets ``transformers``
     compile the decoding step on a GPU (much faster per token there; no gain on a CPU)."""
+    licence: Licence | None = None
+    """The LLM weights' licence (name, ``commercial``: yes / restricted / no, ``source``). None:
+    looked up by ``source`` in `nextgpt.licences.KNOWN_LLMS` (``tiny`` is random weights); a
+    model not found there has an unknown licence, which ``licence_policy: commercial`` refuses."""
 
     @field_validator("quantization", mode="before")
     @classmethod
@@ -205,3 +210,8 @@ class NextGPTConfig(StrictModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     modalities: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seed: int = 13
+    licence_policy: Literal["any", "commercial"] = "any"
+    """``commercial``: refuse to build a model with a component whose licence forbids commercial
+    use (``commercial: no``) or is unknown, naming each and what could replace it; components
+    whose commercial use is ``restricted`` are listed, with their restriction, in one warning
+    (`nextgpt.licence_policy`). ``any``: no check."""

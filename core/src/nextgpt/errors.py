@@ -11,6 +11,11 @@ class ConfigError(NextGPTError, ValueError):
     """A configuration value is invalid; the message names the field, the value and the reason."""
 
 
+class LicencePolicyError(ConfigError):
+    """The configuration's ``licence_policy`` refuses a component; the message names each one,
+    its licence and what could replace it."""
+
+
 class MediaError(NextGPTError, ValueError):
     """A media file is missing, empty, truncated or not what its name says."""
 
@@ -74,6 +79,11 @@ class SkippedRecordWarning(NextGPTWarning):
 
 class SkippedModalityWarning(NextGPTWarning):
     """A model folder's modality was left out because no installed plugin provides it."""
+
+
+class RestrictedLicenceWarning(NextGPTWarning):
+    """Under ``licence_policy: commercial``, components whose commercial use is restricted: one
+    line naming each with its restriction."""
 
 
 class PluginWarning(NextGPTWarning):

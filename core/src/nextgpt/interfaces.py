@@ -28,25 +28,21 @@ from torch import nn
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions, ModalityConfig
 from nextgpt.errors import ConfigError
+from nextgpt.licences import Licence
 
-
-class Licence(BaseModel):
-    """The licence a component (weights or code) is released under."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    """SPDX-like short name, e.g. ``CC-BY-NC-4.0``."""
-    commercial_use: bool
-    """Whether the licence allows commercial use."""
-    url: str | None = None
-    note: str | None = None
-    """A restriction worth stating with the name, e.g. a revenue limit on commercial use."""
-
-    def __str__(self) -> str:
-        if self.note:
-            return f"{self.name} ({self.note})"
-        return f"{self.name}{'' if self.commercial_use else ' (non-commercial)'}"
+__all__ = [
+    "BackendCard",
+    "Decoder",
+    "DecoderBackend",
+    "Encoder",
+    "EncoderBackend",
+    "InputProjector",
+    "Licence",
+    "MetricBackend",
+    "ModalitySpec",
+    "OutputProjector",
+    "SignalTokenSpec",
+]
 
 
 class SignalTokenSpec(BaseModel):
@@ -223,6 +219,33 @@ class EncoderPlan(BaseModel):
     """The width of its features (the input projector's input)."""
 
 
+class BackendCard(BaseModel):
+    """What a backend runs with its default real weights, declared by the plugin so the README's
+    backends table (``nextgpt plugins --backends-table``) and memory planning need no download.
+
+    ``BackendCard(weights="black-forest-labs/FLUX.1-schnell", parameters=16.9,
+    condition=ConditionSpec(...))``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weights: str
+    """The default real weights: a hub id."""
+    parameters: float = Field(gt=0)
+    """Billions of parameters the backend loads with them (every frozen part: text encoders,
+    VAE, vocoder...), from the model cards; approximate."""
+    condition: ConditionSpec | None = None
+    """A decoder's condition with these weights (what ``condition_spec`` reads from their configs)."""
+    features: tuple[int, int] | None = None
+    """An encoder's features per input, ``(n, d)`` (``forward`` gives ``[B, n, d]``)."""
+    note: str | None = None
+    """One line worth stating with the figures, e.g. that a backbone is shared by modalities."""
+
+    def memory_gib(self, bytes_per_parameter: int = 2) -> float:
+        """The weights' memory in GiB (default: 16-bit floats, as the large models are run)."""
+        return self.parameters * 1e9 * bytes_per_parameter / 2**30
+
+
 class EncoderBackend(BaseModel):
     """A way to build an `Encoder` for one modality, registered by a plugin."""
 
@@ -238,6 +261,8 @@ class EncoderBackend(BaseModel):
     """``plan(source: str, **options) -> EncoderPlan`` (the options ``build`` takes): the encoder's
     size from its architecture alone, for the memory plan (`nextgpt.memory`). None: the plan
     builds the encoder with empty (meta) parameters, which suits encoders built from a config."""
+    card: BackendCard | None = None
+    """The default real weights and their figures (for the backends table), if declared."""
 
 
 class DecoderBackend(BaseModel):
@@ -250,6 +275,8 @@ class DecoderBackend(BaseModel):
     licence: Licence
     build: Callable[..., Decoder]
     """``build(source: str, **options) -> Decoder``; ``source`` as for `EncoderBackend`."""
+    card: BackendCard | None = None
+    """The default real weights, their condition and figures (for the backends table), if declared."""
 
 
 class MetricBackend(BaseModel):

@@ -35,6 +35,8 @@ from nextgpt.encoding import FeatureSource, MediaEncodingMixin
 from nextgpt.errors import ConfigError, SkippedModalityWarning
 from nextgpt.generation import GeneratedMedia, GenerationMixin, GenerationOutput
 from nextgpt.interfaces import Decoder, Encoder, ModalitySpec
+from nextgpt.licence_policy import check_licence_policy, planned_licences
+from nextgpt.licences import Licence
 from nextgpt.llm import add_signal_tokens, apply_lora, base_model, load_llm, prepare_for_quantized_training
 from nextgpt.model_folder import ModelFolder, read_model_folder, write_pretrained
 from nextgpt.overrides import Overrides, changed_decoders
@@ -120,6 +122,7 @@ class NextGPTModel(
             if cfg.signal_tokens is not None:
                 spec = spec.model_copy(update={"signal_tokens": spec.signal_tokens.with_count(cfg.signal_tokens)})
             self.specs[name], self.modality_configs[name] = spec, cfg
+        check_licence_policy(config, self.registry, self.modality_configs)  # before any weight loads
 
         llm, self.tokenizer = load_llm(config.llm, target, frozen_dtype)
         if config.llm.quantization is not None and config.llm.lora:
@@ -220,7 +223,7 @@ class NextGPTModel(
             {name: tokens[name] for name in self.config.modalities},
             self.all_signal_ids,
             self.trainable_state_dict(),
-            self.licences(),
+            {label: licence.model_dump(mode="json") for label, licence in self.licences().items()},
         )
 
     @classmethod
@@ -306,14 +309,12 @@ class NextGPTModel(
         model.load_trainable_state_dict(weights, source=str(folder.weights_path))
         return model
 
-    def licences(self) -> dict[str, str]:
-        """The licence of every frozen component, by role."""
-        out = {}
-        for name, cfg in self.modality_configs.items():
-            out[f"{name} encoder ({cfg.encoder.backend})"] = str(self.encoders[name].licence)
-            if cfg.decoder is not None:
-                out[f"{name} decoder ({cfg.decoder.backend})"] = str(self.decoders[name].licence)
-        return out
+    def licences(self) -> dict[str, Licence]:
+        """The licence of every frozen component (the LLM, each encoder and decoder), keyed by
+        its role and name, e.g. ``"image decoder (flux)"``: each says ``commercial`` (yes /
+        restricted / no), its restriction (``note``) and where the fact comes from (``source``)."""
+        components = planned_licences(self.config, self.registry, self.modality_configs)
+        return {component.label: component.licence for component in components}
 
 
 def _is_quantized(llm: nn.Module) -> bool:

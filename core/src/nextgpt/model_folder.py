@@ -26,6 +26,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -143,7 +144,7 @@ def write_pretrained(
     signal_tokens: dict[str, list[str]],
     signal_ids: dict[str, list[int]],
     state: dict[str, torch.Tensor],
-    licences: dict[str, str] | None = None,
+    licences: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write a model folder: ``config.json`` (the configuration, which names the frozen
     components, the signal-token ids and the weights' checksum) and ``model.safetensors`` (the

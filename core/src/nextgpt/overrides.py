@@ -57,10 +57,13 @@ FOLDER_SETTINGS = (
     "modalities.<name>.decoder",
     "modalities.<name>.decode",
     "modalities.<name>.loss_weight",
+    "licence_policy",
+    "llm.licence",
 )
 """What an override may change over a model folder (each with everything under it): settings
 its trained tensors do not depend on, the sources of its frozen LLM and encoders (the tensors are
-checked against them when the folder loads), and its decoders."""
+checked against them when the folder loads), its decoders, the licence policy and the LLM's
+declared licence."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from nextgpt.config import LLMConfig, LoraSettings, NextGPTConfig
 from nextgpt.errors import ConfigError
+from nextgpt.licences import LLAMA_1
 from nextgpt.plugins import PluginRegistry
 from nextgpt.suggest import hint, listing
 
@@ -57,6 +58,7 @@ def _nextgpt_7b_v0(llm_source: str | None = None) -> Preset:
         source=llm_source
         or _folder_from_env(VICUNA_V0_ENV, "nextgpt-7b-v0", "the Vicuna-7B v0 weights (LLaMA-7B with the v0 delta)"),
         template="vicuna_v0_legacy",
+        licence=LLAMA_1,
         lora=LoraSettings(r=32, alpha=32, dropout=0.1),
         train_embeddings="full",
         dtype="float16",

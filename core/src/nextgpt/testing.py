@@ -300,6 +300,10 @@ class DecoderBackendTests:
     def test_registered_with_a_licence(self, entry: DecoderBackend, decoder: Decoder) -> None:
         assert entry.name == self.backend and entry.modality == self.modality
         assert entry.licence.name and isinstance(decoder.licence.name, str) and decoder.licence.name
+        assert decoder.licence == entry.licence, (
+            f"the decoder's licence {decoder.licence} differs from the one registered, {entry.licence} "
+            "(the licence policy and the backends table read the registered one)"
+        )
         assert isinstance(decoder, Decoder) and decoder.identity
 
     def test_condition_spec(self, entry: DecoderBackend) -> None:

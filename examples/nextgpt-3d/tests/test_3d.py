@@ -492,7 +492,8 @@ def test_chat_turn_answers_with_a_mesh_file(model_3d, tmp_path):
     assert len(load_3d(item.path)) == len(item.media.vertices)
     assert answer.as_message()["content"][-1] == {"type": "3d", "path": str(item.path)}
     assert model_3d.decoders["3d"].condition_spec == ConditionSpec.pooled_vector(32)
-    assert model_3d.licences() == {
+    assert {role: str(licence) for role, licence in model_3d.licences().items()} == {
+        "llm (tiny)": "random weights (no licence needed)",
         "3d encoder (pointnet)": "Apache-2.0",
         "3d decoder (shap-e)": "MIT",
     }

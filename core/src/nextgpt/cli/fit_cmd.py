@@ -8,7 +8,8 @@ Lightning option works, e.g. ``--ckpt_path last`` to resume a run from its last 
 Two options read as on the other commands (`lightning_arguments` rewrites them):
 ``--model NAME`` is the model to train from (a preset, named model, folder or hub id; Lightning's
 ``--model.model NAME``), and ``--set KEY=VALUE`` sets one setting of its configuration (appended to
-``--model.overrides``). ``--config`` is the training configuration, as Lightning reads it.
+``--model.overrides``); ``--commercial-only`` sets ``licence_policy=commercial`` as on the other
+commands. ``--config`` is the training configuration, as Lightning reads it.
 """
 
 from __future__ import annotations
@@ -26,21 +27,24 @@ def add(parser: argparse.ArgumentParser):
         "lightning_args",
         nargs="*",
         metavar="LIGHTNING_ARGS",
-        help="LightningCLI arguments: --config FILE, --model NAME, --set KEY=VALUE, --trainer.*, --model.*, "
-        "--data.*, --ckpt_path",
+        help="LightningCLI arguments: --config FILE, --model NAME, --set KEY=VALUE, --commercial-only, "
+        "--trainer.*, --model.*, --data.*, --ckpt_path",
     )
     return run
 
 
 def lightning_arguments(argv: Sequence[str]) -> list[str]:
-    """``argv`` with ``--model NAME`` as ``--model.model NAME`` and ``--set KEY=VALUE`` as
-    ``--model.overrides+=KEY=VALUE`` (the spellings the LightningCLI reads); the rest unchanged."""
+    """``argv`` with ``--model NAME`` as ``--model.model NAME``, ``--set KEY=VALUE`` as
+    ``--model.overrides+=KEY=VALUE`` and ``--commercial-only`` as the setting
+    ``licence_policy=commercial`` (the spellings the LightningCLI reads); the rest unchanged."""
     out: list[str] = []
     items = iter(argv)
     renamed = {"--model": "--model.model", "--set": "--model.overrides+"}
     for item in items:
         option, sep, value = item.partition("=")
-        if option in renamed:
+        if item == "--commercial-only":
+            out.append("--model.overrides+=licence_policy=commercial")
+        elif option in renamed:
             if not sep:
                 value = next(items, "")
             out.append(f"{renamed[option]}={value}")

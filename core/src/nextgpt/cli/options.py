@@ -133,6 +133,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, required: bool = False,
         help="set one setting of the model configuration, after --config (repeatable), e.g. "
         "llm.max_new_tokens=64 or modalities.image.decoder.backend=pixart-sigma; VALUE is read as YAML",
     )
+    parser.add_argument(
+        "--commercial-only",
+        action="store_true",
+        help="refuse to build a model with a component whose licence permits no commercial use "
+        "(as licence_policy=commercial does); restricted ones are listed with their restriction",
+    )
 
 
 def add_placement_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,11 +195,14 @@ def memory_plan_requested(
 
 
 def model_overrides(args: argparse.Namespace) -> Overrides:
-    """The overrides ``--config`` and ``--set`` give, in that order."""
+    """The overrides ``--config``, ``--set`` and ``--commercial-only`` give, in that order."""
     from nextgpt.overrides import Overrides
 
     overrides = Overrides.from_file(args.config) if getattr(args, "config", None) else Overrides()
-    return overrides + Overrides.from_assignments(getattr(args, "settings", None) or [])
+    overrides += Overrides.from_assignments(getattr(args, "settings", None) or [])
+    if getattr(args, "commercial_only", False):
+        overrides += Overrides.from_mapping({"licence_policy": "commercial"}, "--commercial-only")
+    return overrides
 
 
 def planned_config_from_args(

@@ -1,5 +1,8 @@
-"""``nextgpt plugins``: what is installed, as a table or JSON. Exits with 1 when a plugin failed to
-load or two plugins conflict (each is an ``error:`` line on standard error, and in the JSON)."""
+"""``nextgpt plugins``: what is installed, as a table or JSON, with every backend's licence
+(``commercial``: yes / restricted / no, and its source); ``--model NAME`` adds the licences of a
+model's components and the commercial policy's verdict; ``--backends-table`` prints the README's
+backends table. Exits with 1 when a plugin failed to load or two plugins conflict (each is an
+``error:`` line on standard error, and in the JSON)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,18 @@ if TYPE_CHECKING:
 
 def add(parser: argparse.ArgumentParser):
     add_json_argument(parser)
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        default=None,
+        help="also summarise the licences of this model's components (a preset or model folder, read "
+        "without loading anything) and say whether licence_policy: commercial accepts them",
+    )
+    parser.add_argument(
+        "--backends-table",
+        action="store_true",
+        help="print the Markdown table of backends (licence, commercial use, condition, memory), as the README has it",
+    )
     return run
 
 
@@ -45,8 +60,10 @@ def describe(registry: PluginRegistry) -> dict[str, Any]:
                         "modality": modality,
                         "name": name,
                         "licence": backend.licence.name,
+                        "commercial": backend.licence.commercial,
                         "commercial_use": backend.licence.commercial_use,
                         "licence_note": backend.licence.note,
+                        "licence_source": backend.licence.source,
                     }
                 )
         plugins.append(
@@ -87,7 +104,44 @@ def format_table(data: dict[str, Any]) -> str:
     lines = text_table(header, rows).split("\n")
     if not rows:
         lines.append("(no plugins installed or allowed; see NEXTGPT_PLUGINS)")
-    return "\n".join(lines)
+        return "\n".join(lines)
+    return "\n".join([*lines, "", licence_table(data)])
+
+
+def model_licence_table(summary: dict[str, Any]) -> str:
+    """A model's components and their licences, then the commercial policy's verdict."""
+    header = ("component", "licence", "commercial", "restriction or note", "source")
+    rows = [
+        (c["component"], c["licence"], c["commercial"], c["note"] or "-", c["source"] or "-")
+        for c in summary["components"]
+    ]
+    policy = summary["commercial_policy"]
+    if policy["passes"]:
+        lines = [f"model {summary['name']}: licence_policy commercial accepts it"]
+    else:
+        lines = [f"model {summary['name']}: licence_policy commercial refuses {len(policy['refused'])} component(s):"]
+        lines += [f"  {line}" for line in policy["refused"]]
+    if policy["restricted"]:
+        lines.append("restricted: " + "; ".join(policy["restricted"]))
+    return "\n".join([text_table(header, rows), *lines])
+
+
+def licence_table(data: dict[str, Any]) -> str:
+    """Every backend's licence: whether it permits commercial use (yes / restricted / no), the
+    restriction, and where that fact comes from."""
+    header = ("backend", "licence", "commercial", "restriction or note", "source")
+    rows = [
+        (
+            f"{b['kind']} {b['modality']}:{b['name']}",
+            b["licence"],
+            b["commercial"],
+            b["licence_note"] or "-",
+            b["licence_source"] or "-",
+        )
+        for p in data["plugins"]
+        for b in p["backends"]
+    ]
+    return text_table(header, rows)
 
 
 def installed_registry() -> PluginRegistry:
@@ -108,8 +162,20 @@ def installed_registry() -> PluginRegistry:
 def run(args: argparse.Namespace) -> int:
     check_json_target(args)
     registry = installed_registry()
+    if args.backends_table:
+        from nextgpt.catalogue import backends_markdown
+
+        print(backends_markdown(registry))
+        return 1 if registry.errors else 0
     data = describe(registry)
-    print_result(args, data, format_table(data))
+    table = format_table(data)
+    if args.model is not None:
+        from nextgpt.licence_policy import licence_summary
+        from nextgpt.overrides import planned_config
+
+        data["model"] = {"name": args.model, **licence_summary(planned_config(args.model, registry=registry), registry)}
+        table += "\n\n" + model_licence_table(data["model"])
+    print_result(args, data, table)
     for err in data["errors"]:
         print(f"error: {err}", file=sys.stderr)
     return 1 if data["errors"] else 0

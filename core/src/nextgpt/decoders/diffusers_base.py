@@ -584,29 +584,30 @@ class DiffusersDecoder(Decoder):
 
         return AutoConfig.from_pretrained(location, subfolder="text_encoder", **self._hub_options())
 
-    def tokenizer_max_length(self, location: str, fallback: int | None = None) -> int:
+    def tokenizer_max_length(self, location: str, fallback: int | None = None, subfolder: str = "tokenizer") -> int:
         """``model_max_length`` of the pipeline's tokenizer (its ``tokenizer_config.json``).
 
         Args:
             location: a pipeline folder or hub id.
             fallback: used if the file does not give a sensible value (e.g. the text encoder's
                 ``max_position_embeddings``).
+            subfolder: the tokenizer's folder (``tokenizer_2`` for a pipeline's second one).
         """
         folder = Path(location)
         if folder.is_dir():
-            candidate = folder / "tokenizer" / "tokenizer_config.json"
+            candidate = folder / subfolder / "tokenizer_config.json"
             path: str | None = str(candidate) if candidate.is_file() else None
         else:
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(location, "tokenizer_config.json", subfolder="tokenizer", **self._hub_options())
+            path = hf_hub_download(location, "tokenizer_config.json", subfolder=subfolder, **self._hub_options())
         value = None
         if path is not None:
             value = json.loads(Path(path).read_text(encoding="utf-8")).get("model_max_length")
         if isinstance(value, int) and 0 < value < 1_000_000:
             return value
         if fallback is None:
-            raise NextGPTError(f"decoder {self.backend!r}: {location}/tokenizer gives no model_max_length")
+            raise NextGPTError(f"decoder {self.backend!r}: {location}/{subfolder} gives no model_max_length")
         return fallback
 
     def __repr__(self) -> str:

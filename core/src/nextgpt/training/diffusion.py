@@ -12,8 +12,9 @@ latents for images, per-frame for video, a mel VAE and ``class_labels`` for Audi
 prompt attention mask for PixArt), so a decoder opts in by implementing
 ``Decoder.denoising_loss(condition, media, min_snr_gamma=None)`` and declaring
 ``supports_denoising_loss = True``; this module gives it `noise_prediction_loss` (discrete-time
-schedulers: DDPM, DDIM, DPM-Solver...) and `edm_prediction_loss` (EDM-preconditioned
-continuous-sigma schedulers, e.g. Stable Audio's) to build it from its own parts.
+schedulers: DDPM, DDIM, DPM-Solver...; CogVideoX's v-prediction), `edm_prediction_loss`
+(EDM-preconditioned continuous-sigma schedulers, e.g. Stable Audio's) and `flow_matching_loss`
+(rectified-flow transformers: FLUX, Wan) to build it from its own parts.
 """
 
 from __future__ import annotations
@@ -141,4 +142,38 @@ def edm_prediction_loss(
         ratio = data**2 / sigma**2
         clipped = torch.clamp(ratio, max=min_snr_gamma)
         per_sample = per_sample * (clipped / ratio if kind == "epsilon" else clipped / (ratio + 1))
+    return per_sample.mean()
+
+
+def flow_matching_loss(
+    denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    latents: torch.Tensor,
+    min_snr_gamma: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Mean (optionally min-SNR weighted) squared error of one step of a rectified-flow denoiser
+    (FLUX, Wan, SD3: diffusers' ``FlowMatchEulerDiscreteScheduler`` family).
+
+    A noise level ``sigma`` per sample is drawn uniformly in (0, 1); the denoiser sees
+    ``x_sigma = (1 - sigma) * x + sigma * noise`` and is regressed on the flow's velocity
+    ``noise - x``, as these models are trained. Min-SNR weights use ``SNR = ((1 - sigma) /
+    sigma)^2`` and the epsilon rule ``min(SNR, gamma) / SNR`` (the velocity's error is the noise
+    error divided by ``1 - sigma``).
+
+    Args:
+        denoise: ``(noisy_latents, sigmas) -> velocity`` (the frozen denoiser with the condition
+            bound; the backend turns ``sigmas`` into the timesteps its transformer takes).
+        latents: ``[B, ...]`` clean latents of the target media (no grad needed).
+        min_snr_gamma: clip the SNR weight at this value (None: plain mean).
+    """
+    batch = latents.shape[0]
+    sigma = torch.rand(batch, generator=generator, device="cpu").clamp(1e-3, 1 - 1e-3).to(latents.device)
+    noise = torch.randn(latents.shape, generator=generator, device="cpu", dtype=latents.dtype).to(latents.device)
+    s = sigma.view(-1, *([1] * (latents.ndim - 1))).to(latents.dtype)
+    noisy = (1 - s) * latents + s * noise
+    output = denoise(noisy, sigma)
+    per_sample = F.mse_loss(output.float(), (noise - latents).float(), reduction="none").flatten(1).mean(1)
+    if min_snr_gamma is not None:
+        ratio = ((1 - sigma) / sigma) ** 2
+        per_sample = per_sample * torch.clamp(ratio, max=min_snr_gamma) / ratio
     return per_sample.mean()

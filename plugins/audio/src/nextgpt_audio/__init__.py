@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
 from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND, STABILITY_COMMUNITY
 
+from nextgpt_audio import cards
 from nextgpt_audio.config import AudioConfig
 from nextgpt_audio.examples import example_audio
 from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
@@ -79,6 +81,17 @@ def build_stable_audio(source: str, **options: Any) -> nextgpt.Decoder:
     return StableAudioDecoder(source, **options)
 
 
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind",
+    modality="audio",
+    licence=IMAGEBIND,
+    build=build_imagebind_encoder,
+    plan=plan_imagebind_encoder,
+    card=IMAGEBIND_HUGE,
+)
+"""ImageBind-Huge's audio tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -86,22 +99,24 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind",
-            modality="audio",
-            licence=IMAGEBIND,
-            build=build_imagebind_encoder,
-            plan=plan_imagebind_encoder,
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     # AudioLDM weights are released under CC BY-NC-SA 4.0.
-    register(DecoderBackend(name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm))
+    register(
+        DecoderBackend(
+            name="audioldm", modality="audio", licence=CC_BY_NC_SA_4, build=build_audioldm, card=cards.AUDIOLDM
+        )
+    )
     # Stable Audio Open 1.0: Stability AI Community licence (commercial use under USD 1M revenue).
     register(
-        DecoderBackend(name="stable-audio", modality="audio", licence=STABILITY_COMMUNITY, build=build_stable_audio)
+        DecoderBackend(
+            name="stable-audio",
+            modality="audio",
+            licence=STABILITY_COMMUNITY,
+            build=build_stable_audio,
+            card=cards.STABLE_AUDIO,
+        )
     )

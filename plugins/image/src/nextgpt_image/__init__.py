@@ -1,9 +1,10 @@
 """nextgpt-image: the image modality.
 
 Registers modality ``image`` (placeholder ``<image>``, signal tokens ``[IMG0]..[IMG3]`` as in the
-released NExT-GPT checkpoint), the ImageBind vision encoder and two decoders: Stable Diffusion
-(a UNet on CLIP embeddings; the default) and PixArt-Sigma (a diffusion transformer on T5
-embeddings with an attention mask).
+released NExT-GPT checkpoint), the ImageBind vision encoder and three decoders: Stable Diffusion
+(a UNet on CLIP embeddings; the default), PixArt-Sigma (a diffusion transformer on T5
+embeddings with an attention mask) and FLUX.1 [schnell] (a rectified-flow transformer on T5
+embeddings and a pooled CLIP vector; Apache-2.0).
 Heavy modules (diffusers, ImageBind) are imported only when a backend is built.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
-from nextgpt.licences import IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
+from nextgpt.licences import FLUX_SCHNELL, IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
+from nextgpt_image import cards
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
@@ -64,10 +67,27 @@ def build_stable_diffusion(source: str, **options: Any) -> nextgpt.Decoder:
     return StableDiffusionDecoder(source, **options)
 
 
+def build_flux_schnell(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_image.flux import FluxSchnellDecoder
+
+    return FluxSchnellDecoder(source, **options)
+
+
 def build_pixart_sigma(source: str, **options: Any) -> nextgpt.Decoder:
     from nextgpt_image.pixart import PixArtSigmaDecoder
 
     return PixArtSigmaDecoder(source, **options)
+
+
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind",
+    modality="image",
+    licence=IMAGEBIND,
+    build=build_imagebind_encoder,
+    plan=plan_imagebind_encoder,
+    card=IMAGEBIND_HUGE,
+)
+"""ImageBind-Huge's vision tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
 
 
 @nextgpt.hookimpl
@@ -77,24 +97,37 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind",
-            modality="image",
-            licence=IMAGEBIND,
-            build=build_imagebind_encoder,
-            plan=plan_imagebind_encoder,
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     register(
-        DecoderBackend(name="stable-diffusion", modality="image", licence=OPENRAIL_M, build=build_stable_diffusion)
+        DecoderBackend(
+            name="stable-diffusion",
+            modality="image",
+            licence=OPENRAIL_M,
+            build=build_stable_diffusion,
+            card=cards.STABLE_DIFFUSION,
+        )
     )
     register(
-        DecoderBackend(name="pixart-sigma", modality="image", licence=OPENRAIL_PLUS_PLUS, build=build_pixart_sigma)
+        DecoderBackend(
+            name="pixart-sigma",
+            modality="image",
+            licence=OPENRAIL_PLUS_PLUS,
+            build=build_pixart_sigma,
+            card=cards.PIXART_SIGMA,
+        )
+    )
+    register(
+        DecoderBackend(
+            name="flux-schnell",
+            modality="image",
+            licence=FLUX_SCHNELL,
+            build=build_flux_schnell,
+            card=cards.FLUX_SCHNELL,
+        )
     )
 
 

@@ -2,7 +2,8 @@
 
 Registers modality ``video`` (placeholder ``<video>``, signal tokens ``[VID0]..[VID23]`` as in the
 released NExT-GPT checkpoint), the ImageBind video encoder (the vision tower over frame pairs)
-and a zeroscope decoder (diffusers' TextToVideoSDPipeline).
+and three decoders: zeroscope (diffusers' TextToVideoSDPipeline; non-commercial), CogVideoX-2B and
+Wan 2.1 T2V-1.3B (3-D diffusion transformers on T5 / UMT5 embeddings; Apache-2.0).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import nextgpt
+from nextgpt.cards import IMAGEBIND_HUGE
 from nextgpt.interfaces import DecoderBackend, EncoderBackend, MediaExtent, ModalitySpec, SignalTokenSpec
-from nextgpt.licences import CC_BY_NC_4, IMAGEBIND
+from nextgpt.licences import CC_BY_NC_4, COGVIDEOX_2B, IMAGEBIND, WAN_2_1
 
+from nextgpt_video import cards
 from nextgpt_video.config import VideoConfig
 from nextgpt_video.examples import example_video
 from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
@@ -66,6 +69,29 @@ def build_zeroscope(source: str, **options: Any) -> nextgpt.Decoder:
     return TextToVideoDecoder(source, **options)
 
 
+def build_cogvideox(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_video.cogvideox import CogVideoXDecoder
+
+    return CogVideoXDecoder(source, **options)
+
+
+def build_wan(source: str, **options: Any) -> nextgpt.Decoder:
+    from nextgpt_video.wan import WanDecoder
+
+    return WanDecoder(source, **options)
+
+
+IMAGEBIND_ENCODER = EncoderBackend(
+    name="imagebind",
+    modality="video",
+    licence=IMAGEBIND,
+    build=build_imagebind_encoder,
+    plan=plan_imagebind_encoder,
+    card=IMAGEBIND_HUGE,
+)
+"""ImageBind-Huge's vision tower over frame pairs (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -73,21 +99,25 @@ def register_modalities(register):
 
 @nextgpt.hookimpl
 def register_encoders(register):
-    register(
-        EncoderBackend(
-            name="imagebind",
-            modality="video",
-            licence=IMAGEBIND,
-            build=build_imagebind_encoder,
-            plan=plan_imagebind_encoder,
-        )
-    )
+    register(IMAGEBIND_ENCODER)
 
 
 @nextgpt.hookimpl
 def register_decoders(register):
     # zeroscope_v2 weights are released for non-commercial use (CC BY-NC 4.0).
-    register(DecoderBackend(name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope))
+    register(
+        DecoderBackend(
+            name="zeroscope", modality="video", licence=CC_BY_NC_4, build=build_zeroscope, card=cards.ZEROSCOPE
+        )
+    )
+    register(
+        DecoderBackend(
+            name="cogvideox", modality="video", licence=COGVIDEOX_2B, build=build_cogvideox, card=cards.COGVIDEOX_2B
+        )
+    )
+    register(
+        DecoderBackend(name="wan", modality="video", licence=WAN_2_1, build=build_wan, card=cards.WAN_2_1_T2V_1_3B)
+    )
 
 
 @nextgpt.hookimpl
