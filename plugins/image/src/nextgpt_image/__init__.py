@@ -17,6 +17,7 @@ from nextgpt.licences import IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_PLUS
 
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
+from nextgpt_image.licences import SIGLIP_LICENCE
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
 
 __version__ = "0.1.0"
@@ -40,6 +41,13 @@ SPEC = ModalitySpec(
     },
     description="still images (PNG, JPEG, WebP)",
 )
+
+
+def build_siglip_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    """SigLIP (Apache-2.0) from ``"tiny"``, a local folder or a hub id; ``shared`` is unused."""
+    from nextgpt_image.siglip import SiglipImageEncoder
+
+    return SiglipImageEncoder.from_source(source, **options)
 
 
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
@@ -70,6 +78,7 @@ def register_modalities(register):
 @nextgpt.hookimpl
 def register_encoders(register):
     register(EncoderBackend(name="imagebind", modality="image", licence=IMAGEBIND, build=build_imagebind_encoder))
+    register(EncoderBackend(name="siglip", modality="image", licence=SIGLIP_LICENCE, build=build_siglip_encoder))
 
 
 @nextgpt.hookimpl
