@@ -20,6 +20,7 @@ from nextgpt.licences import FLUX_SCHNELL, IMAGEBIND, OPENRAIL_M, OPENRAIL_PLUS_
 from nextgpt_image import cards
 from nextgpt_image.config import ImageConfig
 from nextgpt_image.examples import example_image
+from nextgpt_image.licences import SIGLIP_LICENCE
 from nextgpt_image.media import IMAGE_EXTENSIONS, load_image, save_image
 
 __version__ = "0.1.0"
@@ -51,6 +52,13 @@ def plan_imagebind_encoder(source: str, **options: Any) -> nextgpt.EncoderPlan:
     from nextgpt.encoders.imagebind import plan_imagebind
 
     return plan_imagebind(source, **options)
+
+
+def build_siglip_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    """SigLIP (Apache-2.0) from ``"tiny"``, a local folder or a hub id; ``shared`` is unused."""
+    from nextgpt_image.siglip import SiglipImageEncoder
+
+    return SiglipImageEncoder.from_source(source, **options)
 
 
 def build_imagebind_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
@@ -88,6 +96,10 @@ IMAGEBIND_ENCODER = EncoderBackend(
     card=IMAGEBIND_HUGE,
 )
 """ImageBind-Huge's vision tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
+SIGLIP_ENCODER = EncoderBackend(
+    name="siglip", modality="image", licence=SIGLIP_LICENCE, build=build_siglip_encoder, card=cards.SIGLIP_SO400M
+)
+"""SigLIP's vision tower (Apache-2.0): patch features, one token per patch."""
 
 
 @nextgpt.hookimpl
@@ -98,6 +110,7 @@ def register_modalities(register):
 @nextgpt.hookimpl
 def register_encoders(register):
     register(IMAGEBIND_ENCODER)
+    register(SIGLIP_ENCODER)
 
 
 @nextgpt.hookimpl

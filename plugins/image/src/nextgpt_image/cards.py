@@ -24,3 +24,8 @@ FLUX_SCHNELL = BackendCard(
         )
     ),
 )
+SIGLIP_SO400M = BackendCard(
+    weights="google/siglip-so400m-patch14-384",
+    parameters=0.43,  # the vision tower of SigLIP so400m (the text tower is not loaded)
+    features=(729, 1152),  # 27 x 27 patches of 14 px at 384 px, width 1152
+)
