@@ -195,6 +195,45 @@ def test_reader_tells_the_attributes_apart():
         read("depth", blank)
 
 
+def test_contact_sheet_shows_each_prompt_with_its_verdict(tmp_path):
+    """A row per scored item: the media drawn, a green verdict for a full match, red for a miss."""
+    import random
+
+    import numpy as np
+    from nextgpt_audio.media import AudioClip
+    from nextgpt_video.media import VideoClip
+    from PIL import Image
+    from toy_world import world as W
+    from toy_world.contact_sheet import ROW, TEXT_WIDTH, write_contact_sheet
+    from toy_world.end_to_end import Scored
+    from toy_world.reader import read, score
+
+    rng = random.Random(0)
+    media = {
+        "image": lambda c: Image.fromarray(W.render_image(c, rng)),
+        "audio": lambda c: AudioClip(W.render_audio(c, rng), W.SAMPLE_RATE),
+        "video": lambda c: VideoClip(W.render_video(c, rng, frames=4, size=64), W.VIDEO_FPS),
+    }
+    items = []
+    for m in W.MODALITIES:
+        drawn, asked = W.concepts(m)[0], W.concepts(m)[1]
+        for concept in (drawn, asked):  # the second row asks for another caption: a miss
+            item = media[m](drawn)
+            reading = read(m, item.frames if m == "video" else item)
+            items.append(Scored(m, concept.caption, concept.caption, item, reading, score(reading, concept)))
+    path = write_contact_sheet(items, tmp_path / "sheet.png", title="ground truth")
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert pixels.shape[0] == 24 + len(items) * ROW
+    verdicts = pixels[:, TEXT_WIDTH * 2 :]
+    for k, item in enumerate(items):
+        row = verdicts[24 + k * ROW : 24 + k * ROW + 20]
+        green = ((row[..., 1] > 100) & (row[..., 0] < 60)).any()
+        red = ((row[..., 0] > 150) & (row[..., 1] < 60)).any()
+        assert (green, red) == ((True, False) if k % 2 == 0 else (False, True)), (k, item.caption)
+    with pytest.raises(FileExistsError):
+        write_contact_sheet(items, path)
+
+
 # -- a small budget of the learning benchmark -----------------------------------------------------
 
 
@@ -273,6 +312,33 @@ def test_small_budget_stages_beat_their_baselines(learning):
     assert decision > max(s3[k]["decision"]["all"]["accuracy"] for k in ("untrained", "trivial")) + 0.1
     assert overall(s3["trained"]["retrieval"], "retrieval") > overall(s3["trivial"]["retrieval"], "retrieval")
     assert all(not math.isnan(v) for v in results["seconds"].values())
+
+
+@pytest.mark.slow
+def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy, small_world, tmp_path):
+    """text -> X through the stage-3 model, the untrained toy and the decoder fed the caption,
+    and video -> image, each generation read by the world reader; the contact sheet has a row
+    per scored prompt (the small budget checks the measurement, the full budget the levels)."""
+    from PIL import Image
+    from toy_world.contact_sheet import ROW
+    from toy_world.end_to_end import run_end_to_end
+
+    sheet = tmp_path / "sheet.png"
+    results = run_end_to_end(learning["stages"] / "stage3", toy, small_world, limit=2, sheet=sheet, sheet_rows=6)
+    print(json.dumps(results))
+    for chain in ("trained", "untrained", "ceiling"):
+        scores = results["text_to_x"][chain]
+        assert set(scores) == {"image", "audio", "video"}
+        for modality, values in scores.items():
+            assert values["n"] == 2 and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (chain, modality)
+            assert values["all"] <= min(v for k, v in values.items() if k not in ("n", "all"))
+    for chain in ("trained", "untrained"):
+        assert results["video_to_image"][chain]["image"]["n"] == 2
+    assert results["chance"]["image"] == pytest.approx(1 / 100)
+    with Image.open(sheet) as picture:
+        assert picture.height == 24 + 6 * ROW
+    with pytest.raises(FileExistsError):
+        run_end_to_end(toy, toy, small_world, limit=1, sheet=sheet)
 
 
 @pytest.mark.slow
