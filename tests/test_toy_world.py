@@ -234,6 +234,29 @@ def test_contact_sheet_shows_each_prompt_with_its_verdict(tmp_path):
         write_contact_sheet(items, path)
 
 
+def test_a_model_folders_demo_script_is_checked(tmp_path):
+    """`nextgpt demo` plays a folder's demo.json; a bad one fails with one line naming file and turn."""
+    from nextgpt.cli.demo_cmd import folder_script
+    from nextgpt.errors import ConfigError
+
+    assert folder_script(str(tmp_path), {"image"}) is None  # no script: the generic demo
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "a.png").write_bytes(b"")
+    script = tmp_path / "demo.json"
+    turn = {"text": "hi", "inputs": [{"type": "image", "path": "demo/a.png"}], "request": ["image"]}
+    script.write_text(json.dumps([turn]))
+    assert folder_script(str(tmp_path), {"image"}) == [([("image", str(tmp_path / "demo" / "a.png"))], ["image"], "hi")]
+    for turns, message in (
+        ({"text": "hi"}, "a list of turns"),
+        ([{"text": "hi"}, {"text": "x", "request": ["depth"]}], "turn 2: modality 'depth'"),
+        ([{"text": "x", "inputs": [{"type": "image", "path": "demo/b.png"}]}], "'demo/b.png' not found"),
+        ([{"txt": "x"}], "turn 1"),
+    ):
+        script.write_text(json.dumps(turns))
+        with pytest.raises(ConfigError, match=message):
+            folder_script(str(tmp_path), {"image"})
+
+
 # -- a small budget of the learning benchmark -----------------------------------------------------
 
 
@@ -339,6 +362,24 @@ def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy
         assert picture.height == 24 + 6 * ROW
     with pytest.raises(FileExistsError):
         run_end_to_end(toy, toy, small_world, limit=1, sheet=sheet)
+
+
+@pytest.mark.slow
+def test_demo_plays_the_toy_models_own_script(toy, tmp_path, capsys):
+    import argparse
+
+    from nextgpt.cli import demo_cmd
+
+    parser = argparse.ArgumentParser(prog="nextgpt")
+    handler = demo_cmd.add(parser)
+    out = tmp_path / "demo"
+    assert handler(parser.parse_args(["--model", str(toy), "--out", str(out)])) == 0
+    printed = capsys.readouterr().out
+    assert "playing the model's own demo.json (5 turns)" in printed
+    turns = json.loads((toy / "demo.json").read_text())
+    assert all(t["text"] in printed for t in turns)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["turn1_image_0.png", "turn2_audio_0.wav", "turn3_video_0.mp4", "turn5_image_0.png"]
 
 
 @pytest.mark.slow
