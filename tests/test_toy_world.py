@@ -257,6 +257,39 @@ def test_a_model_folders_demo_script_is_checked(tmp_path):
             folder_script(str(tmp_path), {"image"})
 
 
+def test_decoder_training_fits_the_vae_and_the_unet_with_v_prediction(registry):
+    """A few steps of the toy decoders' training on four image captions: the VAE reconstructs
+    the world better than before, the UNet's weights move, and the pipeline samples with a
+    zero-terminal-SNR v-prediction DDIM."""
+    import random
+
+    import numpy as np
+    from nextgpt.config import DecodeOptions
+    from toy_world import world as W
+    from toy_world.decoder_training import SIZE, DecoderBudget, _to_unit, render_pixels, train_pixel_decoder
+
+    decoder = registry.decoder_backend("image", "stable-diffusion").build("tiny")  # its own pipeline copy
+    concepts = W.concepts("image")[:4]
+    check = _to_unit(np.stack([render_pixels(c, random.Random(9)) for c in concepts]))
+
+    def reconstruction_error() -> float:
+        with torch.no_grad():
+            vae = decoder.pipeline.vae
+            return float(((vae.decode(vae.encode(check).latent_dist.mode()).sample - check) ** 2).mean())
+
+    before_error = reconstruction_error()
+    before_unet = [p.detach().clone() for p in decoder.denoiser.parameters()]
+    report = train_pixel_decoder(decoder, concepts, DecoderBudget(vae_steps=25, unet_steps=3, batch=4), seed=0)
+    assert reconstruction_error() < before_error
+    assert any(not torch.equal(a, b) for a, b in zip(before_unet, decoder.denoiser.parameters(), strict=True))
+    assert math.isfinite(report["unet_loss"]) and report["items"] == 12
+    scheduler = decoder.pipeline.scheduler
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
+    options = DecodeOptions(steps=2, seed=0, height=SIZE, width=SIZE)
+    image = decoder.generate(decoder.condition_from_text([concepts[0].caption]), options)[0]
+    assert image.size == (SIZE, SIZE)
+
+
 # -- a small budget of the learning benchmark -----------------------------------------------------
 
 

@@ -103,7 +103,7 @@ def train_vae(vae: Any, frames: torch.Tensor, steps: int, batch: int, lr: float,
     progress.close()
     vae.eval()
     vae.requires_grad_(False)
-    return float(mse)
+    return float(mse.detach())
 
 
 def train_pixel_decoder(
