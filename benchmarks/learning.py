@@ -8,6 +8,12 @@ trained) and a trivial one (the most common train caption / decision, the mean t
 embedding), with its target. See ``toy_world.stage_metrics`` for the measurements and
 ``toy_world.metrics`` for how retrieval keeps padding positions from making it easy.
 
+Then end to end (``toy_world.end_to_end``): held-out requests ("Show me a picture of a red circle
+at the top left.") through the stage-3 model, the untrained toy model and the decoder fed the
+caption itself (the ceiling), and a held-out video shown with "Draw it at the top left.", every
+generated file read by the world reader (``toy_world.reader``); a contact sheet PNG of a dozen
+of them is written beside ``--json`` (or to ``--contact-sheet``).
+
     python benchmarks/learning.py                     # full budget (target: < 15 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
     python benchmarks/learning.py --json outputs/learning.json --toy outputs/toy
