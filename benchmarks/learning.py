@@ -8,6 +8,12 @@ trained) and a trivial one (the most common train caption / decision, the mean t
 embedding), with its target. See ``toy_world.stage_metrics`` for the measurements and
 ``toy_world.metrics`` for how retrieval keeps padding positions from making it easy.
 
+Then end to end (``toy_world.end_to_end``): held-out requests ("Show me a picture of a red circle
+at the top left.") through the stage-3 model, the untrained toy model and the decoder fed the
+caption itself (the ceiling), and a held-out video shown with "Draw it at the top left.", every
+generated file read by the world reader (``toy_world.reader``); a contact sheet PNG of a dozen
+of them is written beside ``--json`` (or to ``--contact-sheet``).
+
     python benchmarks/learning.py                     # full budget (target: < 15 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
     python benchmarks/learning.py --json outputs/learning.json --toy outputs/toy
@@ -37,6 +43,14 @@ TARGETS = {
     ("stage3", "decision"): 0.95,
     ("stage3", "retrieval"): 0.8,
 }
+END_TO_END_TARGETS = {"image": 0.7, "video": 0.6, "audio": 0.7}
+"""text -> X: the share of held-out requests whose every attribute the reader recovers."""
+CEILING_FRACTION = 0.9
+"""text -> X: at least this fraction of the ceiling (the decoder fed the caption itself)."""
+UNTRAINED_MARGIN = 0.05
+"""text -> X: the untrained chain at most chance plus this."""
+END_TO_END_LIMIT = {"full": None, "small": 4}
+"""Held-out captions (and videos) scored end to end per modality (None: all)."""
 WORLD_SIZES = {
     "full": {"n_per_modality": 120, "n_heldout_per_modality": 24, "n_mosit": 60},
     "small": {"n_per_modality": 48, "n_heldout_per_modality": 12, "n_mosit": 24},
@@ -119,6 +133,57 @@ def print_table(results: dict[str, Any], judge: bool = True) -> bool:
     return ok
 
 
+def end_to_end_rows(e2e: dict[str, Any]) -> list[tuple[str, str, str, float, float, float, str]]:
+    """(chain, modality, attribute, trained, untrained, ceiling, target) for the end-to-end table."""
+    out = []
+    text = e2e["text_to_x"]
+    for modality, scores in text["trained"].items():
+        for attribute in [k for k in scores if k != "n"]:
+            target = ""
+            if attribute == "all":
+                level = max(END_TO_END_TARGETS[modality], CEILING_FRACTION * text["ceiling"][modality]["all"])
+                target = f">= {level:.2f}; untrained <= {e2e['chance'][modality] + UNTRAINED_MARGIN:.2f}"
+            out.append(
+                (
+                    "text->X",
+                    modality,
+                    attribute,
+                    scores[attribute],
+                    text["untrained"][modality][attribute],
+                    text["ceiling"][modality][attribute],
+                    target,
+                )
+            )
+    cross = e2e["video_to_image"]
+    for attribute in [k for k in cross["trained"]["image"] if k != "n"]:
+        values = (cross["trained"]["image"][attribute], cross["untrained"]["image"][attribute], math.nan)
+        out.append(("video->image", "image", attribute, *values, ""))
+    return out
+
+
+def end_to_end_met(e2e: dict[str, Any]) -> bool:
+    """Whether text -> X meets its targets: every-attribute share at least the modality's target
+    and ``CEILING_FRACTION`` of the ceiling, the untrained chain near chance."""
+    text = e2e["text_to_x"]
+    ok = True
+    for modality, target in END_TO_END_TARGETS.items():
+        trained = text["trained"][modality]["all"]
+        ok &= trained >= target and trained >= CEILING_FRACTION * text["ceiling"][modality]["all"]
+        ok &= text["untrained"][modality]["all"] <= e2e["chance"][modality] + UNTRAINED_MARGIN
+    return ok
+
+
+def print_end_to_end(e2e: dict[str, Any], judge: bool = True) -> bool:
+    """Print the end-to-end figures (the world reader's verdicts); returns whether the targets are met."""
+    ok = end_to_end_met(e2e)
+    print(f"\n{'chain':<14}{'modality':<10}{'attribute':<11}{'trained':>9}{'untrained':>11}{'ceiling':>9}  target")
+    for chain, modality, attribute, trained, untrained, ceiling, target in end_to_end_rows(e2e):
+        print(f"{chain:<14}{modality:<10}{attribute:<11}{trained:>9.3f}{untrained:>11.3f}{ceiling:>9.3f}  {target}")
+    if judge:
+        print("end to end: " + ("every target met" if ok else "targets missed"))
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=("full", "small"), default="full")
@@ -130,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, help="where the world, the toy and the stages go (default: a temporary folder)"
     )
     parser.add_argument("--seed", type=int, default=0, help="the world's seed")
+    parser.add_argument(
+        "--contact-sheet", type=Path, help="write the contact sheet PNG here (default: beside --json, if given)"
+    )
     args = parser.parse_args(argv)
     _quiet()
 
@@ -138,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from toy_world import generate
     from toy_world.build import build_toy
+    from toy_world.end_to_end import run_end_to_end
     from toy_world.learning import run_learning
 
     started = time.time()
@@ -158,12 +227,23 @@ def main(argv: list[str] | None = None) -> int:
             toy, workdir / "world", workdir / "stages", budget=args.budget, log=lambda line: print(line, flush=True)
         )
         seconds.update(results["seconds"])
+        t0 = time.time()
+        sheet = args.contact_sheet or (args.json.with_suffix(".png") if args.json else None)
+        if sheet is not None and sheet.exists():
+            sheet = sheet.with_name(f"{sheet.stem}-{int(time.time())}{sheet.suffix}")
+        results["end_to_end"] = run_end_to_end(
+            workdir / "stages" / "stage3", toy, workdir / "world", END_TO_END_LIMIT[args.budget], sheet
+        )
+        seconds["end_to_end"] = round(time.time() - t0, 1)
         seconds["total"] = round(time.time() - started, 1)
         results["seconds"] = seconds
         results["budget_name"] = args.budget
         print()
         judge = args.budget == "full"
         ok = print_table(results, judge)
+        ok &= print_end_to_end(results["end_to_end"], judge)
+        if sheet is not None:
+            print(f"contact sheet: {sheet}")
         print("\nwall times (s): " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
         if judge:
             print("every target met" if ok else "some targets missed")

@@ -156,6 +156,140 @@ def test_retrieval_ignores_positions_every_caption_shares():
     assert got["distance"] == pytest.approx(0.2, rel=1e-4)
 
 
+# -- the world reader ------------------------------------------------------------------------------
+
+
+def test_reader_recovers_every_attribute_of_the_worlds_files(world):
+    """The reader on ground-truth files (PNG, WAV, H.264 MP4): every attribute of every file
+    (measured on a full world of 432 files: 1.000 per attribute)."""
+    from toy_world.reader import read_world_files
+
+    accuracy = read_world_files(world)
+    print(accuracy)
+    for modality, scores in accuracy.items():
+        assert scores["n"] >= 5, modality
+        assert min(v for k, v in scores.items() if k != "n") >= 0.98, (modality, scores)
+
+
+def test_reader_tells_the_attributes_apart():
+    """Each attribute value read back from a rendered item, and a reading that does not match
+    its caption is scored as a miss (so a generated file can fail)."""
+    import random
+
+    import numpy as np
+    from toy_world import world as W
+    from toy_world.reader import read, score
+
+    rng = random.Random(5)
+    for modality, pick in (("image", 7), ("audio", 5), ("video", 9)):
+        pool = W.concepts(modality)[::pick]
+        for concept in pool:
+            media = {"image": W.render_image, "audio": W.render_audio}.get(modality)
+            item = media(concept, rng) if media else W.render_video(concept, rng, size=64)
+            assert read(modality, item) == concept.fields, (modality, concept.caption)
+        other = pool[1]
+        assert not score(read(modality, item), other)["all"]
+    blank = np.full((32, 32, 3), 16, dtype=np.uint8)
+    assert read("image", blank)["colour"] in W.COLOURS  # a reading, even of nothing
+    with pytest.raises(ValueError, match="modality 'depth'"):
+        read("depth", blank)
+
+
+def test_contact_sheet_shows_each_prompt_with_its_verdict(tmp_path):
+    """A row per scored item: the media drawn, a green verdict for a full match, red for a miss."""
+    import random
+
+    import numpy as np
+    from nextgpt_audio.media import AudioClip
+    from nextgpt_video.media import VideoClip
+    from PIL import Image
+    from toy_world import world as W
+    from toy_world.contact_sheet import ROW, TEXT_WIDTH, write_contact_sheet
+    from toy_world.end_to_end import Scored
+    from toy_world.reader import read, score
+
+    rng = random.Random(0)
+    media = {
+        "image": lambda c: Image.fromarray(W.render_image(c, rng)),
+        "audio": lambda c: AudioClip(W.render_audio(c, rng), W.SAMPLE_RATE),
+        "video": lambda c: VideoClip(W.render_video(c, rng, frames=4, size=64), W.VIDEO_FPS),
+    }
+    items = []
+    for m in W.MODALITIES:
+        drawn, asked = W.concepts(m)[0], W.concepts(m)[1]
+        for concept in (drawn, asked):  # the second row asks for another caption: a miss
+            item = media[m](drawn)
+            reading = read(m, item.frames if m == "video" else item)
+            items.append(Scored(m, concept.caption, concept.caption, item, reading, score(reading, concept)))
+    path = write_contact_sheet(items, tmp_path / "sheet.png", title="ground truth")
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert pixels.shape[0] == 24 + len(items) * ROW
+    verdicts = pixels[:, TEXT_WIDTH * 2 :]
+    for k, item in enumerate(items):
+        row = verdicts[24 + k * ROW : 24 + k * ROW + 20]
+        green = ((row[..., 1] > 100) & (row[..., 0] < 60)).any()
+        red = ((row[..., 0] > 150) & (row[..., 1] < 60)).any()
+        assert (green, red) == ((True, False) if k % 2 == 0 else (False, True)), (k, item.caption)
+    with pytest.raises(FileExistsError):
+        write_contact_sheet(items, path)
+
+
+def test_a_model_folders_demo_script_is_checked(tmp_path):
+    """`nextgpt demo` plays a folder's demo.json; a bad one fails with one line naming file and turn."""
+    from nextgpt.cli.demo_cmd import folder_script
+    from nextgpt.errors import ConfigError
+
+    assert folder_script(str(tmp_path), {"image"}) is None  # no script: the generic demo
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "a.png").write_bytes(b"")
+    script = tmp_path / "demo.json"
+    turn = {"text": "hi", "inputs": [{"type": "image", "path": "demo/a.png"}], "request": ["image"]}
+    script.write_text(json.dumps([turn]))
+    assert folder_script(str(tmp_path), {"image"}) == [([("image", str(tmp_path / "demo" / "a.png"))], ["image"], "hi")]
+    for turns, message in (
+        ({"text": "hi"}, "a list of turns"),
+        ([{"text": "hi"}, {"text": "x", "request": ["depth"]}], "turn 2: modality 'depth'"),
+        ([{"text": "x", "inputs": [{"type": "image", "path": "demo/b.png"}]}], "'demo/b.png' not found"),
+        ([{"txt": "x"}], "turn 1"),
+    ):
+        script.write_text(json.dumps(turns))
+        with pytest.raises(ConfigError, match=message):
+            folder_script(str(tmp_path), {"image"})
+
+
+def test_decoder_training_fits_the_vae_and_the_unet_with_v_prediction(registry):
+    """A few steps of the toy decoders' training on four image captions: the VAE reconstructs
+    the world better than before, the UNet's weights move, and the pipeline samples with a
+    zero-terminal-SNR v-prediction DDIM."""
+    import random
+
+    import numpy as np
+    from nextgpt.config import DecodeOptions
+    from toy_world import world as W
+    from toy_world.decoder_training import SIZE, DecoderBudget, _to_unit, render_pixels, train_pixel_decoder
+
+    decoder = registry.decoder_backend("image", "stable-diffusion").build("tiny")  # its own pipeline copy
+    concepts = W.concepts("image")[:4]
+    check = _to_unit(np.stack([render_pixels(c, random.Random(9)) for c in concepts]))
+
+    def reconstruction_error() -> float:
+        with torch.no_grad():
+            vae = decoder.pipeline.vae
+            return float(((vae.decode(vae.encode(check).latent_dist.mode()).sample - check) ** 2).mean())
+
+    before_error = reconstruction_error()
+    before_unet = [p.detach().clone() for p in decoder.denoiser.parameters()]
+    report = train_pixel_decoder(decoder, concepts, DecoderBudget(vae_steps=25, unet_steps=3, batch=4), seed=0)
+    assert reconstruction_error() < before_error
+    assert any(not torch.equal(a, b) for a, b in zip(before_unet, decoder.denoiser.parameters(), strict=True))
+    assert math.isfinite(report["unet_loss"]) and report["items"] == 12
+    scheduler = decoder.pipeline.scheduler
+    assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
+    options = DecodeOptions(steps=2, seed=0, height=SIZE, width=SIZE)
+    image = decoder.generate(decoder.condition_from_text([concepts[0].caption]), options)[0]
+    assert image.size == (SIZE, SIZE)
+
+
 # -- a small budget of the learning benchmark -----------------------------------------------------
 
 
@@ -234,6 +368,51 @@ def test_small_budget_stages_beat_their_baselines(learning):
     assert decision > max(s3[k]["decision"]["all"]["accuracy"] for k in ("untrained", "trivial")) + 0.1
     assert overall(s3["trained"]["retrieval"], "retrieval") > overall(s3["trivial"]["retrieval"], "retrieval")
     assert all(not math.isnan(v) for v in results["seconds"].values())
+
+
+@pytest.mark.slow
+def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy, small_world, tmp_path):
+    """text -> X through the stage-3 model, the untrained toy and the decoder fed the caption,
+    and video -> image, each generation read by the world reader; the contact sheet has a row
+    per scored prompt (the small budget checks the measurement, the full budget the levels)."""
+    from PIL import Image
+    from toy_world.contact_sheet import ROW
+    from toy_world.end_to_end import run_end_to_end
+
+    sheet = tmp_path / "sheet.png"
+    results = run_end_to_end(learning["stages"] / "stage3", toy, small_world, limit=2, sheet=sheet, sheet_rows=6)
+    print(json.dumps(results))
+    for chain in ("trained", "untrained", "ceiling"):
+        scores = results["text_to_x"][chain]
+        assert set(scores) == {"image", "audio", "video"}
+        for modality, values in scores.items():
+            assert values["n"] == 2 and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (chain, modality)
+            assert values["all"] <= min(v for k, v in values.items() if k not in ("n", "all"))
+    for chain in ("trained", "untrained"):
+        assert results["video_to_image"][chain]["image"]["n"] == 2
+    assert results["chance"]["image"] == pytest.approx(1 / 100)
+    with Image.open(sheet) as picture:
+        assert picture.height == 24 + 6 * ROW
+    with pytest.raises(FileExistsError):
+        run_end_to_end(toy, toy, small_world, limit=1, sheet=sheet)
+
+
+@pytest.mark.slow
+def test_demo_plays_the_toy_models_own_script(toy, tmp_path, capsys):
+    import argparse
+
+    from nextgpt.cli import demo_cmd
+
+    parser = argparse.ArgumentParser(prog="nextgpt")
+    handler = demo_cmd.add(parser)
+    out = tmp_path / "demo"
+    assert handler(parser.parse_args(["--model", str(toy), "--out", str(out)])) == 0
+    printed = capsys.readouterr().out
+    assert "playing the model's own demo.json (5 turns)" in printed
+    turns = json.loads((toy / "demo.json").read_text())
+    assert all(t["text"] in printed for t in turns)
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["turn1_image_0.png", "turn2_audio_0.wav", "turn3_video_0.mp4", "turn5_image_0.png"]
 
 
 @pytest.mark.slow

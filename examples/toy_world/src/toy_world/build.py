@@ -20,6 +20,8 @@ What `build_toy` writes into ``out``::
                           the `NextGPTModel` folder (untrained projectors): load it with
                           ``NextGPTModel.from_pretrained(out)``
     build.json            what was trained, for how long, and how well it reads the world
+    demo.json, demo/      the scripted conversation `nextgpt demo` plays on this folder (requests
+                          for held-out captions, a world clip shown and a picture of it asked for)
 
 The frozen stand-ins are pre-trained on the whole world (every caption, as Vicuna and ImageBind
 were pre-trained on the whole web), never on the written data files. What the three NExT-GPT
@@ -44,6 +46,7 @@ import torch
 from nextgpt.tiny.llm import train_bpe_tokenizer
 
 from toy_world import world as W
+from toy_world.demo_script import write_demo
 from toy_world.pretrain_encoder import pretrain_imagebind
 from toy_world.pretrain_llm import pretrain_llm, render_text, world_texts
 from toy_world.settings import (
@@ -229,8 +232,9 @@ def build_toy(
         f"({report['seconds']['decoders']}s)"
     )
 
-    # 4. the model folder
+    # 4. the model folder and its demo script (`nextgpt demo --model <folder>`)
     write_model(out, arch, sources, seed)
+    write_demo(out, heldout, seed)
     report["seconds"]["total"] = round(time.time() - started, 1)
     (out / "build.json").write_text(json.dumps(report, indent=1) + "\n")
     log(f"toy model written to {out} in {report['seconds']['total']}s")

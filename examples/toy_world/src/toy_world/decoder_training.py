@@ -1,0 +1,174 @@
+"""Training the toy decoders to draw the world: the tiny Stable Diffusion and zeroscope
+pipelines learn to generate the world's images and videos from their caption embeddings.
+
+A random tiny pipeline turns any condition into noise: its VAE and its UNet are random. Here,
+for one modality, on freshly rendered items of every caption of the world (the decoders are
+frozen stand-ins that know the whole world, as the real ones know the web):
+
+1. the VAE is trained as an autoencoder (reconstruction plus a small KL term), so that its
+   latents decode back into the world's pictures;
+2. the scheduler becomes a v-prediction DDIM with a zero-terminal-SNR schedule (diffusers'
+   ``rescale_betas_zero_snr``, sampling from the last timestep), which keeps the world's flat
+   dark backgrounds dark (Lin et al. 2024);
+3. the UNet is trained with the toolkit's denoising loss (`nextgpt.training.diffusion`, through
+   the decoder's own ``_noise_prediction_loss``) on the VAE latents of the items, conditioned on
+   the decoder's embedding of their captions (a tenth of them on the unconditional embedding,
+   so that classifier-free guidance has something to contrast).
+
+The trained parts are written back into the pipeline; `toy_world.build` saves it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from nextgpt.conditions import Condition
+from nextgpt.progress import bar
+
+from toy_world import world as W
+
+SIZE = 32
+"""Side of the toy decoders' images and video frames."""
+FRAMES = 4
+"""Frames of the toy decoder's videos."""
+
+
+@dataclass
+class DecoderBudget:
+    """Steps, batch and pool sizes of one decoder's training."""
+
+    vae_steps: int
+    unet_steps: int
+    batch: int = 32
+    items_per_caption: int = 3
+    lr: float = 2e-3
+    unconditional_fraction: float = 0.1
+
+
+def zero_snr_scheduler(scheduler: Any) -> Any:
+    """A v-prediction DDIM scheduler with zero terminal SNR, from ``scheduler``'s betas."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(
+        scheduler.config,
+        prediction_type="v_prediction",
+        rescale_betas_zero_snr=True,
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+    )
+
+
+def render_pixels(concept: W.Concept, rng: random.Random) -> np.ndarray:
+    """uint8 pixels of one item at the decoder's size: ``[S, S, 3]`` for an image, ``[F, S, S, 3]``
+    for a video (drawn at twice the size and averaged down, so edges are smooth)."""
+    if concept.modality == "image":
+        big = W.render_image(concept, rng, size=2 * SIZE).astype(np.float32)
+        return big.reshape(SIZE, 2, SIZE, 2, 3).mean((1, 3)).round().astype(np.uint8)
+    big = W.render_video(concept, rng, frames=FRAMES, size=2 * SIZE).astype(np.float32)
+    return big.reshape(FRAMES, SIZE, 2, SIZE, 2, 3).mean((2, 4)).round().astype(np.uint8)
+
+
+def _to_unit(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in [-1, 1]."""
+    tensor = torch.from_numpy(pixels.astype(np.float32) / 127.5 - 1.0)
+    return tensor.movedim(-1, -3)
+
+
+def train_vae(vae: Any, frames: torch.Tensor, steps: int, batch: int, lr: float, desc: str) -> float:
+    """Autoencoder training of ``vae`` on ``frames`` ``[N, 3, H, W]``; returns the final MSE."""
+    vae.requires_grad_(True)
+    vae.train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    progress = bar(total=steps, desc=desc, unit="step")
+    mse = torch.tensor(float("nan"))
+    for _ in range(steps):
+        index = torch.randint(0, len(frames), (batch,))
+        x = frames[index]
+        posterior = vae.encode(x).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        mse = F.mse_loss(reconstruction, x)
+        loss = mse + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        progress.update(1)
+        progress.set_postfix(mse=f"{mse.item():.4f}", refresh=False)
+    progress.close()
+    vae.eval()
+    vae.requires_grad_(False)
+    return float(mse.detach())
+
+
+def train_pixel_decoder(
+    decoder: Any,
+    concepts: list[W.Concept],
+    budget: DecoderBudget,
+    seed: int,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``decoder``'s VAE and UNet (in place) to draw ``concepts`` (images or videos);
+    returns what was trained and the final losses."""
+    modality = concepts[0].modality
+    pipeline = decoder.pipeline
+    rng = random.Random(f"{seed}-{modality}-decoder")
+    pool = [c for c in concepts for _ in range(budget.items_per_caption)]
+    pixels = _to_unit(np.stack([render_pixels(c, rng) for c in pool]))  # [N, 3, S, S] or [N, F, 3, S, S]
+    captions = [c.caption for c in pool]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        frames = pixels if pixels.ndim == 4 else pixels.flatten(0, 1)
+        vae_mse = train_vae(pipeline.vae, frames, budget.vae_steps, budget.batch, budget.lr, f"toy {modality} VAE")
+        with torch.no_grad():
+            latents = torch.cat([decoder._vae_latents(frames[i : i + 64]) for i in range(0, len(frames), 64)])
+            if pixels.ndim == 5:  # [N*F, c, h, w] -> [N, c, F, h, w], as the 3-D UNet reads them
+                latents = latents.unflatten(0, (len(pool), pixels.shape[1])).permute(0, 2, 1, 3, 4)
+            unique = sorted(set(captions))
+            row = {caption: i for i, caption in enumerate(unique)}
+            negative = decoder.negative_condition()
+            # the unconditional embedding is the last row
+            embedded = decoder.condition_from_text(unique)
+            if negative is not None:
+                embedded = Condition.cat([embedded, negative.to(dtype=embedded.dtype)])
+        pipeline.scheduler = zero_snr_scheduler(pipeline.scheduler)
+        unet = decoder.denoiser
+        unet.requires_grad_(True)
+        unet.train()
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=budget.lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=budget.lr, total_steps=max(budget.unet_steps, 1), pct_start=0.1
+        )
+        progress = bar(total=budget.unet_steps, desc=f"toy {modality} UNet", unit="step")
+        generator = torch.Generator().manual_seed(seed)
+        loss = torch.tensor(float("nan"))
+        for _ in range(budget.unet_steps):
+            index = torch.randint(0, len(pool), (budget.batch,), generator=generator)
+            rows = [row[captions[i]] for i in index.tolist()]
+            if negative is not None:
+                drop = torch.rand(budget.batch, generator=generator) < budget.unconditional_fraction
+                rows = [len(unique) if d else r for r, d in zip(rows, drop.tolist(), strict=True)]
+            condition = embedded.select(rows)
+            loss = decoder._noise_prediction_loss(condition, latents[index], None)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        progress.close()
+        unet.eval()
+        unet.requires_grad_(False)
+    return {
+        "items": len(pool),
+        "vae_steps": budget.vae_steps,
+        "vae_mse": round(vae_mse, 5),
+        "unet_steps": budget.unet_steps,
+        "unet_loss": round(float(loss), 5),
+    }

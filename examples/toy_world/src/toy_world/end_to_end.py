@@ -1,0 +1,209 @@
+"""End-to-end scores of the toy world: ask a model for a held-out caption's image, sound or video
+and let the world reader (`toy_world.reader`) say whether what came out has every attribute
+the request named.
+
+Three chains are scored on the same held-out captions, per modality and per attribute:
+
+* ``trained``: the request in words ("Show me a picture of a red circle at the top left.")
+  through a model's whole `generate` (LLM, signal tokens, output projector, decoder);
+* ``untrained``: the same request through the toy model before any stage trained;
+* ``ceiling``: the decoder fed the caption's own text embedding (`condition_from_text`), what a
+  perfect output projector would hand it;
+
+plus X -> Y (`cross_modal_scores`) by the world's own cross-modal rule (its MosIT dialogues): a
+video of the world in ("Describe this clip." answered with its caption), then "Draw it at the
+top left.": an image of the video's colour and shape at the named place, scored the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toy_world import world as W
+from toy_world.reader import accuracy, read, score
+
+REQUEST_TEMPLATES: dict[str, str] = {
+    "image": "Show me a picture of {c}.",
+    "audio": "Play me the sound of {c}.",
+    "video": "Show me a video of {c}.",
+}
+"""The text -> X request per modality (one of the world's own T2M phrasings)."""
+SEED = 0
+"""Decoding seed of every scored generation."""
+
+
+def chance(modality: str) -> float:
+    """The probability that a reading of random attributes gets every one right."""
+    out = 1.0
+    for values in W.ATTRIBUTE_VALUES[modality]:
+        out /= len(values)
+    return out
+
+
+@dataclass
+class Scored:
+    """One scored generation: what was asked, what the reader saw, and the verdict."""
+
+    modality: str
+    caption: str
+    prompt: str
+    media: Any
+    reading: dict[str, str]
+    verdict: dict[str, bool]
+
+
+@dataclass
+class ChainScores:
+    """The scored generations of one chain, per modality."""
+
+    items: dict[str, list[Scored]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per modality: the share of generations with each attribute right, ``all`` right, and ``n``."""
+        return {
+            m: {**accuracy([s.verdict for s in scored]), "n": len(scored)} for m, scored in self.items.items() if scored
+        }
+
+
+def _verdict(modality: str, media: Any, concept: W.Concept) -> tuple[dict[str, str], dict[str, bool]]:
+    if media is None:  # nothing of the wanted modality came out: every attribute missed
+        return {}, {**{name: False for name in concept.fields}, "all": False}
+    payload = getattr(media, "frames", media) if modality == "video" else media
+    reading = read(modality, payload)
+    return reading, score(reading, concept)
+
+
+def text_to_x_scores(
+    model: Any, concepts: dict[str, Sequence[W.Concept]], decode: dict[str, Any] | None = None
+) -> ChainScores:
+    """Each concept requested in words through ``model.generate`` (the wanted modality
+    requested, so a model that forgets its signal tokens still decodes), then read."""
+    out = ChainScores()
+    for modality, pool in concepts.items():
+        out.items[modality] = []
+        for concept in pool:
+            prompt = REQUEST_TEMPLATES[modality].format(c=concept.caption)
+            messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
+            result = model.generate(messages, request=[modality], decode=decode, seed=SEED, progress=False)
+            media = next((m.media for m in result.media if m.modality == modality), None)
+            reading, verdict = _verdict(modality, media, concept)
+            out.items[modality].append(Scored(modality, concept.caption, prompt, media, reading, verdict))
+    return out
+
+
+def ceiling_scores(
+    model: Any, concepts: dict[str, Sequence[W.Concept]], decode: dict[str, Any] | None = None
+) -> ChainScores:
+    """Each concept's caption embedding fed straight to ``model``'s decoder, then read."""
+    from nextgpt.config import DecodeOptions
+
+    out = ChainScores()
+    for modality, pool in concepts.items():
+        decoder = model.decoders[modality]
+        given = (decode or {}).get(modality)
+        options = model.modality_configs[modality].decode.model_copy(update={"seed": SEED})
+        if given is not None:
+            given = given if isinstance(given, DecodeOptions) else DecodeOptions(**given)
+            options = given.merged_over(options)
+        out.items[modality] = []
+        for concept in pool:
+            condition = decoder.condition_from_text([concept.caption])
+            media = decoder.generate(condition, options)[0]
+            reading, verdict = _verdict(modality, media, concept)
+            out.items[modality].append(Scored(modality, concept.caption, concept.caption, media, reading, verdict))
+    return out
+
+
+def cross_modal_scores(
+    model: Any, videos: Sequence[tuple[Any, W.Concept]], positions: Sequence[str], decode: dict[str, Any] | None = None
+) -> ChainScores:
+    """Video -> image by the world's rule: each ``(clip, its concept)`` shown to ``model``, then an
+    image of the clip's colour and shape asked for at the matching entry of ``positions``."""
+    out = ChainScores(items={"image": []})
+    for (clip, source), position in zip(videos, positions, strict=True):
+        colour, shape, _ = source.attributes
+        target = W.Concept("image", (colour, shape, position))
+        where = "in the center" if position == "center" else f"at the {position}"
+        prompt = f"Draw it {where}."
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "video", "media": clip}, {"type": "text", "text": "Describe this clip."}],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": f"It is {source.caption}."}]},
+            {"role": "user", "content": [{"type": "text", "text": prompt}]},
+        ]
+        result = model.generate(messages, request=["image"], decode=decode, seed=SEED, progress=False)
+        media = next((m.media for m in result.media if m.modality == "image"), None)
+        reading, verdict = _verdict("image", media, target)
+        out.items["image"].append(
+            Scored("image", target.caption, f"[{source.caption}] {prompt}", media, reading, verdict)
+        )
+    return out
+
+
+def heldout_concepts(world: dict[str, Any], limit: int | None = None) -> dict[str, list[W.Concept]]:
+    """The held-out captions of a generated world's ``world.json``, per modality (at most ``limit``)."""
+    return {m: [W.concept_from_caption(m, c) for c in world["captions"]["heldout"][m]][:limit] for m in W.MODALITIES}
+
+
+def heldout_videos(world_root: Path, limit: int | None = None) -> list[tuple[Any, W.Concept]]:
+    """The held-out split's video files and their concepts (at most ``limit``)."""
+    from nextgpt_video.media import load_video
+
+    records = json.loads((world_root / "heldout" / "webvid.json").read_text())[:limit]
+    return [
+        (load_video(world_root / "heldout" / r["video_name"]), W.concept_from_caption("video", r["caption"]))
+        for r in records
+    ]
+
+
+def run_end_to_end(
+    trained: str | Path,
+    untrained: str | Path,
+    world_root: str | Path,
+    limit: int | None = None,
+    sheet: str | Path | None = None,
+    sheet_rows: int = 12,
+) -> dict[str, Any]:
+    """Score text -> X (trained, untrained, ceiling) and video -> image (trained, untrained) on the
+    held-out split of the world at ``world_root``; write the contact sheet of the trained chain
+    (``sheet_rows`` prompts, spread over the modalities) to ``sheet`` if given.
+
+    Args:
+        trained: the trained model's folder (stage 3).
+        untrained: the toy model's folder (projectors untrained).
+        world_root: the generated world.
+        limit: score at most this many held-out captions (and videos) per modality.
+    """
+    from nextgpt.model import NextGPTModel
+
+    from toy_world.contact_sheet import write_contact_sheet
+
+    if sheet is not None and Path(sheet).exists():
+        raise FileExistsError(f"{sheet}: exists; the contact sheet does not replace a file")
+    world_root = Path(world_root)
+    world = json.loads((world_root / "world.json").read_text())
+    concepts = heldout_concepts(world, limit)
+    videos = heldout_videos(world_root, limit)
+    positions = [tuple(W.POSITIONS)[i % len(W.POSITIONS)] for i in range(len(videos))]
+    results: dict[str, Any] = {"text_to_x": {}, "video_to_image": {}}
+    chains: dict[str, ChainScores] = {}
+    for name, folder in (("trained", trained), ("untrained", untrained)):
+        model = NextGPTModel.from_pretrained(folder)
+        chains[name] = text_to_x_scores(model, concepts)
+        results["text_to_x"][name] = chains[name].summary()
+        results["video_to_image"][name] = cross_modal_scores(model, videos, positions).summary()
+        if name == "trained":
+            results["text_to_x"]["ceiling"] = ceiling_scores(model, concepts).summary()
+    results["chance"] = {m: chance(m) for m in W.MODALITIES}
+    if sheet is not None:
+        per = max(1, sheet_rows // len(W.MODALITIES))
+        rows = [s for m in W.MODALITIES for s in chains["trained"].items.get(m, [])[:per]]
+        write_contact_sheet(rows, sheet, title="held-out prompts through the trained toy model; reader's verdict")
+        results["contact_sheet"] = str(sheet)
+    return results
