@@ -12,20 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
-from nextgpt.decoders import DiffusersDecoder
 from nextgpt.licences import COGVIDEOX_2B
 
 from nextgpt_video.decoder import _to_pixels
-from nextgpt_video.media import VideoClip
+from nextgpt_video.t5_video import T5VideoDecoder
 
 COGVIDEOX_2B_ID = "THUDM/CogVideoX-2b"
 
 
-class CogVideoXDecoder(DiffusersDecoder):
+class CogVideoXDecoder(T5VideoDecoder):
     """CogVideoX text-to-video, conditioned on ``[B, Q, d]`` T5 text embeddings.
 
     Args:
@@ -124,36 +122,6 @@ class CogVideoXDecoder(DiffusersDecoder):
         transformer = CogVideoXTransformer3DModel.load_config(location, subfolder="transformer", **self._hub_options())
         width = int(self.text_encoder_config(location).d_model)
         return ConditionSpec.sequence(int(transformer["max_text_seq_length"]), width)
-
-    def _encode(self, pipeline: Any, prompts: list[str]) -> torch.Tensor:
-        embeds, _ = pipeline.encode_prompt(
-            prompts,
-            do_classifier_free_guidance=False,
-            max_sequence_length=self.condition_spec["prompt_embeds"].tokens,
-            device=pipeline._execution_device,
-        )
-        return embeds
-
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> Condition:
-        return Condition(self.condition_spec, {"prompt_embeds": self._encode(pipeline, captions)})
-
-    def _encode_negative(self, pipeline: Any) -> Condition:
-        # What the call encodes when no negative prompt is given: "".
-        return Condition(self.condition_spec, {"prompt_embeds": self._encode(pipeline, [""])})
-
-    def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
-        return {
-            "num_frames": options.num_frames,
-            "height": options.height,
-            "width": options.width,
-            "max_sequence_length": self.condition_spec["prompt_embeds"].tokens,
-            "output_type": "np",
-        }
-
-    def _to_media(self, output: Any, options: DecodeOptions) -> list[VideoClip]:
-        # output.frames: float [B, T, H, W, 3] in [0, 1]; rounded as diffusers' numpy_to_pil does.
-        frames = np.clip(np.round(np.asarray(output.frames) * 255.0), 0, 255).astype(np.uint8)
-        return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
 
     def _denoise(self, noisy: torch.Tensor, timesteps: torch.Tensor, condition: Condition) -> torch.Tensor:
         """The transformer's prediction as the pipeline calls it (rotary embeddings where the

@@ -12,21 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from nextgpt.conditions import Condition, ConditionSpec
 from nextgpt.config import DecodeOptions
-from nextgpt.decoders import DiffusersDecoder
 from nextgpt.errors import ConfigError
 from nextgpt.licences import WAN_2_1
 
 from nextgpt_video.decoder import _to_pixels
-from nextgpt_video.media import VideoClip
+from nextgpt_video.t5_video import T5VideoDecoder
 
 WAN_2_1_T2V_1_3B = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 
 
-class WanDecoder(DiffusersDecoder):
+class WanDecoder(T5VideoDecoder):
     """Wan 2.1 text-to-video, conditioned on ``[B, Q, d]`` UMT5 text embeddings.
 
     Args:
@@ -122,36 +120,6 @@ class WanDecoder(DiffusersDecoder):
             self.default_sequence_length, self.tokenizer_max_length(location, fallback=self.default_sequence_length)
         )
         return ConditionSpec.sequence(length, width)
-
-    def _encode(self, pipeline: Any, prompts: list[str]) -> torch.Tensor:
-        embeds, _ = pipeline.encode_prompt(
-            prompts,
-            do_classifier_free_guidance=False,
-            max_sequence_length=self.condition_spec["prompt_embeds"].tokens,
-            device=pipeline._execution_device,
-        )
-        return embeds
-
-    def _encode_captions(self, pipeline: Any, captions: list[str]) -> Condition:
-        return Condition(self.condition_spec, {"prompt_embeds": self._encode(pipeline, captions)})
-
-    def _encode_negative(self, pipeline: Any) -> Condition:
-        # What the call encodes when no negative prompt is given: "".
-        return Condition(self.condition_spec, {"prompt_embeds": self._encode(pipeline, [""])})
-
-    def _call_options(self, options: DecodeOptions) -> dict[str, Any]:
-        return {
-            "num_frames": options.num_frames,
-            "height": options.height,
-            "width": options.width,
-            "max_sequence_length": self.condition_spec["prompt_embeds"].tokens,
-            "output_type": "np",
-        }
-
-    def _to_media(self, output: Any, options: DecodeOptions) -> list[VideoClip]:
-        # output.frames: float [B, T, H, W, 3] in [0, 1]; rounded as diffusers' numpy_to_pil does.
-        frames = np.clip(np.round(np.asarray(output.frames) * 255.0), 0, 255).astype(np.uint8)
-        return [VideoClip(frames=clip, fps=self.fps) for clip in frames]
 
     def denoising_loss(
         self, condition: Condition, media: Sequence[Any], min_snr_gamma: float | None = None
