@@ -83,3 +83,25 @@ def test_legacy_caption_prompt_reaches_sources_without_one():
     assert [s.prompt for s in default.train_sources] == ["Generate a caption.", "Describe it."]
     config = Path(__file__).parents[1] / "examples" / "configs" / "tiny_stage1.yaml"
     assert parse_config(str(config), ["--model.recipe", "legacy"]).data.recipe == "legacy"
+
+
+def test_legacy_cuts_long_stage_2_captions_from_the_start():
+    """Two captions past the text encoder's 77 tokens that differ only in their first word: cut
+    at the end (default) their targets differ; cut at the start (legacy) they are the same."""
+    from nextgpt_image.decoder import StableDiffusionDecoder
+
+    tail = " and a red circle at the top left" * 12  # well over 77 tokens
+    captions = ["cat" + tail, "dog" + tail]
+    default = StableDiffusionDecoder("tiny")
+    cut_end = default.condition_from_text(captions)["prompt_embeds"]
+    assert not torch.allclose(cut_end[0], cut_end[1])
+    legacy = StableDiffusionDecoder("tiny")
+    assert legacy.cut_long_captions_at_start() and legacy.identity != default.identity
+    cut_start = legacy.condition_from_text(captions)["prompt_embeds"]
+    assert torch.allclose(cut_start[0], cut_start[1])
+    short = legacy.condition_from_text(["a cat"])["prompt_embeds"]  # short captions are unchanged
+    assert torch.equal(short, default.condition_from_text(["a cat"])["prompt_embeds"])
+
+    module = make_module(2, recipe="legacy")
+    assert all(d.identity.endswith("+captions-cut-at-start") for d in module.model.decoders.values())
+    assert not any(d.identity.endswith("+captions-cut-at-start") for d in make_module(2).model.decoders.values())

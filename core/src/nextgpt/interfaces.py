@@ -195,6 +195,12 @@ class Decoder(ABC):
         ``supports_denoising_loss`` implement it (see `nextgpt.training.diffusion`)."""
         raise ConfigError(f"decoder {self.identity}: offers no denoising_loss (supports_denoising_loss is False)")
 
+    def cut_long_captions_at_start(self) -> bool:
+        """Have `condition_from_text` cut captions longer than the text encoder takes from the
+        start (keeping their end), as the 2023 release did for Stable Diffusion's stage-2
+        targets (``recipe: legacy``). Returns False where the decoder cannot (the default)."""
+        return False
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Decoder:
         """Move the decoder (if loaded) and any later loads to ``device`` / ``dtype``."""
         return self

@@ -222,6 +222,7 @@ class DiffusersDecoder(Decoder):
             self.identity = f"{self.backend}:{folder}"
         else:
             self.identity = f"{self.backend}:{self.source}"
+        self._captions_cut_at_start = False
         self._pipeline: Any = None
         self._negative: Condition | None = None
         self._negative_computed = False
@@ -387,6 +388,8 @@ class DiffusersDecoder(Decoder):
         for component in pipeline.components.values():
             if isinstance(component, torch.nn.Module):  # frozen: never trained, no gradients kept
                 component.requires_grad_(False).eval()
+        if self._captions_cut_at_start:
+            _cut_at_start(pipeline)
         if self.offload is not None:
             self._enable_offload(pipeline)
         elif self._device is not None:
@@ -479,6 +482,16 @@ class DiffusersDecoder(Decoder):
                 ) from exc
             self._condition_spec = spec
         return self._condition_spec
+
+    def cut_long_captions_at_start(self) -> bool:
+        """Every tokenizer of the pipeline truncates from the left from now on; the identity
+        says so, so cached caption embeddings of the default truncation are not reused."""
+        if not self._captions_cut_at_start:
+            self._captions_cut_at_start = True
+            self.identity = f"{self.identity}+captions-cut-at-start"
+            if self._pipeline is not None:
+                _cut_at_start(self._pipeline)
+        return True
 
     def condition_from_text(self, captions: Sequence[str] | str) -> Condition:
         """Embed captions exactly as the pipeline would for its denoiser: a `Condition` of one row
@@ -613,3 +626,11 @@ class DiffusersDecoder(Decoder):
     def __repr__(self) -> str:
         state = "loaded" if self.is_loaded else "not loaded"
         return f"{type(self).__name__}({self.source!r}, {state})"
+
+
+def _cut_at_start(pipeline: Any) -> None:
+    """Set every tokenizer of ``pipeline`` (``tokenizer``, ``tokenizer_2``...) to drop the
+    tokens of an over-long text from its start."""
+    for component in pipeline.components.values():
+        if hasattr(component, "truncation_side"):
+            component.truncation_side = "left"

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from nextgpt.conditions import Condition
@@ -230,6 +231,10 @@ class NextGPTLightningModule(LightningModule):
             )
         if self.align_enabled and not self.model.decoders:
             self.hparams.align_loss = False
+        if self.recipe.captions_cut_at_start:
+            for name, decoder in self.model.decoders.items():
+                if not decoder.cut_long_captions_at_start():
+                    rank_zero_warn(f"recipe {self.recipe.name}: decoder {name} keeps its caption truncation")
         if hp.cache_dir:
             from nextgpt.training.cache import ModelCaches
             from nextgpt.training.features import CachedFeatures

@@ -13,7 +13,9 @@ compared with the release:
 - the alignment loss weighs every modality 1 in stage 2 and uses each modality's
   ``loss_weight`` (video 2) only in stage 3; the default uses ``loss_weight`` in every stage;
 - the caption prompt of X-caption pairs is ``generate a caption`` (a data source's own
-  ``prompt`` still wins); the default is `nextgpt.data.DatasetSource`'s ``Generate a caption.``.
+  ``prompt`` still wins); the default is `nextgpt.data.DatasetSource`'s ``Generate a caption.``;
+- captions longer than a decoder's text encoder takes (77 tokens for Stable Diffusion) are cut
+  from the start for the stage-2 targets; the default cuts the end, as diffusers pipelines do.
 """
 
 from __future__ import annotations
@@ -39,9 +41,12 @@ class Recipe:
     """Stages whose alignment loss weighs every modality 1."""
     caption_prompt: str | None
     """Prompt of X-caption pairs whose source sets none (None: the data's default)."""
+    captions_cut_at_start: bool = False
+    """Stage-2 caption targets longer than a decoder's text encoder takes are cut from the start
+    (`Decoder.cut_long_captions_at_start`), as the release's tokenizer did; default: at the end."""
 
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe("default", 4e-4, False, False, (), None),
-    "legacy": Recipe("legacy", 5e-4, True, True, (2,), "generate a caption"),
+    "legacy": Recipe("legacy", 5e-4, True, True, (2,), "generate a caption", captions_cut_at_start=True),
 }
