@@ -397,16 +397,16 @@ def reachable(url: str) -> bool:
 
 
 def test_device_option_places_the_model_and_a_bad_one_is_one_line(tiny_model):
+    from nextgpt.cli.options import placement_from_args
     from nextgpt.cli.serve_cmd import add
-    from nextgpt.cli.serve_options import place_model
     from nextgpt.errors import ConfigError
 
     parser = argparse.ArgumentParser()
     add(parser)
     args = parser.parse_args(["--device", "cpu", "--port", "9", "--api-key", "k", "--max-pixels", "100"])
-    assert place_model(tiny_model, args.device).device.type == "cpu"
-    with pytest.raises(ConfigError, match="--device nope"):
-        place_model(tiny_model, "nope")
+    assert placement_from_args(args)[0].type == "cpu"
+    with pytest.raises(ConfigError, match="--device"):
+        placement_from_args(parser.parse_args(["--device", "nope"]))
     from nextgpt.cli.serve_options import settings_from_args
 
     settings = settings_from_args(args)

@@ -11,13 +11,18 @@ import argparse
 import logging
 import sys
 
-from nextgpt.cli.options import add_model_arguments, add_renamed, add_runtime_arguments, load_model_from_args
+from nextgpt.cli.options import (
+    add_model_arguments,
+    add_placement_arguments,
+    add_renamed,
+    add_runtime_arguments,
+    load_model_from_args,
+    memory_plan_requested,
+)
 from nextgpt.cli.serve_options import (
-    add_device_argument,
     add_limit_arguments,
     add_listen_arguments,
     check_serve_extra,
-    place_model,
     settings_from_args,
 )
 
@@ -28,7 +33,7 @@ def add(parser: argparse.ArgumentParser):
     add_listen_arguments(parser, port=8000)
     add_limit_arguments(parser)
     add_runtime_arguments(parser)
-    add_device_argument(parser)
+    add_placement_arguments(parser)
     return run
 
 
@@ -45,7 +50,9 @@ def log_to_stderr() -> None:
 def run(args: argparse.Namespace) -> int:
     check_serve_extra("serve", ("fastapi", "uvicorn"))
     settings = settings_from_args(args)
-    model = place_model(load_model_from_args(args), getattr(args, "device", None))
+    if memory_plan_requested(args):
+        return 0
+    model = load_model_from_args(args)
     import uvicorn
 
     from nextgpt.serving.app import create_app, http_protocol

@@ -1,23 +1,12 @@
 """Options ``nextgpt serve`` and ``nextgpt web`` share: where to listen, the API key, the limits
-(`nextgpt.serving.settings.ServeSettings`), and the device the model runs on."""
+(`nextgpt.serving.settings.ServeSettings`); the device comes from `add_placement_arguments`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from nextgpt.errors import ConfigError
-
 ENV_API_KEY = "NEXTGPT_API_KEY"
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """``--device``, unless the runtime options already give it (the same meaning either way)."""
-    if "--device" in parser._option_string_actions:
-        return
-    parser.add_argument(
-        "--device", default=None, metavar="DEVICE", help="where the model runs: cpu, cuda, cuda:1... (default: cpu)"
-    )
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser, port: int) -> None:
@@ -78,15 +67,3 @@ def check_serve_extra(command: str, modules: tuple[str, ...]) -> None:
             f"nextgpt {command} needs the 'serve' extra (missing: {', '.join(missing)}); install it with: "
             f"{install_command('serve')}"
         )
-
-
-def place_model(model, device: str | None):
-    """Move the model to ``--device`` (its decoders follow `model.to`)."""
-    if device:
-        import torch
-
-        try:
-            model.to(torch.device(device))
-        except (RuntimeError, AssertionError) as exc:
-            raise ConfigError(f"--device {device}: {exc}") from None
-    return model

@@ -11,11 +11,13 @@ from pathlib import Path
 from nextgpt.cli.options import (
     add_model_arguments,
     add_out_argument,
+    add_placement_arguments,
     add_renamed,
     add_runtime_arguments,
     load_model_from_args,
+    memory_plan_requested,
 )
-from nextgpt.cli.serve_options import add_device_argument, add_listen_arguments, check_serve_extra, place_model
+from nextgpt.cli.serve_options import add_listen_arguments, check_serve_extra
 
 
 def add(parser: argparse.ArgumentParser):
@@ -24,7 +26,7 @@ def add(parser: argparse.ArgumentParser):
     add_listen_arguments(parser, port=7860)
     add_out_argument(parser, "outputs/web", "generated media")
     add_runtime_arguments(parser)
-    add_device_argument(parser)
+    add_placement_arguments(parser)
     return run
 
 
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     check_writable_folder(out, "--out folder")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    model = place_model(load_model_from_args(args), getattr(args, "device", None))
+    if memory_plan_requested(args):
+        return 0
+    model = load_model_from_args(args)
     from nextgpt.serving.web import create_web_app
 
     out.mkdir(parents=True, exist_ok=True)
