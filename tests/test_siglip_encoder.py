@@ -20,6 +20,6 @@ def test_image_plugin_registers_siglip_with_its_licence():
     from nextgpt.plugins import default_registry
 
     backend = default_registry().encoders[("image", "siglip")]
-    assert backend.licence.name == "Apache-2.0" and backend.licence.commercial_use
+    assert backend.licence.name == "Apache-2.0" and backend.licence.commercial == "yes"
     encoder = backend.build("tiny", None)
     assert isinstance(encoder, SiglipImageEncoder) and encoder.dim == 32

@@ -19,6 +19,7 @@ from nextgpt.licences import CC_BY_NC_SA_4, IMAGEBIND, STABILITY_COMMUNITY
 from nextgpt_audio import cards
 from nextgpt_audio.config import AudioConfig
 from nextgpt_audio.examples import example_audio
+from nextgpt_audio.licences import CLAP_LICENCE
 from nextgpt_audio.media import AUDIO_EXTENSIONS, AudioClip, load_audio, save_audio
 
 __version__ = "0.1.0"
@@ -81,6 +82,13 @@ def build_stable_audio(source: str, **options: Any) -> nextgpt.Decoder:
     return StableAudioDecoder(source, **options)
 
 
+def build_clap_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    """CLAP's audio tower (Apache-2.0) from ``"tiny"``, a local folder or a hub id; ``shared`` is unused."""
+    from nextgpt_audio.clap import ClapAudioEncoder
+
+    return ClapAudioEncoder.from_source(source, **options)
+
+
 IMAGEBIND_ENCODER = EncoderBackend(
     name="imagebind",
     modality="audio",
@@ -92,6 +100,12 @@ IMAGEBIND_ENCODER = EncoderBackend(
 """ImageBind-Huge's audio tower (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
 
 
+CLAP_ENCODER = EncoderBackend(
+    name="clap", modality="audio", licence=CLAP_LICENCE, build=build_clap_encoder, card=cards.CLAP_HTSAT_UNFUSED
+)
+"""CLAP's audio tower (Apache-2.0): one projected embedding per sound."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -100,6 +114,7 @@ def register_modalities(register):
 @nextgpt.hookimpl
 def register_encoders(register):
     register(IMAGEBIND_ENCODER)
+    register(CLAP_ENCODER)
 
 
 @nextgpt.hookimpl

@@ -14,3 +14,8 @@ STABLE_AUDIO = BackendCard(
     parameters=1.32,  # DiT 1.06 B, T5-base encoder 0.11 B, Oobleck VAE 0.16 B
     condition=ConditionSpec.sequence(128, 768, mask="attention_mask"),
 )
+CLAP_HTSAT_UNFUSED = BackendCard(
+    weights="laion/clap-htsat-unfused",
+    parameters=0.03,  # the HTSAT audio tower and its projection (the text tower is not loaded)
+    features=(1, 512),  # one projected embedding per sound
+)

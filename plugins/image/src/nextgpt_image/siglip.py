@@ -10,14 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from nextgpt.interfaces import Encoder, Licence
+from nextgpt.interfaces import Encoder
 from transformers import SiglipImageProcessor, SiglipVisionConfig, SiglipVisionModel
 
-SIGLIP_LICENCE = Licence(
-    name="Apache-2.0",
-    commercial_use=True,
-    url="https://huggingface.co/google/siglip-so400m-patch14-384",
-)
+from nextgpt_image.licences import SIGLIP_LICENCE
 
 
 def tiny_siglip_config() -> SiglipVisionConfig:
