@@ -18,6 +18,7 @@ from nextgpt.licences import CC_BY_NC_4, COGVIDEOX_2B, IMAGEBIND, WAN_2_1
 from nextgpt_video import cards
 from nextgpt_video.config import VideoConfig
 from nextgpt_video.examples import example_video
+from nextgpt_video.licences import SIGLIP_LICENCE
 from nextgpt_video.media import VIDEO_EXTENSIONS, VideoClip, load_video, save_video
 
 __version__ = "0.1.0"
@@ -81,6 +82,14 @@ def build_wan(source: str, **options: Any) -> nextgpt.Decoder:
     return WanDecoder(source, **options)
 
 
+def build_siglip_frames_encoder(source: str, shared: Any, **options: Any) -> nextgpt.Encoder:
+    """SigLIP (Apache-2.0) over sampled frames, from ``"tiny"``, a local folder or a hub id;
+    ``options``: ``num_frames`` (default 8). ``shared`` is unused."""
+    from nextgpt_video.siglip_frames import SiglipFramesEncoder
+
+    return SiglipFramesEncoder.from_source(source, **options)
+
+
 IMAGEBIND_ENCODER = EncoderBackend(
     name="imagebind",
     modality="video",
@@ -92,6 +101,16 @@ IMAGEBIND_ENCODER = EncoderBackend(
 """ImageBind-Huge's vision tower over frame pairs (CC BY-NC 4.0; its backbone is shared with the other modalities)."""
 
 
+SIGLIP_ENCODER = EncoderBackend(
+    name="siglip",
+    modality="video",
+    licence=SIGLIP_LICENCE,
+    build=build_siglip_frames_encoder,
+    card=cards.SIGLIP_SO400M_FRAMES,
+)
+"""SigLIP's vision tower over 8 sampled frames (Apache-2.0): one pooled token per frame."""
+
+
 @nextgpt.hookimpl
 def register_modalities(register):
     register(SPEC)
@@ -100,6 +119,7 @@ def register_modalities(register):
 @nextgpt.hookimpl
 def register_encoders(register):
     register(IMAGEBIND_ENCODER)
+    register(SIGLIP_ENCODER)
 
 
 @nextgpt.hookimpl

@@ -19,3 +19,8 @@ WAN_2_1_T2V_1_3B = BackendCard(
     parameters=7.23,  # transformer 1.42 B, UMT5-XXL encoder 5.68 B, Wan VAE 0.13 B
     condition=ConditionSpec.sequence(512, 4096),
 )
+SIGLIP_SO400M_FRAMES = BackendCard(
+    weights="google/siglip-so400m-patch14-384",
+    parameters=0.43,  # SigLIP so400m's vision tower (the text tower is not loaded)
+    features=(8, 1152),  # one pooled vector per sampled frame, 8 frames by default
+)

@@ -1,5 +1,5 @@
-"""CLAP audio encoder: tiny build, own preprocessing, deterministic cut, save/load; a model that
-mixes encoders (SigLIP images, CLAP sounds, ImageBind videos) builds, encodes and round-trips."""
+"""Encoders that permit commercial use: CLAP for sounds and SigLIP over sampled frames for video
+(tiny builds, their own preprocessing, save/load), and a model that mixes them with SigLIP images."""
 
 import numpy as np
 import torch
@@ -32,14 +32,37 @@ def test_tiny_clap_encodes_a_sound_to_one_vector_and_round_trips(tmp_path):
     assert torch.allclose(loaded(loaded.preprocess(clip)[None]), features)
 
 
+def test_siglip_frames_gives_one_token_per_sampled_frame_in_time_order(tmp_path):
+    from nextgpt_video.media import VideoClip
+    from nextgpt_video.siglip_frames import SiglipFramesEncoder, frame_indices
+
+    assert frame_indices(10, 4).tolist() == [1, 3, 6, 8] and frame_indices(2, 4).tolist() == [0, 0, 1, 1]
+    encoder = SiglipFramesEncoder.from_source("tiny", num_frames=4)
+    rng = np.random.default_rng(0)
+    clip = VideoClip(rng.integers(0, 255, (10, 20, 24, 3), dtype=np.uint8), fps=8)
+    features = encoder(encoder.preprocess(clip)[None])
+    assert features.shape == (1, 4, encoder.dim)
+    reversed_clip = VideoClip(clip.frames[::-1].copy(), fps=8)
+    assert torch.allclose(encoder(encoder.preprocess(reversed_clip)[None])[0], features[0].flip(0), atol=1e-5)
+    encoder.model.save_pretrained(tmp_path)
+    encoder.processor.save_pretrained(tmp_path)
+    loaded = SiglipFramesEncoder.from_source(str(tmp_path), num_frames=4)
+    assert torch.allclose(loaded(loaded.preprocess(clip)[None]), features)
+
+
 def test_a_model_mixing_encoders_sizes_its_projectors_and_round_trips(registry, tmp_path):
     from nextgpt.model import NextGPTModel
 
     backend = registry.encoders[("audio", "clap")]
     assert backend.licence.name == "Apache-2.0" and backend.licence.commercial == "yes"
-    overrides = ["modalities.image.encoder.backend=siglip", "modalities.audio.encoder.backend=clap"]
+    overrides = [
+        "modalities.image.encoder.backend=siglip",
+        "modalities.audio.encoder.backend=clap",
+        "modalities.video.encoder.backend=siglip",
+    ]
     model = NextGPTModel.from_pretrained("tiny", registry=registry, overrides=overrides)
     assert model.encoders["audio"].dim == 24 and model.encoders["image"].dim == 32
+    assert type(model.encoders["video"]).__name__ == "SiglipFramesEncoder"
     clip = AudioClip(tone(0.5)[None], 22050)
     embeds = model.encode_media("audio", [clip])
     assert embeds.shape[-1] == model.llm.config.hidden_size and torch.isfinite(embeds).all()
