@@ -1,5 +1,6 @@
 """Named configurations: ``tiny`` (random, offline, seconds on a CPU), ``nextgpt-7b-v0`` (the
-release) and ``qwen2.5-7b`` (a current Apache-2.0 chat LLM at the centre).
+release), ``qwen2.5-7b`` (a current Apache-2.0 chat LLM at the centre) and ``open-7b`` (Qwen2.5-7B
+with encoders and decoders that all permit commercial use).
 
 A preset fixes the LLM and the generic settings; each enabled modality's part comes from its
 plugin's config defaults, overridden by the plugin's own entry for the preset
@@ -108,7 +109,19 @@ def _folder_from_env(variable: str, preset: str, what: str) -> str:
     return value
 
 
-PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0, "qwen2.5-7b": _qwen2_5_7b}
+def _open_7b(llm_source: str | None = None) -> Preset:
+    """A system whose every part permits commercial use: Qwen2.5-7B-Instruct (as ``qwen2.5-7b``)
+    at the centre; each modality plugin's ``open-7b`` entry chooses encoders and decoders with
+    such licences (SigLIP, CLAP; FLUX.1 [schnell], Stable Audio Open, CogVideoX-2B), and the
+    preset builds under ``licence_policy: commercial`` (`COMMERCIAL_PRESETS`), so a plugin
+    without such an entry is refused by name rather than slipped in."""
+    return _qwen2_5_7b(llm_source)
+
+
+PRESETS = {"tiny": _tiny, "nextgpt-7b-v0": _nextgpt_7b_v0, "qwen2.5-7b": _qwen2_5_7b, "open-7b": _open_7b}
+
+COMMERCIAL_PRESETS = frozenset({"open-7b"})
+"""Presets built under ``licence_policy: commercial``."""
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -148,4 +161,5 @@ def preset_config(
         spec = registry.modality(modality)
         defaults = spec.config_model().model_dump()
         mods[modality] = deep_merge(deep_merge(defaults, generic), spec.presets.get(name, {}))
-    return NextGPTConfig(llm=llm, modalities=mods, seed=seed)
+    policy = "commercial" if name in COMMERCIAL_PRESETS else "any"
+    return NextGPTConfig(llm=llm, modalities=mods, seed=seed, licence_policy=policy)

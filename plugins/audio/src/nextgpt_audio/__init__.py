@@ -37,6 +37,12 @@ SPEC = ModalitySpec(
     measure=lambda clip: MediaExtent(seconds=clip.seconds),
     openai_message_field="audio",  # OpenAI's message.audio
     presets={
+        # Every part permits commercial use (core preset "open-7b"): CLAP in, Stable Audio Open out
+        # (its licence restricts commercial use to organisations under USD 1M annual revenue).
+        "open-7b": {
+            "encoder": {"backend": "clap", "source": "laion/clap-htsat-unfused"},
+            "decoder": {"backend": "stable-audio", "source": "stabilityai/stable-audio-open-1.0"},
+        },
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo. The
         # tiny AudioLDM's self-attention grows with the square of the length: half a second
         # takes about a third of the time of one second.

@@ -36,6 +36,12 @@ SPEC = ModalitySpec(
     example=example_image,
     measure=lambda image: MediaExtent(pixels=image.width * image.height),
     presets={
+        # Every part permits commercial use (core preset "open-7b"): SigLIP in, FLUX.1 [schnell] out.
+        "open-7b": {
+            "encoder": {"backend": "siglip", "source": "google/siglip-so400m-patch14-384"},
+            "decoder": {"backend": "flux-schnell", "source": "black-forest-labs/FLUX.1-schnell"},
+            "decode": {"steps": 4},
+        },
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {
             "encoder": {"source": "tiny"},

@@ -35,6 +35,13 @@ SPEC = ModalitySpec(
     example=example_video,
     measure=lambda clip: MediaExtent(pixels=clip.frames.shape[1] * clip.frames.shape[2], seconds=clip.seconds),
     presets={
+        # Every part permits commercial use (core preset "open-7b"): SigLIP over frames in,
+        # CogVideoX-2B out (49 frames, its trained length).
+        "open-7b": {
+            "encoder": {"backend": "siglip", "source": "google/siglip-so400m-patch14-384"},
+            "decoder": {"backend": "cogvideox", "source": "THUDM/CogVideoX-2b"},
+            "decode": {"num_frames": 49},
+        },
         # Random tiny encoder and decoder, small and fast enough for tests and the CPU demo.
         "tiny": {
             "encoder": {"source": "tiny"},
