@@ -48,7 +48,7 @@ def test_typos_get_did_you_mean_before_any_model_loads(tmp_path, monkeypatch, ca
 
     assert error("chta").startswith("error: unknown command 'chta'; did you mean 'chat'? (commands: plugins, chat")
     assert error("chat", "--model", "tny", "-p", "hi").startswith(
-        "error: unknown model 'tny'; did you mean 'tiny'?: not a preset (tiny, nextgpt-7b-v0, qwen2.5-7b), "
+        "error: unknown model 'tny'; did you mean 'tiny'?: not a preset (tiny, nextgpt-7b-v0, qwen2.5-7b, open-7b), "
         "a folder, or a named"
     )
     assert error("chat", "-p", "hi", "--request", "imag") == (

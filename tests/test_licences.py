@@ -103,7 +103,7 @@ def test_commercial_policy_refuses_each_no_component_naming_its_replacement(open
     assert "\n" not in message and message.startswith("preset tiny: licence_policy 'commercial' refuses 3 component(s)")
     assert "image encoder (imagebind): CC-BY-NC-4.0 permits no commercial use; " in message
     assert "replace with modalities.image.encoder.backend=open-vision" in message
-    assert "audio encoder (imagebind)" in message and "leave modality 'audio' out" in message
+    assert "audio encoder (imagebind)" in message and "replace with modalities.audio.encoder.backend=clap" in message
     assert "audio decoder (audioldm)" in message
     assert "modalities.audio.decoder.backend=stable-audio (restricted: commercial use only under USD 1M" in message
     # The same configuration without the policy passes, and an undeclared LLM is refused by it.
