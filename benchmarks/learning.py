@@ -51,10 +51,6 @@ UNTRAINED_MARGIN = 0.05
 """text -> X: the untrained chain at most chance plus this."""
 END_TO_END_LIMIT = {"full": None, "small": 4}
 """Held-out captions (and videos) scored end to end per modality (None: all)."""
-WORLD_SIZES = {
-    "full": {"n_per_modality": 120, "n_heldout_per_modality": 24, "n_mosit": 60},
-    "small": {"n_per_modality": 48, "n_heldout_per_modality": 12, "n_mosit": 24},
-}
 
 
 def _finite(value: Any) -> Any:
@@ -208,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from toy_world.build import build_toy
     from toy_world.end_to_end import run_end_to_end
     from toy_world.learning import run_learning
+    from toy_world.settings import WORLD_SIZES
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="nextgpt-learning-") as scratch:

@@ -285,9 +285,53 @@ def test_decoder_training_fits_the_vae_and_the_unet_with_v_prediction(registry):
     assert math.isfinite(report["unet_loss"]) and report["items"] == 12
     scheduler = decoder.pipeline.scheduler
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
+    # latents of unit variance for the schedule (the tiny VAE's configured 0.18215 is not that)
+    assert decoder.pipeline.vae.config.scaling_factor == pytest.approx(report["latent_scale"], abs=1e-5)
+    assert report["latent_scale"] != pytest.approx(0.18215)
     options = DecodeOptions(steps=2, seed=0, height=SIZE, width=SIZE)
     image = decoder.generate(decoder.condition_from_text([concepts[0].caption]), options)[0]
     assert image.size == (SIZE, SIZE)
+
+
+def test_video_decoder_starts_from_the_image_decoder():
+    """zeroscope inflated from Stable Diffusion: every spatial weight of the 3-D UNet is the image
+    UNet's, the VAE (with its latent scale) and the text encoder are the image pipeline's, and the
+    temporal layers keep their own (random, not diffusers' zeros)."""
+    from toy_world.toy_decoders import build_image_pipeline, build_video_pipeline, inflate_from_image
+
+    image, video = build_image_pipeline(seed=0), build_video_pipeline(seed=1)
+    image.vae.register_to_config(scaling_factor=0.5)
+    counts = inflate_from_image(video, image)
+    spatial, inflated = image.unet.state_dict(), video.unet.state_dict()
+    assert counts == {"copied": len(spatial), "temporal_kept": len(inflated) - len(spatial)}
+    for name, value in spatial.items():
+        assert torch.equal(inflated[name].reshape(value.shape), value), name
+    temporal = [v for k, v in inflated.items() if "temp_convs" in k and k.endswith("conv4.3.weight")]
+    assert temporal and all(v.abs().sum() > 0 for v in temporal)
+    assert video.vae.config.scaling_factor == 0.5
+    assert torch.equal(video.vae.decoder.conv_out.weight, image.vae.decoder.conv_out.weight)
+    tokens = torch.tensor([[1, 5, 9, 2]])
+    assert torch.equal(video.text_encoder(tokens)[0], image.text_encoder(tokens)[0])
+
+
+def test_decoders_train_in_a_second_process(tmp_path):
+    """The full build trains image then video in a spawned process (the second core) while it
+    pre-trains the rest: the folders and the report come back, and a failure there is an error
+    here."""
+    from nextgpt.plugins import load_plugins
+    from toy_world.build import BUDGETS, DecoderProcess
+
+    process = DecoderProcess(tmp_path, ("image", "video"), seed=0, budget=BUDGETS["small"])
+    result = process.result()
+    assert set(result["sources"]) == {"image", "video"} and result["report"]["video_inflated"]["copied"] > 0
+    registry = load_plugins(allow=["image", "audio", "video"])
+    decoder = registry.decoder_backend("video", "zeroscope").build(result["sources"]["video"])
+    assert decoder.pipeline.scheduler.config.prediction_type == "v_prediction"
+    assert not list(tmp_path.glob(".decoders-*.json"))  # the hand-over file is consumed
+    failing = DecoderProcess(tmp_path / "file", ("image",), seed=0, budget=BUDGETS["small"])
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(RuntimeError, match="second process failed"):
+        failing.result()
 
 
 # -- a small budget of the learning benchmark -----------------------------------------------------
@@ -330,12 +374,32 @@ def test_toy_model_loads_and_its_frozen_parts_read_the_world(toy, small_world, r
         assert min(report["encoder"][f"train_{m}"].values()) > 0.4  # attributes readable (chance 0.2 to 0.5)
         assert report["decoders"][m]["min_over_median_distance"] > 0.02  # captions told apart
     assert report["decoders"]["audio_tiny"]["max_pairwise_cosine"] > 0.999  # why AudioLDM's was replaced
+    for m in ("image", "audio", "video"):  # trained decoders, in the folder, loaded from it
+        assert math.isfinite(report["decoders"][f"{m}_training"]["unet_loss"])
+        assert Path(model.decoders[m].source).is_relative_to(toy.resolve() / "decoders")
     # the feature cache the benchmark puts on the frozen encoders changes nothing
     image = load_image(next((small_world / "heldout" / "images").glob("*.png")))
     direct = model.encode_media("image", [image])
     cache_encoders(model, {})
     assert torch.equal(model.encode_media("image", [image]), direct)
     assert torch.equal(model.encode_media("image", [image]), direct)  # from the cache
+
+
+@pytest.mark.slow
+def test_toy_build_is_cached_by_content_and_never_replaces_a_folder(toy, tmp_path):
+    import dataclasses
+
+    from toy_world.build import BUDGETS, ToyArchitecture, build_key, build_toy
+
+    again = build_toy(tmp_path / "again", seed=0, budget="small", log=lambda line: None)  # from the cache
+    assert tree_digest(again) == tree_digest(toy)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        build_toy(again, seed=0, budget="small", log=lambda line: None)
+    small, arch = BUDGETS["small"], ToyArchitecture()
+    key = build_key(0, 0.2, small, arch)
+    assert key == build_key(0, 0.2, small, arch)
+    assert key != build_key(1, 0.2, small, arch)
+    assert key != build_key(0, 0.2, dataclasses.replace(small, clap_steps=1), arch)
 
 
 @pytest.mark.slow
@@ -398,6 +462,35 @@ def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy
 
 
 @pytest.mark.slow
+def test_trained_toy_folder_stands_alone(learning, toy, tmp_path, registry):
+    """`build_toy.py` writes the trained `toy` as stage 3's trained parts with the base's frozen
+    parts copied in: every source inside the folder, so it loads after the base is gone."""
+    import shutil
+
+    from nextgpt.model import NextGPTModel
+    from toy_world.trained_toy import assemble
+
+    base = tmp_path / "base"
+    shutil.copytree(toy, base)
+    stage3 = tmp_path / "stage3"
+    NextGPTModel.from_pretrained(learning["stages"] / "stage3", registry=registry).save_pretrained(stage3)
+    # as saved from a model loaded from the base: its frozen parts named by their paths there
+    text = (stage3 / "config.json").read_text()
+    assert str(toy.resolve()) in text
+    (stage3 / "config.json").write_text(text.replace(str(toy.resolve()), str(base.resolve())))
+    trained = assemble(base, stage3, tmp_path / "trained")
+    shutil.rmtree(base)
+    config = json.loads((trained / "config.json").read_text())
+    assert config["llm"]["source"] == "./llm"
+    assert str(base) not in (trained / "config.json").read_text()
+    model = NextGPTModel.from_pretrained(trained, registry=registry)
+    assert Path(model.config.llm.source) == trained.resolve() / "llm"
+    assert (trained / "demo.json").is_file() and (trained / "model.safetensors").read_bytes() == (
+        stage3 / "model.safetensors"
+    ).read_bytes()
+
+
+@pytest.mark.slow
 def test_demo_plays_the_toy_models_own_script(toy, tmp_path, capsys):
     import argparse
 
@@ -419,7 +512,7 @@ def test_demo_plays_the_toy_models_own_script(toy, tmp_path, capsys):
 def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(
     toy, small_world, nextgpt_home, tmp_path, monkeypatch
 ):
-    """examples/toy_world/configs as the README runs them: the named model `toy`, the world under
+    """examples/toy_world/configs as the README runs them: the named model `toy-base`, the world under
     outputs/toy_world, each stage exported and loaded by the next (a couple of steps each)."""
     import argparse
 
@@ -434,7 +527,7 @@ def test_toy_configs_chain_the_three_stages_through_the_lightning_cli(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "toy_world").symlink_to(small_world)
-    named = models_dir() / "toy"
+    named = models_dir() / "toy-base"
     assert not named.exists() or named.is_symlink(), f"{named} is a real model folder; the test would replace it"
     named.unlink(missing_ok=True)
     named.parent.mkdir(parents=True, exist_ok=True)

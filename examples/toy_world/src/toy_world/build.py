@@ -35,7 +35,11 @@ names the frozen parts relative to the folder (``./llm``), so the folder can be 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -46,6 +50,9 @@ import torch
 from nextgpt.tiny.llm import train_bpe_tokenizer
 
 from toy_world import world as W
+from toy_world.decoder_training import FRAMES as VIDEO_FRAMES
+from toy_world.decoder_training import SIZE as IMAGE_SIZE
+from toy_world.decoder_training import train_pixel_decoder
 from toy_world.demo_script import write_demo
 from toy_world.pretrain_encoder import pretrain_imagebind
 from toy_world.pretrain_llm import pretrain_llm, render_text, world_texts
@@ -57,9 +64,21 @@ from toy_world.settings import (
     BuildBudget,
     ToyArchitecture,
 )
-from toy_world.toy_decoders import build_video_pipeline, caption_separation, pretrain_clap_text
+from toy_world.sound_training import build_sound_pipeline, train_sound_decoder
+from toy_world.toy_decoders import (
+    build_image_pipeline,
+    build_video_pipeline,
+    caption_separation,
+    inflate_from_image,
+    pretrain_clap_text,
+)
 
 __all__ = ["BUDGETS", "PLUGINS", "STAGE1_PROMPT", "BuildBudget", "ToyArchitecture", "build_toy", "toy_config"]
+
+
+DECODE_STEPS = 4
+"""Denoising steps of the toy decoders (DDIM; classifier-free guidance 3 for pictures, which
+the caption dropout of their training makes possible, none for sounds)."""
 
 
 def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str], seed: int = 13) -> Any:
@@ -79,9 +98,15 @@ def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str]
         temperature=0.0,
     )
     decode = {
-        "image": {"steps": 2, "height": 32, "width": 32},
-        "audio": {"steps": 2, "seconds": 1.0},
-        "video": {"steps": 2, "height": 32, "width": 32, "num_frames": 4},
+        "image": {"steps": DECODE_STEPS, "guidance": 3.0, "height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        "audio": {"steps": DECODE_STEPS, "guidance": 1.0, "seconds": W.AUDIO_SECONDS},
+        "video": {
+            "steps": DECODE_STEPS,
+            "guidance": 3.0,
+            "height": IMAGE_SIZE,
+            "width": IMAGE_SIZE,
+            "num_frames": VIDEO_FRAMES,
+        },
     }
     modalities = {}
     for m in PLUGINS:
@@ -110,30 +135,103 @@ def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str]
     return NextGPTConfig(llm=llm, modalities=modalities, seed=seed)
 
 
-def build_decoders(
-    out: Path,
-    world: dict[str, list[W.Concept]],
-    seed: int,
-    budget: BuildBudget,
-    report: dict[str, Any],
-    log: Callable[[str], None] = print,
-) -> dict[str, str]:
-    """Write the toy decoders under ``out/decoders``; returns each modality's decoder source."""
+DECODER_FOLDERS = {"image": "stable-diffusion", "audio": "audioldm", "video": "zeroscope"}
+"""Each toy decoder's folder under ``decoders/``."""
+SECOND_PROCESS_DECODERS = ("image", "video")
+"""The decoders a second process trains when the budget asks for one (video starts from image)."""
+HERE_DECODERS = ("audio",)
+"""The decoders the building process trains itself, after the LLM and the encoder."""
+PIPELINE_BUILDERS = {"image": build_image_pipeline, "audio": build_sound_pipeline, "video": build_video_pipeline}
+"""Each toy decoder's pipeline, with random weights, sized for the world."""
+"""The decoders the building process trains itself, after the LLM and the encoder."""
+
+
+def train_decoders(
+    out: Path, modalities: tuple[str, ...], seed: int, budget: BuildBudget, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Build, train and write the toy decoders of ``modalities`` (in this order) under
+    ``out/decoders``; returns ``{"sources": {modality: folder}, "report": {...}}``.
+
+    Each decoder learns every caption of the world (`toy_world.decoder_training`,
+    `toy_world.sound_training`); AudioLDM first gets a CLAP text encoder that knows the sound
+    captions; zeroscope starts from the trained Stable Diffusion when ``"image"`` came earlier
+    in ``modalities`` (otherwise from the one already written under ``out/decoders``)."""
+    from diffusers import StableDiffusionPipeline
+    from nextgpt.decoders.diffusers_base import quiet_diffusers
     from nextgpt.plugins import load_plugins
 
     registry = load_plugins(allow=PLUGINS)
-    audio_decoder = registry.decoder_backend("audio", DECODER_BACKENDS["audio"]).build("tiny")
-    report.setdefault("decoders", {})["audio_tiny"] = caption_separation(
-        audio_decoder, [c.caption for c in world["audio"]]
-    )
-    report["decoders"]["audio_clap"] = pretrain_clap_text(audio_decoder.pipeline, world["audio"], budget, seed, log)
-    audio_decoder.pipeline.save_pretrained(out / "decoders" / "audioldm")
-    build_video_pipeline(seed).save_pretrained(out / "decoders" / "zeroscope")
-    return {
-        "image": "tiny",
-        "audio": str((out / "decoders" / "audioldm").resolve()),
-        "video": str((out / "decoders" / "zeroscope").resolve()),
-    }
+    sources: dict[str, str] = {}
+    report: dict[str, Any] = {}
+    trained_pipelines: dict[str, Any] = {}
+    for m in modalities:
+        t0 = time.time()
+        concepts = W.concepts(m)
+        pipeline = PIPELINE_BUILDERS[m](seed)
+        if m == "audio":
+            report["audio_clap"] = pretrain_clap_text(pipeline, concepts, budget, seed, log)
+        if m == "video":  # started from the trained image decoder, as zeroscope was from Stable Diffusion
+            image = trained_pipelines.get("image")
+            if image is None:
+                with quiet_diffusers():
+                    image = StableDiffusionPipeline.from_pretrained(out / "decoders" / DECODER_FOLDERS["image"])
+            report["video_inflated"] = inflate_from_image(pipeline, image)
+        folder = out / "decoders" / DECODER_FOLDERS[m]
+        staging = out / "decoders" / f".untrained-{DECODER_FOLDERS[m]}"
+        pipeline.save_pretrained(staging)
+        decoder = registry.decoder_backend(m, DECODER_BACKENDS[m]).build(str(staging))
+        train = train_sound_decoder if m == "audio" else train_pixel_decoder
+        trained = train(decoder, concepts, budget.decoder_budget(m), seed, log)
+        decoder.pipeline.save_pretrained(folder)
+        trained_pipelines[m] = decoder.pipeline
+        shutil.rmtree(staging)
+        report[f"{m}_training"] = {**trained, "seconds": round(time.time() - t0, 1)}
+        log(f"{m} decoder trained in {report[f'{m}_training']['seconds']}s: {trained}")
+        sources[m] = str(folder.resolve())
+    return {"sources": sources, "report": report}
+
+
+def _train_decoders_in_process(out: str, modalities: tuple[str, ...], seed: int, budget: BuildBudget, threads: int):
+    """`train_decoders` in a worker process (as many torch threads as the parent), quietly; its
+    result is written to ``out/.decoders-<pid>.json`` for the parent to read."""
+    from toy_world.cli import _setup
+
+    _setup()
+    torch.set_num_threads(threads)
+    result = train_decoders(Path(out), modalities, seed, budget, log=lambda line: None)
+    (Path(out) / f".decoders-{os.getpid()}.json").write_text(json.dumps(result))
+
+
+class DecoderProcess:
+    """`train_decoders` of some modalities running in a second (spawned) process."""
+
+    def __init__(self, out: Path, modalities: tuple[str, ...], seed: int, budget: BuildBudget) -> None:
+        import multiprocessing
+
+        self.out = out
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_train_decoders_in_process,
+            args=(str(out), modalities, seed, budget, torch.get_num_threads()),
+            name="toy-decoders",
+        )
+        self.process.start()
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the process; its `train_decoders` result (an error if it failed)."""
+        self.process.join()
+        answer = self.out / f".decoders-{self.process.pid}.json"
+        if self.process.exitcode != 0 or not answer.is_file():
+            code = self.process.exitcode
+            raise RuntimeError(f"training the toy decoders in a second process failed (exit code {code})")
+        result = json.loads(answer.read_text())
+        answer.unlink()
+        return result
+
+    def stop(self) -> None:
+        """End the process if it still runs (the build failed elsewhere)."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
 
 
 def write_model(out: Path, arch: ToyArchitecture, sources: dict[str, str], seed: int) -> None:
@@ -154,28 +252,102 @@ def build_toy(
     budget: BuildBudget | str = "full",
     arch: ToyArchitecture | None = None,
     log: Callable[[str], None] = print,
+    cache: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Build the toy model folder ``out`` (see the module docstring); returns it.
 
+    A build is cached by content: under ``$NEXTGPT_HOME/toy-builds/<key>``, where the key
+    digests this package's source, the arguments and the versions of torch, transformers and
+    diffusers. A second build with the same key copies the cached folder (seconds).
+
     Args:
-        out: the folder to write.
+        out: the folder to write; it must not exist (or be empty) unless ``overwrite``.
         seed: the world's seed: which captions are held out (must match the world the model
             is trained and evaluated on, `toy_world.generate`'s ``seed`` and
             ``heldout_fraction``), and the seed of every pre-training run.
         heldout_fraction: as for `toy_world.generate`.
         budget: ``"full"``, ``"small"`` or a `BuildBudget`.
         arch: the sizes of the parts.
+        cache: reuse (and fill) the build cache; False builds afresh and caches nothing.
+        overwrite: replace an existing ``out``.
     """
-    from nextgpt.plugins import load_plugins
+    from nextgpt.paths import nextgpt_home
+
+    out = Path(out)
+    if (out.is_symlink() or out.exists()) and not overwrite:
+        if not out.is_dir() or any(out.iterdir()):
+            raise FileExistsError(f"{out}: exists; pass overwrite=True (build_toy.py --overwrite) to replace it")
+    budget = BUDGETS[budget] if isinstance(budget, str) else budget
+    arch = arch or ToyArchitecture()
+    key = build_key(seed, heldout_fraction, budget, arch)
+    entry = nextgpt_home() / "toy-builds" / key
+    if cache and (entry / "build.json").is_file():
+        log(f"toy model: the same build is cached in {entry}; copying it")
+    else:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{key}.tmp-"))
+        try:
+            _build_into(staging, seed, heldout_fraction, budget, arch, log)
+            if not cache:
+                _replace(out, staging)
+                return out
+            try:
+                os.rename(staging, entry)
+            except OSError:  # another process cached the same build first
+                if not (entry / "build.json").is_file():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    _replace(out, entry, copy=True)
+    return out
+
+
+def build_key(seed: int, heldout_fraction: float, budget: BuildBudget, arch: ToyArchitecture) -> str:
+    """The content key of a build: this package's source, the arguments, the library versions."""
+    import diffusers
+    import transformers
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    settings = {
+        "seed": seed,
+        "heldout_fraction": heldout_fraction,
+        "budget": asdict(budget),
+        "arch": asdict(arch),
+        "versions": [torch.__version__, transformers.__version__, diffusers.__version__],
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:20]
+
+
+def _replace(out: Path, source: Path, copy: bool = False) -> None:
+    """Put the folder ``source`` at ``out`` (copied, or moved), removing what ``out`` was."""
+    if out.is_symlink() or out.is_file():
+        out.unlink()
+    elif out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if copy:
+        shutil.copytree(source, out)
+    else:
+        shutil.move(str(source), out)
+
+
+def _build_into(
+    out: Path,
+    seed: int,
+    heldout_fraction: float,
+    budget: BuildBudget,
+    arch: ToyArchitecture,
+    log: Callable[[str], None],
+) -> None:
+    """Build the toy model into the (empty) folder ``out``."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    budget = BUDGETS[budget] if isinstance(budget, str) else budget
-    arch = arch or ToyArchitecture()
     splits = {m: W.split_concepts(m, seed, heldout_fraction) for m in W.MODALITIES}
-    heldout = {m: splits[m][1] for m in W.MODALITIES}
     world = {m: W.concepts(m) for m in W.MODALITIES}
     report: dict[str, Any] = {
         "seed": seed,
@@ -184,6 +356,35 @@ def build_toy(
         "architecture": asdict(arch),
         "seconds": {},
     }
+    # the picture decoders (image, then video started from it) train in a second process while
+    # this one pre-trains the LLM, the encoder and the sound decoder: the two longest chains of
+    # the build, one per CPU core
+    background = None
+    if budget.decoders_in_second_process:
+        background = DecoderProcess(out, SECOND_PROCESS_DECODERS, seed, budget)
+    try:
+        _build_parts(out, seed, heldout_fraction, budget, arch, log, background, report, splits, world)
+    finally:
+        if background is not None:
+            background.stop()
+
+
+def _build_parts(
+    out: Path,
+    seed: int,
+    heldout_fraction: float,
+    budget: BuildBudget,
+    arch: ToyArchitecture,
+    log: Callable[[str], None],
+    background: DecoderProcess | None,
+    report: dict[str, Any],
+    splits: dict[str, tuple[list[W.Concept], list[W.Concept]]],
+    world: dict[str, list[W.Concept]],
+) -> None:
+    """Steps 1 to 4 of `_build_into`."""
+    from nextgpt.plugins import load_plugins
+
+    heldout = {m: splits[m][1] for m in W.MODALITIES}
     started = time.time()
 
     # 1. the LLM: tokenizer and language model pre-trained on the world's text
@@ -214,11 +415,20 @@ def build_toy(
     report["seconds"]["encoder"] = round(time.time() - t0, 1)
     log(f"encoder: attributes read on held-out items: {_attributes(enc_report)} ({report['seconds']['encoder']}s)")
 
-    # 3. the decoders: AudioLDM gets a CLAP text encoder that knows the world's sound captions,
-    #    zeroscope a wider text encoder; Stable Diffusion stays the random tiny one
+    # 3. the decoders (already started in a second process when the budget says so)
     t0 = time.time()
     registry = load_plugins(allow=PLUGINS)
-    sources = build_decoders(out, world, seed, budget, report, log)
+    report["decoders"] = {}
+    # why AudioLDM's text encoder is replaced: the tiny one cannot tell the sound captions apart
+    tiny_audio = registry.decoder_backend("audio", DECODER_BACKENDS["audio"]).build("tiny")
+    report["decoders"]["audio_tiny"] = caption_separation(tiny_audio, [c.caption for c in world["audio"]])
+    here = train_decoders(out, HERE_DECODERS if background else W.MODALITIES, seed, budget, log)
+    sources = dict(here["sources"])
+    report["decoders"].update(here["report"])
+    if background is not None:
+        there = background.result()
+        sources.update(there["sources"])
+        report["decoders"].update(there["report"])
     for m in W.MODALITIES:
         decoder = registry.decoder_backend(m, DECODER_BACKENDS[m]).build(sources[m])
         report["decoders"][m] = caption_separation(decoder, [c.caption for c in world[m]])
@@ -237,8 +447,7 @@ def build_toy(
     write_demo(out, heldout, seed)
     report["seconds"]["total"] = round(time.time() - started, 1)
     (out / "build.json").write_text(json.dumps(report, indent=1) + "\n")
-    log(f"toy model written to {out} in {report['seconds']['total']}s")
-    return out
+    log(f"toy model built in {report['seconds']['total']}s")
 
 
 def _attributes(encoder_report: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -46,25 +47,41 @@ def generate_main(argv: list[str] | None = None) -> int:
 
 
 def build_main(argv: list[str] | None = None) -> int:
-    """Build the `toy` model folder (a world-trained tiny LLM, encoder and decoders) into ``--out``."""
+    """Build the toy models: the base (a world-trained tiny LLM, encoder and decoders, untrained
+    projectors) and, from it, the trained model (the three NExT-GPT stages run on the toy world)."""
     from toy_world.build import BUDGETS, build_toy
+    from toy_world.trained_toy import train_toy
 
     parser = argparse.ArgumentParser(prog="toy-world-build", description=build_main.__doc__)
     parser.add_argument(
         "--out",
         type=Path,
-        help="the model folder to write (default: the named model "
-        "`toy` in NEXTGPT_HOME/models, which from_pretrained('toy') loads)",
+        help="the trained model folder to write; the base goes beside it as <out>-base "
+        "(default: the named models `toy` and `toy-base` in NEXTGPT_HOME/models)",
     )
+    parser.add_argument("--base-only", action="store_true", help="build the base only (skip the three stages)")
     parser.add_argument("--seed", type=int, default=0, help="the world's seed (which captions are held out)")
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="pre-training steps")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="pre-training and training steps")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing model folders")
     args = parser.parse_args(argv)
     _setup()
     from nextgpt.paths import models_dir
 
     out = args.out or models_dir() / "toy"
-    build_toy(out, seed=args.seed, heldout_fraction=args.heldout_fraction, budget=args.budget)
-    name = "toy" if args.out is None else str(out)
-    print(f"load it with NextGPTModel.from_pretrained({name!r}), or `nextgpt chat --model {name}`")
+    base = out.with_name(f"{out.name}-base")
+    targets = [base] if args.base_only else [base, out]
+    taken = [str(t) for t in targets if t.exists() or t.is_symlink()]
+    if taken and not args.overwrite:
+        print(f"toy-world-build: {', '.join(taken)} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    common = {"seed": args.seed, "heldout_fraction": args.heldout_fraction, "budget": args.budget}
+    build_toy(base, **common, overwrite=args.overwrite)
+    written = [base]
+    if not args.base_only:
+        train_toy(base, out, **common, overwrite=args.overwrite)
+        written.append(out)
+    for folder in written:
+        name = folder.name if args.out is None else str(folder)
+        print(f"load it with NextGPTModel.from_pretrained({name!r}), or `nextgpt chat --model {name}`")
     return 0

@@ -20,6 +20,7 @@ The trained parts are written back into the pipeline; `toy_world.build` saves it
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class DecoderBudget:
     vae_steps: int
     unet_steps: int
     batch: int = 32
+    vae_batch: int = 32
+    """Frames per VAE step (the UNet's ``batch`` counts images or whole videos)."""
     items_per_caption: int = 3
     lr: float = 2e-3
     unconditional_fraction: float = 0.1
@@ -79,6 +82,28 @@ def _to_unit(pixels: np.ndarray) -> torch.Tensor:
     """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in [-1, 1]."""
     tensor = torch.from_numpy(pixels.astype(np.float32) / 127.5 - 1.0)
     return tensor.movedim(-1, -3)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup_fraction: float = 0.1) -> Any:
+    """A learning-rate schedule rising linearly over the first ``warmup_fraction`` of ``steps``,
+    then falling to zero along a half cosine."""
+    warmup = max(1, round(warmup_fraction * steps))
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def set_latent_scale(vae: Any, inputs: torch.Tensor) -> float:
+    """Set ``vae``'s ``scaling_factor`` to one over the standard deviation of its latents of
+    ``inputs`` (as Stable Diffusion's 0.18215 was chosen), so that the diffusion schedule meets
+    latents of unit variance; returns it."""
+    latents = torch.cat([vae.encode(inputs[i : i + 64]).latent_dist.mode() for i in range(0, len(inputs), 64)])
+    scale = float(1.0 / latents.std().clamp(min=1e-6))
+    vae.register_to_config(scaling_factor=scale)
+    return scale
 
 
 def train_vae(vae: Any, frames: torch.Tensor, steps: int, batch: int, lr: float, desc: str) -> float:
@@ -124,7 +149,13 @@ def train_pixel_decoder(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         frames = pixels if pixels.ndim == 4 else pixels.flatten(0, 1)
-        vae_mse = train_vae(pipeline.vae, frames, budget.vae_steps, budget.batch, budget.lr, f"toy {modality} VAE")
+        vae_mse = float("nan")
+        latent_scale = float(pipeline.vae.config.scaling_factor)
+        if budget.vae_steps > 0:  # (none: a VAE taken over from another decoder is kept as it is)
+            vae_mse = train_vae(
+                pipeline.vae, frames, budget.vae_steps, budget.vae_batch, budget.lr, f"toy {modality} VAE"
+            )
+            latent_scale = set_latent_scale(pipeline.vae, frames)
         with torch.no_grad():
             latents = torch.cat([decoder._vae_latents(frames[i : i + 64]) for i in range(0, len(frames), 64)])
             if pixels.ndim == 5:  # [N*F, c, h, w] -> [N, c, F, h, w], as the 3-D UNet reads them
@@ -141,9 +172,7 @@ def train_pixel_decoder(
         unet.requires_grad_(True)
         unet.train()
         optimizer = torch.optim.AdamW(unet.parameters(), lr=budget.lr, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=budget.lr, total_steps=max(budget.unet_steps, 1), pct_start=0.1
-        )
+        schedule = warmup_cosine(optimizer, budget.unet_steps)
         progress = bar(total=budget.unet_steps, desc=f"toy {modality} UNet", unit="step")
         generator = torch.Generator().manual_seed(seed)
         loss = torch.tensor(float("nan"))
@@ -169,6 +198,7 @@ def train_pixel_decoder(
         "items": len(pool),
         "vae_steps": budget.vae_steps,
         "vae_mse": round(vae_mse, 5),
+        "latent_scale": round(latent_scale, 5),
         "unet_steps": budget.unet_steps,
         "unet_loss": round(float(loss), 5),
     }

@@ -140,10 +140,11 @@ def run_learning(
     workdir: str | Path,
     budget: LearningBudget | str = "full",
     log: Callable[[str], None] = print,
+    measure: bool = True,
 ) -> dict[str, Any]:
     """Train stages 1 -> 2 -> 3 from the toy model folder ``toy`` on the world at ``world_root``
     (each stage's result saved under ``workdir/stage<N>``) and measure each (trained, untrained,
-    trivial). Returns every figure and the wall times."""
+    trivial; ``measure=False``: train only). Returns every figure and the wall times."""
     budget = LEARNING_BUDGETS[budget] if isinstance(budget, str) else budget
     world_root, workdir = Path(world_root), Path(workdir)
     world = load_world(world_root)
@@ -154,14 +155,16 @@ def run_learning(
     # stage 1: encoding alignment
     t0 = time.time()
     module = make_module(toy, 1, budget.stage1, cache)
-    results["stage1"] = {
-        "untrained": stage1_metrics(module.model, world_root, limit=limit),
-        "trivial": stage1_trivial(module.model, world_root, limit=limit),
-    }
+    if measure:
+        results["stage1"] = {
+            "untrained": stage1_metrics(module.model, world_root, limit=limit),
+            "trivial": stage1_trivial(module.model, world_root, limit=limit),
+        }
     results["seconds"]["stage1_train"] = round(
         train_stage(module, pair_sources(world_root, "caption"), budget.stage1, workdir), 1
     )
-    results["stage1"]["trained"] = stage1_metrics(module.model, world_root, limit=limit)
+    if measure:
+        results["stage1"]["trained"] = stage1_metrics(module.model, world_root, limit=limit)
     module.model.save_pretrained(workdir / "stage1")
     results["seconds"]["stage1"] = round(time.time() - t0, 1)
     log(f"stage 1 done in {results['seconds']['stage1']}s")
@@ -169,14 +172,16 @@ def run_learning(
     # stage 2: decoding alignment
     t0 = time.time()
     module = make_module(workdir / "stage1", 2, budget.stage2, cache)
-    results["stage2"] = {
-        "untrained": stage2_metrics(module.model, world, limit),
-        "trivial": stage2_trivial(module.model, world, limit),
-    }
+    if measure:
+        results["stage2"] = {
+            "untrained": stage2_metrics(module.model, world, limit),
+            "trivial": stage2_trivial(module.model, world, limit),
+        }
     results["seconds"]["stage2_train"] = round(
         train_stage(module, pair_sources(world_root, "generate"), budget.stage2, workdir), 1
     )
-    results["stage2"]["trained"] = stage2_metrics(module.model, world, limit)
+    if measure:
+        results["stage2"]["trained"] = stage2_metrics(module.model, world, limit)
     module.model.save_pretrained(workdir / "stage2")
     results["seconds"]["stage2"] = round(time.time() - t0, 1)
     log(f"stage 2 done in {results['seconds']['stage2']}s")
@@ -184,15 +189,17 @@ def run_learning(
     # stage 3: instruction tuning
     t0 = time.time()
     module = make_module(workdir / "stage2", 3, budget.stage3, cache)
-    cases = turn_cases(module.model, world_root)
-    results["stage3"] = {
-        "untrained": stage3_metrics(module.model, world, cases, limit),
-        "trivial": stage3_trivial(module.model, world, world_root, cases, limit),
-    }
+    cases = turn_cases(module.model, world_root) if measure else []
+    if measure:
+        results["stage3"] = {
+            "untrained": stage3_metrics(module.model, world, cases, limit),
+            "trivial": stage3_trivial(module.model, world, world_root, cases, limit),
+        }
     results["seconds"]["stage3_train"] = round(
         train_stage(module, instruction_sources(world_root), budget.stage3, workdir), 1
     )
-    results["stage3"]["trained"] = stage3_metrics(module.model, world, cases, limit)
+    if measure:
+        results["stage3"]["trained"] = stage3_metrics(module.model, world, cases, limit)
     module.model.save_pretrained(workdir / "stage3")
     results["seconds"]["stage3"] = round(time.time() - t0, 1)
     log(f"stage 3 done in {results['seconds']['stage3']}s")

@@ -4,7 +4,10 @@ share them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from toy_world.decoder_training import DecoderBudget
+from toy_world.sound_training import SoundDecoderBudget
 
 PLUGINS = ["image", "audio", "video"]
 DECODER_BACKENDS = {"image": "stable-diffusion", "audio": "audioldm", "video": "zeroscope"}
@@ -27,12 +30,37 @@ class BuildBudget:
     """Image and video items replaced by freshly rendered ones at each step (sounds are fixed:
     their filterbanks are slow to compute)."""
     clap_steps: int = 400
+    image_decoder: DecoderBudget = field(default_factory=lambda: DecoderBudget(vae_steps=600, unet_steps=1000))
+    video_decoder: DecoderBudget = field(
+        default_factory=lambda: DecoderBudget(vae_steps=0, unet_steps=1100, batch=8, items_per_caption=3)
+    )
+    audio_decoder: SoundDecoderBudget = field(
+        default_factory=lambda: SoundDecoderBudget(vocoder_steps=400, vae_steps=300, unet_steps=800)
+    )
+
+    decoders_in_second_process: bool = True
+    """Train the image and video decoders in a second process, on the second CPU core."""
+
+    def decoder_budget(self, modality: str) -> DecoderBudget | SoundDecoderBudget:
+        """The training budget of ``modality``'s toy decoder."""
+        return {"image": self.image_decoder, "video": self.video_decoder, "audio": self.audio_decoder}[modality]
 
 
 BUDGETS = {
     "full": BuildBudget(),
     "small": BuildBudget(
-        llm_steps=300, encoder_steps=300, encoder_batch=16, encoder_items=128, encoder_refresh=16, clap_steps=200
+        llm_steps=300,
+        encoder_steps=300,
+        encoder_batch=16,
+        encoder_items=128,
+        encoder_refresh=16,
+        clap_steps=200,
+        decoders_in_second_process=False,
+        image_decoder=DecoderBudget(vae_steps=20, unet_steps=10, batch=8, vae_batch=8, items_per_caption=1),
+        video_decoder=DecoderBudget(vae_steps=0, unet_steps=5, batch=2, items_per_caption=1),
+        audio_decoder=SoundDecoderBudget(
+            vocoder_steps=10, vae_steps=10, unet_steps=10, vocoder_batch=4, vae_batch=8, batch=8, items_per_caption=1
+        ),
     ),
 }
 
@@ -53,3 +81,10 @@ class ToyArchitecture:
     projector_d_model: int = 64
     projector_layers: int = 2
     projector_ffn: int = 128
+
+
+WORLD_SIZES = {
+    "full": {"n_per_modality": 120, "n_heldout_per_modality": 24, "n_mosit": 60},
+    "small": {"n_per_modality": 48, "n_heldout_per_modality": 12, "n_mosit": 24},
+}
+"""Items of the world the three stages train on, per budget (`toy_world.generate`'s arguments)."""
