@@ -30,9 +30,9 @@ The log-mels are `nextgpt_audio.mel.log_mel` with the vocoder's settings, the fr
 
 Known limit: the vocoder, trained for a few hundred steps with the STFT loss alone, gets every
 pitch right but makes the odd harmonics too weak, and the 4.8 kHz third harmonic of a high buzz
-hardly at all, so middle and high buzzes can read as beeps. The VAE and the UNet pass on what the vocoder is
-given (their round trip reads as well as the vocoder on true log-mels), so the vocoder bounds
-what `sound_ceiling` reports.
+hardly at all, so middle and high buzzes can read as beeps. The VAE and the UNet pass on what
+the vocoder is given (their round trip reads as well as the vocoder on true log-mels), so the
+vocoder bounds what `sound_ceiling` reports.
 """
 
 from __future__ import annotations
@@ -252,7 +252,9 @@ def train_vocoder(
 # -- the VAE ----------------------------------------------------------------------------------------
 
 
-def train_mel_vae(vae: Any, mels: torch.Tensor, budget: SoundDecoderBudget, generator: torch.Generator) -> dict[str, float]:
+def train_mel_vae(
+    vae: Any, mels: torch.Tensor, budget: SoundDecoderBudget, generator: torch.Generator
+) -> dict[str, float]:
     """Autoencoder training of ``vae`` (in place) on log-mels ``[N, 1, T, bands]``
     (reconstruction MSE plus a small KL term), then its ``scaling_factor`` set so that its
     latents of ``mels`` have unit variance. Returns the MSE on a fixed batch before and after."""
