@@ -1,7 +1,7 @@
 """Evidence that the three NExT-GPT stages learn: train them on the toy world and compare.
 
-Generates the toy world (``toy_world.generate``), builds the `toy` model on it
-(``examples/toy_world/build_toy.py``) unless ``--toy`` names one, trains stage 1 -> 2 -> 3 with
+Generates the toy world (``toy_world.generate``), builds the toy base model on it
+(``toy_world.build.build_toy``, cached by content) unless ``--toy`` names one, trains stage 1 -> 2 -> 3 with
 ``nextgpt.training`` and prints, for every metric on the held-out split (captions the trained
 parts never saw), the trained value beside the untrained one (the model before that stage
 trained) and a trivial one (the most common train caption / decision, the mean train caption
@@ -14,12 +14,13 @@ caption itself (the ceiling), and a held-out video shown with "Draw it at the to
 generated file read by the world reader (``toy_world.reader``); a contact sheet PNG of a dozen
 of them is written beside ``--json`` (or to ``--contact-sheet``).
 
-    python benchmarks/learning.py                     # full budget (target: < 15 min on 2 cores)
+    python benchmarks/learning.py                     # full budget (target: < 25 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
-    python benchmarks/learning.py --json outputs/learning.json --toy outputs/toy
+    python benchmarks/learning.py --json outputs/learning.json --toy toy-base
 
 Needs the ``nextgpt-toy-world`` distribution (``pip install -e examples/toy_world``); runs on
-one CPU thread.
+one CPU thread (the full build also trains its picture decoders in a second process, on the
+second core).
 Exits with 1 when the full budget misses a target (the targets are not checked at other budgets).
 """
 
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", choices=("full", "small"), default="full")
     parser.add_argument("--json", type=Path, help="write every figure and wall time to this file")
     parser.add_argument(
-        "--toy", help="an existing toy model: a folder, or a named model such as toy (default: build one)"
+        "--toy", help="an existing toy base model: a folder, or a named model such as toy-base (default: build one)"
     )
     parser.add_argument(
         "--workdir", type=Path, help="where the world, the toy and the stages go (default: a temporary folder)"

@@ -59,11 +59,12 @@ def prepare(workdir: Path, env: dict[str, str]) -> Path:
     if not (world / "heldout").is_dir():
         script = ROOT / "examples" / "toy_world" / "generate_world.py"
         subprocess.run([python, str(script), "--root", str(world)], check=True, env=env, capture_output=True)
-    toy = workdir / "toy"
+    toy = workdir / "toy-base"
     if not (toy / "config.json").is_file():
-        print("building the small-budget toy model (about 2 minutes)...", flush=True)
+        print("building the small-budget toy base model (about 2 minutes)...", flush=True)
         build = ROOT / "examples" / "toy_world" / "build_toy.py"
-        subprocess.run([python, str(build), "--budget", "small", "--out", str(toy)], check=True, env=env)
+        command = [python, str(build), "--budget", "small", "--base-only", "--out", str(workdir / "toy")]
+        subprocess.run(command, check=True, env=env)
     return toy
 
 

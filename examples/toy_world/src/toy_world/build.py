@@ -64,7 +64,7 @@ from toy_world.settings import (
     BuildBudget,
     ToyArchitecture,
 )
-from toy_world.sound_training import build_sound_pipeline, train_sound_decoder
+from toy_world.sound_decoder import build_sound_pipeline, train_sound_decoder
 from toy_world.toy_decoders import (
     build_image_pipeline,
     build_video_pipeline,
@@ -153,7 +153,7 @@ def train_decoders(
     ``out/decoders``; returns ``{"sources": {modality: folder}, "report": {...}}``.
 
     Each decoder learns every caption of the world (`toy_world.decoder_training`,
-    `toy_world.sound_training`); AudioLDM first gets a CLAP text encoder that knows the sound
+    `toy_world.sound_decoder`); AudioLDM first gets a CLAP text encoder that knows the sound
     captions; zeroscope starts from the trained Stable Diffusion when ``"image"`` came earlier
     in ``modalities`` (otherwise from the one already written under ``out/decoders``)."""
     from diffusers import StableDiffusionPipeline

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from toy_world.decoder_training import DecoderBudget
-from toy_world.sound_training import SoundDecoderBudget
+from toy_world.sound_decoder import SoundDecoderBudget
 
 PLUGINS = ["image", "audio", "video"]
 DECODER_BACKENDS = {"image": "stable-diffusion", "audio": "audioldm", "video": "zeroscope"}
@@ -34,9 +34,7 @@ class BuildBudget:
     video_decoder: DecoderBudget = field(
         default_factory=lambda: DecoderBudget(vae_steps=0, unet_steps=1100, batch=8, items_per_caption=3)
     )
-    audio_decoder: SoundDecoderBudget = field(
-        default_factory=lambda: SoundDecoderBudget(vocoder_steps=400, vae_steps=300, unet_steps=800)
-    )
+    audio_decoder: SoundDecoderBudget = field(default_factory=SoundDecoderBudget)
 
     decoders_in_second_process: bool = True
     """Train the image and video decoders in a second process, on the second CPU core."""
@@ -58,9 +56,7 @@ BUDGETS = {
         decoders_in_second_process=False,
         image_decoder=DecoderBudget(vae_steps=20, unet_steps=10, batch=8, vae_batch=8, items_per_caption=1),
         video_decoder=DecoderBudget(vae_steps=0, unet_steps=5, batch=2, items_per_caption=1),
-        audio_decoder=SoundDecoderBudget(
-            vocoder_steps=10, vae_steps=10, unet_steps=10, vocoder_batch=4, vae_batch=8, batch=8, items_per_caption=1
-        ),
+        audio_decoder=SoundDecoderBudget.small(),
     ),
 }
 
