@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Build the `toy` model folder: ``python examples/toy_world/build_toy.py --out DIR``.
+"""Build the toy models: ``python examples/toy_world/build_toy.py [--out DIR]``.
 
-A tiny LLM pre-trained on the toy world's text (the stand-in for Vicuna), a tiny ImageBind
-pre-trained to read the world's images, sounds and videos, tiny decoders whose caption
-embeddings tell the world's captions apart, and untrained projectors; a few minutes on a CPU.
-Load the result with ``NextGPTModel.from_pretrained(DIR)`` and train it with ``nextgpt fit``
-(model: DIR). Options: ``--seed`` (must match the world's), ``--budget full|small``.
+`toy-base` (``DIR-base``): a tiny LLM pre-trained on the toy world's text (the stand-in for
+Vicuna), a tiny ImageBind pre-trained to read the world's images, sounds and videos, diffusion
+decoders trained to draw the world, and untrained projectors. `toy` (``DIR``): the base trained
+through NExT-GPT's three stages on the world, which ``nextgpt demo --model toy`` plays.
+Options: ``--base-only``, ``--seed`` (must match the world's), ``--budget full|small``,
+``--overwrite``.
 """
 
 import sys

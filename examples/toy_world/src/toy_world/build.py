@@ -1,5 +1,6 @@
-"""Building the `toy` model: NExT-GPT's system at toy scale, with frozen parts that know the
-toy world the way Vicuna, ImageBind and the diffusion text encoders know ours.
+"""Building the toy base model (`toy-base`): NExT-GPT's system at toy scale, with frozen parts
+that know the toy world the way Vicuna, ImageBind and the diffusion models know ours
+(`toy_world.trained_toy` takes it through the three stages to make the trained `toy`).
 
 What `build_toy` writes into ``out``::
 
@@ -10,12 +11,15 @@ What `build_toy` writes into ``out``::
                           rendered items to make the world's attributes linearly readable
                           (random tiny features are not: a linear probe finds shape and position
                           near chance); loaded as encoder source with ``variant: tiny``
-    decoders/audioldm/    the tiny AudioLDM pipeline with a CLAP text encoder pre-trained on the
+    decoders/stable-diffusion/
+                          Stable Diffusion sized for 32 x 32 pictures, its VAE and UNet trained to
+                          draw every caption of the world (`toy_world.decoder_training`)
+    decoders/zeroscope/   zeroscope for 4-frame clips, started from that Stable Diffusion (VAE,
+                          text encoder, spatial UNet layers) and trained to move the shapes
+    decoders/audioldm/    AudioLDM for one-second sounds: a CLAP text encoder pre-trained on the
                           sound captions (the tiny one maps captions that are permutations of each
-                          other to the same vector)
-    decoders/zeroscope/   the tiny zeroscope pipeline with a random text encoder of width 32
-                          instead of 4 (`build_video_pipeline` says why); images keep the random
-                          ``tiny`` Stable Diffusion, whose CLIP text encoder serves as is
+                          other to the same vector), then its vocoder, VAE and UNet trained
+                          (`toy_world.sound_decoder`)
     config.json, model.safetensors
                           the `NextGPTModel` folder (untrained projectors): load it with
                           ``NextGPTModel.from_pretrained(out)``
