@@ -131,6 +131,50 @@ def train_vae(vae: Any, frames: torch.Tensor, steps: int, batch: int, lr: float,
     return float(mse.detach())
 
 
+def fit_denoiser(
+    decoder: Any,
+    embedded: Condition,
+    rows: torch.Tensor,
+    latents: torch.Tensor,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    unconditional_fraction: float,
+    generator: torch.Generator,
+    desc: str,
+) -> float:
+    """Train ``decoder``'s denoiser (in place) with the toolkit's denoising loss (through the
+    decoder's ``_noise_prediction_loss``): each step a random ``batch`` of ``latents``, item ``i``
+    conditioned on row ``rows[i]`` of ``embedded``, an ``unconditional_fraction`` of them on its
+    last row instead (the unconditional embedding: what classifier-free guidance contrasts).
+    AdamW with warm-up and cosine decay, gradients clipped at 1; returns the last step's loss."""
+    unconditional = embedded.batch_size - 1
+    unet = decoder.denoiser
+    unet.requires_grad_(True)
+    unet.train()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
+    schedule = warmup_cosine(optimizer, steps)
+    progress = bar(total=steps, desc=desc, unit="step")
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        index = torch.randint(0, len(latents), (batch,), generator=generator)
+        drop = torch.rand(batch, generator=generator) < unconditional_fraction
+        chosen = torch.where(drop, unconditional, rows[index])
+        loss = decoder._noise_prediction_loss(embedded.select(chosen.tolist()), latents[index], None)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    progress.close()
+    unet.eval()
+    unet.requires_grad_(False)
+    return float(loss.detach())
+
+
 def train_pixel_decoder(
     decoder: Any,
     concepts: list[W.Concept],
@@ -168,37 +212,25 @@ def train_pixel_decoder(
             if negative is not None:
                 embedded = Condition.cat([embedded, negative.to(dtype=embedded.dtype)])
         pipeline.scheduler = zero_snr_scheduler(pipeline.scheduler)
-        unet = decoder.denoiser
-        unet.requires_grad_(True)
-        unet.train()
-        optimizer = torch.optim.AdamW(unet.parameters(), lr=budget.lr, weight_decay=0.0)
-        schedule = warmup_cosine(optimizer, budget.unet_steps)
-        progress = bar(total=budget.unet_steps, desc=f"toy {modality} UNet", unit="step")
+        rows = torch.tensor([row[caption] for caption in captions])
         generator = torch.Generator().manual_seed(seed)
-        loss = torch.tensor(float("nan"))
-        for _ in range(budget.unet_steps):
-            index = torch.randint(0, len(pool), (budget.batch,), generator=generator)
-            rows = [row[captions[i]] for i in index.tolist()]
-            if negative is not None:
-                drop = torch.rand(budget.batch, generator=generator) < budget.unconditional_fraction
-                rows = [len(unique) if d else r for r, d in zip(rows, drop.tolist(), strict=True)]
-            condition = embedded.select(rows)
-            loss = decoder._noise_prediction_loss(condition, latents[index], None)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        progress.close()
-        unet.eval()
-        unet.requires_grad_(False)
+        loss = fit_denoiser(
+            decoder,
+            embedded,
+            rows,
+            latents,
+            steps=budget.unet_steps,
+            batch=budget.batch,
+            lr=budget.lr,
+            unconditional_fraction=budget.unconditional_fraction if negative is not None else 0.0,
+            generator=generator,
+            desc=f"toy {modality} UNet",
+        )
     return {
         "items": len(pool),
         "vae_steps": budget.vae_steps,
         "vae_mse": round(vae_mse, 5),
         "latent_scale": round(latent_scale, 5),
         "unet_steps": budget.unet_steps,
-        "unet_loss": round(float(loss), 5),
+        "unet_loss": round(loss, 5),
     }

@@ -50,7 +50,7 @@ from nextgpt.conditions import Condition
 from nextgpt.progress import bar
 
 from toy_world import world as W
-from toy_world.decoder_training import set_latent_scale, warmup_cosine, zero_snr_scheduler
+from toy_world.decoder_training import fit_denoiser, set_latent_scale, warmup_cosine, zero_snr_scheduler
 
 MEL_BANDS = 32
 """Mel bands of the toy AudioLDM (its vocoder's input width)."""
@@ -309,7 +309,6 @@ def train_sound_unet(
     embedded = Condition.cat([decoder.condition_from_text(unique), negative.to(dtype=torch.float32)])
     rows = torch.tensor([row[c] for c in captions])
     check = torch.arange(0, len(captions), max(1, len(captions) // 32))
-    unet = decoder.denoiser
 
     def held_loss() -> float:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -317,26 +316,18 @@ def train_sound_unet(
             return float(decoder._noise_prediction_loss(embedded.select(rows[check].tolist()), latents[check], None))
 
     before = held_loss()
-    unet.requires_grad_(True)
-    unet.train()
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=budget.lr, weight_decay=0.0)
-    schedule = warmup_cosine(optimizer, budget.unet_steps)
-    progress = bar(total=budget.unet_steps, desc="toy audio UNet", unit="step")
-    for _ in range(budget.unet_steps):
-        index = torch.randint(0, len(captions), (budget.batch,), generator=generator)
-        drop = torch.rand(budget.batch, generator=generator) < budget.unconditional_fraction
-        chosen = torch.where(drop, len(unique), rows[index])
-        loss = decoder._noise_prediction_loss(embedded.select(chosen.tolist()), latents[index], None)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    progress.close()
-    unet.eval()
-    unet.requires_grad_(False)
+    fit_denoiser(
+        decoder,
+        embedded,
+        rows,
+        latents,
+        steps=budget.unet_steps,
+        batch=budget.batch,
+        lr=budget.lr,
+        unconditional_fraction=budget.unconditional_fraction,
+        generator=generator,
+        desc="toy audio UNet",
+    )
     return {"before": before, "after": held_loss()}
 
 
