@@ -483,7 +483,7 @@ def test_trained_toy_folder_stands_alone(learning, toy, tmp_path, registry):
     trained = assemble(base, stage3, tmp_path / "trained")
     shutil.rmtree(base)
     config = json.loads((trained / "config.json").read_text())
-    assert config["llm"]["source"] == "./llm"
+    assert config["config"]["llm"]["source"] == "./llm"
     assert str(base) not in (trained / "config.json").read_text()
     model = NextGPTModel.from_pretrained(trained, registry=registry)
     assert Path(model.config.llm.source) == trained.resolve() / "llm"

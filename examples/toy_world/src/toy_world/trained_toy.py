@@ -71,11 +71,12 @@ def assemble(base: Path, stage3: Path, out: Path) -> Path:
 
 
 def _inside(value: Any, base: str) -> Any:
-    """``value`` (parsed JSON) with every path into the folder ``base`` made ``./``-relative."""
+    """``value`` (parsed JSON) with every path into the folder ``base``, in keys and values (the
+    licence records name their parts by path), made ``./``-relative."""
     if isinstance(value, dict):
-        return {k: _inside(v, base) for k, v in value.items()}
+        return {_inside(k, base): _inside(v, base) for k, v in value.items()}
     if isinstance(value, list):
         return [_inside(v, base) for v in value]
-    if isinstance(value, str) and (value == base or value.startswith(base + "/")):
-        return "./" + value[len(base) + 1 :]
+    if isinstance(value, str):
+        return "./" if value == base else value.replace(base + "/", "./")
     return value
