@@ -351,8 +351,6 @@ def _build_into(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    splits = {m: W.split_concepts(m, seed, heldout_fraction) for m in W.MODALITIES}
-    world = {m: W.concepts(m) for m in W.MODALITIES}
     report: dict[str, Any] = {
         "seed": seed,
         "heldout_fraction": heldout_fraction,
@@ -367,7 +365,7 @@ def _build_into(
     if budget.decoders_in_second_process:
         background = DecoderProcess(out, SECOND_PROCESS_DECODERS, seed, budget)
     try:
-        _build_parts(out, seed, heldout_fraction, budget, arch, log, background, report, splits, world)
+        _build_parts(out, seed, heldout_fraction, budget, arch, log, background, report)
     finally:
         if background is not None:
             background.stop()
@@ -382,13 +380,13 @@ def _build_parts(
     log: Callable[[str], None],
     background: DecoderProcess | None,
     report: dict[str, Any],
-    splits: dict[str, tuple[list[W.Concept], list[W.Concept]]],
-    world: dict[str, list[W.Concept]],
 ) -> None:
-    """Steps 1 to 4 of `_build_into`."""
+    """Steps 1 to 4 of `_build_into` (filling ``report``)."""
     from nextgpt.plugins import load_plugins
 
+    splits = {m: W.split_concepts(m, seed, heldout_fraction) for m in W.MODALITIES}
     heldout = {m: splits[m][1] for m in W.MODALITIES}
+    world = {m: W.concepts(m) for m in W.MODALITIES}
     started = time.time()
 
     # 1. the LLM: tokenizer and language model pre-trained on the world's text
