@@ -440,19 +440,23 @@ def test_small_budget_stages_beat_their_baselines(learning):
 def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy, small_world, tmp_path):
     """text -> X through the stage-3 model, the untrained toy and the decoder fed the caption,
     and video -> image, each generation read by the world reader; the contact sheet has a row
-    per scored prompt (the small budget checks the measurement, the full budget the levels)."""
+    per scored prompt (the small budget checks the measurement, the full budget the levels).
+    Every text -> X request is generated once per decoding seed; the sheet shows the first."""
     from PIL import Image
     from toy_world.contact_sheet import ROW
     from toy_world.end_to_end import run_end_to_end
 
     sheet = tmp_path / "sheet.png"
-    results = run_end_to_end(learning["stages"] / "stage3", toy, small_world, limit=2, sheet=sheet, sheet_rows=6)
+    results = run_end_to_end(
+        learning["stages"] / "stage3", toy, small_world, limit=2, sheet=sheet, sheet_rows=6, seeds=(0, 1)
+    )
     print(json.dumps(results))
+    assert results["seeds"] == [0, 1]
     for chain in ("trained", "untrained", "ceiling"):
         scores = results["text_to_x"][chain]
         assert set(scores) == {"image", "audio", "video"}
         for modality, values in scores.items():
-            assert values["n"] == 2 and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (chain, modality)
+            assert values["n"] == 2 * 2 and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (chain, modality)
             assert values["all"] <= min(v for k, v in values.items() if k not in ("n", "all"))
     for chain in ("trained", "untrained"):
         assert results["video_to_image"][chain]["image"]["n"] == 2

@@ -147,7 +147,6 @@ HERE_DECODERS = ("audio",)
 """The decoders the building process trains itself, after the LLM and the encoder."""
 PIPELINE_BUILDERS = {"image": build_image_pipeline, "audio": build_sound_pipeline, "video": build_video_pipeline}
 """Each toy decoder's pipeline, with random weights, sized for the world."""
-"""The decoders the building process trains itself, after the LLM and the encoder."""
 
 
 def train_decoders(

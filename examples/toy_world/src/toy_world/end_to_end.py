@@ -33,7 +33,12 @@ REQUEST_TEMPLATES: dict[str, str] = {
 }
 """The text -> X request per modality (one of the world's own T2M phrasings)."""
 SEED = 0
-"""Decoding seed of every scored generation."""
+"""Decoding seed of the video -> image generations, and the first of `SEEDS`."""
+SEEDS: tuple[int, ...] = (0, 1, 2)
+"""Decoding seeds of text -> X: each request is generated once per seed. A toy decoder's sample
+depends on its seed (a few in ten of its videos from the caption itself miss an attribute, a
+different few for each seed), so one seed per caption measures the decoder's luck on that
+seed about as much as the chain; three per caption divide that variance by three."""
 
 
 def chance(modality: str) -> float:
@@ -54,6 +59,7 @@ class Scored:
     media: Any
     reading: dict[str, str]
     verdict: dict[str, bool]
+    seed: int = SEED
 
 
 @dataclass
@@ -78,43 +84,55 @@ def _verdict(modality: str, media: Any, concept: W.Concept) -> tuple[dict[str, s
 
 
 def text_to_x_scores(
-    model: Any, concepts: dict[str, Sequence[W.Concept]], decode: dict[str, Any] | None = None
+    model: Any,
+    concepts: dict[str, Sequence[W.Concept]],
+    decode: dict[str, Any] | None = None,
+    seeds: Sequence[int] = (SEED,),
 ) -> ChainScores:
     """Each concept requested in words through ``model.generate`` (the wanted modality
-    requested, so a model that forgets its signal tokens still decodes), then read."""
+    requested, so a model that forgets its signal tokens still decodes) once per decoding seed
+    in ``seeds``, then read."""
     out = ChainScores()
     for modality, pool in concepts.items():
         out.items[modality] = []
         for concept in pool:
             prompt = REQUEST_TEMPLATES[modality].format(c=concept.caption)
             messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-            result = model.generate(messages, request=[modality], decode=decode, seed=SEED, progress=False)
-            media = next((m.media for m in result.media if m.modality == modality), None)
-            reading, verdict = _verdict(modality, media, concept)
-            out.items[modality].append(Scored(modality, concept.caption, prompt, media, reading, verdict))
+            for seed in seeds:
+                result = model.generate(messages, request=[modality], decode=decode, seed=seed, progress=False)
+                media = next((m.media for m in result.media if m.modality == modality), None)
+                reading, verdict = _verdict(modality, media, concept)
+                out.items[modality].append(Scored(modality, concept.caption, prompt, media, reading, verdict, seed))
     return out
 
 
 def ceiling_scores(
-    model: Any, concepts: dict[str, Sequence[W.Concept]], decode: dict[str, Any] | None = None
+    model: Any,
+    concepts: dict[str, Sequence[W.Concept]],
+    decode: dict[str, Any] | None = None,
+    seeds: Sequence[int] = (SEED,),
 ) -> ChainScores:
-    """Each concept's caption embedding fed straight to ``model``'s decoder, then read."""
+    """Each concept's caption embedding fed straight to ``model``'s decoder once per decoding
+    seed in ``seeds``, then read."""
     from nextgpt.config import DecodeOptions
 
     out = ChainScores()
     for modality, pool in concepts.items():
         decoder = model.decoders[modality]
         given = (decode or {}).get(modality)
-        options = model.modality_configs[modality].decode.model_copy(update={"seed": SEED})
+        options = model.modality_configs[modality].decode
         if given is not None:
             given = given if isinstance(given, DecodeOptions) else DecodeOptions(**given)
             options = given.merged_over(options)
         out.items[modality] = []
         for concept in pool:
             condition = decoder.condition_from_text([concept.caption])
-            media = decoder.generate(condition, options)[0]
-            reading, verdict = _verdict(modality, media, concept)
-            out.items[modality].append(Scored(modality, concept.caption, concept.caption, media, reading, verdict))
+            for seed in seeds:
+                media = decoder.generate(condition, options.model_copy(update={"seed": seed}))[0]
+                reading, verdict = _verdict(modality, media, concept)
+                out.items[modality].append(
+                    Scored(modality, concept.caption, concept.caption, media, reading, verdict, seed)
+                )
     return out
 
 
@@ -169,6 +187,7 @@ def run_end_to_end(
     limit: int | None = None,
     sheet: str | Path | None = None,
     sheet_rows: int = 12,
+    seeds: Sequence[int] = SEEDS,
 ) -> dict[str, Any]:
     """Score text -> X (trained, untrained, ceiling) and video -> image (trained, untrained) on the
     held-out split of the world at ``world_root``; write the contact sheet of the trained chain
@@ -179,6 +198,7 @@ def run_end_to_end(
         untrained: the toy model's folder (projectors untrained).
         world_root: the generated world.
         limit: score at most this many held-out captions (and videos) per modality.
+        seeds: the decoding seeds of text -> X (each request generated once per seed).
     """
     from nextgpt.model import NextGPTModel
 
@@ -195,15 +215,17 @@ def run_end_to_end(
     chains: dict[str, ChainScores] = {}
     for name, folder in (("trained", trained), ("untrained", untrained)):
         model = NextGPTModel.from_pretrained(folder)
-        chains[name] = text_to_x_scores(model, concepts)
+        chains[name] = text_to_x_scores(model, concepts, seeds=seeds)
         results["text_to_x"][name] = chains[name].summary()
         results["video_to_image"][name] = cross_modal_scores(model, videos, positions).summary()
         if name == "trained":
-            results["text_to_x"]["ceiling"] = ceiling_scores(model, concepts).summary()
+            results["text_to_x"]["ceiling"] = ceiling_scores(model, concepts, seeds=seeds).summary()
     results["chance"] = {m: chance(m) for m in W.MODALITIES}
+    results["seeds"] = list(seeds)
     if sheet is not None:
         per = max(1, sheet_rows // len(W.MODALITIES))
-        rows = [s for m in W.MODALITIES for s in chains["trained"].items.get(m, [])[:per]]
+        first = [[s for s in chains["trained"].items.get(m, []) if s.seed == seeds[0]] for m in W.MODALITIES]
+        rows = [s for scored in first for s in scored[:per]]
         write_contact_sheet(rows, sheet, title="held-out prompts through the trained toy model; reader's verdict")
         results["contact_sheet"] = str(sheet)
     return results

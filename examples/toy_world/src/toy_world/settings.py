@@ -22,7 +22,10 @@ class BuildBudget:
     llm_steps: int = 1000
     llm_batch: int = 32
     llm_lr: float = 3e-3
-    encoder_steps: int = 800
+    encoder_steps: int = 1200
+    """At 800 steps the vision tower read a moving shape right 0.94 of the time on fresh clips, and
+    stage 1 named the shape of only 0.54 of the held-out clips; at 1200 (off the build's critical
+    path: the second process's decoders take longer) it reads 0.99, and stage 1 names 0.83."""
     encoder_batch: int = 32
     encoder_items: int = 320
     """Items per modality in the encoder's pre-training pools."""

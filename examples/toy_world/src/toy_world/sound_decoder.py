@@ -32,7 +32,14 @@ Known limit: the vocoder, trained for a few hundred steps with the STFT loss alo
 pitch right but makes the odd harmonics too weak, and the 4.8 kHz third harmonic of a high buzz
 hardly at all, so middle and high buzzes can read as beeps. The VAE and the UNet pass on what
 the vocoder is given (their round trip reads as well as the vocoder on true log-mels), so the
-vocoder bounds what `sound_ceiling` reports.
+vocoder bounds what `sound_ceiling` reports. It is not the data: trained on the sounds of one
+caption alone ("a middle buzz then a middle buzz"), or on tones without pitch jitter, it still
+leaves out the 2.1 kHz harmonic. Harmonics that a variant makes early in training (upsampling
+8 x 5 x 2 x 2, or kernels twice the rates) are trained away within a few hundred steps, for
+beeps and buzzes alike; only the low buzz's harmonics (0.9 and 1.5 kHz) survive. Periodic
+activations (BigVGAN's Snake) and an adversarial loss with period discriminators are the known
+remedies for a vocoder's harmonics; `SpeechT5HifiGan` has no periodic activation, and an
+adversarial phase is not tried here.
 """
 
 from __future__ import annotations
