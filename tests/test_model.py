@@ -59,6 +59,36 @@ def test_two_output_modalities_in_one_answer(tiny_model, tmp_path):
     assert message["role"] == "assistant" and {p["type"] for p in message["content"]} >= {"image", "audio"}
 
 
+def test_an_earlier_answers_media_is_packed_as_the_signal_tokens_it_wrote(tiny_model, tmp_path, monkeypatch):
+    """A media part of an assistant message in the history is what the model wrote: its
+    modality's signal tokens, as training packs every answer's outputs (`OutputTurns`), not an
+    input to encode."""
+    from nextgpt.messages import parse_messages
+    from nextgpt.templates import Turn
+    from nextgpt.training.targets import OutputTurns
+
+    first = tiny_model.generate(ask("a picture please"), output_dir=tmp_path, request=["image"])
+    history = [*ask("a picture please"), first.as_message(), *ask("and another")]
+    turns, media = parse_messages(history, tiny_model.specs, tiny_model.registry.modality)
+    assert media == []  # the generated picture is not read back as an input
+    encoded = []
+    monkeypatch.setattr(tiny_model, "encode_media", lambda *a, **k: encoded.append(a) or [])
+    packed, _ = tiny_model._prompt(history, max_new_tokens=4)
+    assert encoded == []
+    trained = OutputTurns(tiny_model.specs, tiny_model.decoders)(
+        [
+            Turn(role="user", text="a picture please"),
+            Turn(role="assistant", text=f"{first.text} <image>".strip()),
+            Turn(role="user", text="and another"),
+        ]
+    )
+    expected = tiny_model.pack(trained, [], add_generation_prompt=True)
+    assert packed.input_ids.tolist() == expected.input_ids.tolist()
+    run = tiny_model.signal_ids["image"]
+    ids = packed.input_ids.tolist()
+    assert any(ids[i : i + len(run)] == run for i in range(len(ids)))
+
+
 def test_text_only_answer_has_no_media(tiny_model, tmp_path):
     out = tiny_model.generate(ask("hello"), output_dir=tmp_path)
     ids = set(tiny_model.new_token_ids)

@@ -2,8 +2,11 @@
 
 A message is ``{"role": "user"|"assistant", "content": str | [part, ...]}`` where a part is
 ``{"type": "text", "text": ...}`` or ``{"type": <modality>, "path": ...}`` (``"media"`` may hold an
-already loaded item instead of a path). Each media part becomes its modality's placeholder in the
-text, at its position.
+already loaded item instead of a path). A media part of a user message is an input: it becomes its
+modality's placeholder in the text, at its position, and its item is encoded. A media part of an
+assistant message is an output the model made earlier in the conversation: it becomes the
+modality's signal tokens, as the model wrote them and as training wrote every answer's outputs
+(`nextgpt.training.targets.OutputTurns`); its file is not read.
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ def parse_messages(
             spec = resolve_modality(kind)
             if kind not in specs:
                 raise ConfigError(f"messages[{index}]: modality {kind!r} is installed but not enabled in this model")
+            if message["role"] == "assistant":  # an output the model made: what it wrote was the signal tokens
+                pieces.append("".join(spec.signal_tokens.tokens))
+                continue
             media.append(_load_part(spec, part, f"messages[{index}].content[{part_index}]"))
             pieces.append(spec.signal_tokens.placeholder)
         turns.append(Turn(role=message["role"], text=" ".join(p for p in pieces if p)))
