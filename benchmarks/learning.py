@@ -10,9 +10,10 @@ embedding), with its target. See ``toy_world.stage_metrics`` for the measurement
 
 Then end to end (``toy_world.end_to_end``): held-out requests ("Show me a picture of a red circle
 at the top left.") through the stage-3 model, the untrained toy model and the decoder fed the
-caption itself (the ceiling), and a held-out video shown with "Draw it at the top left.", every
-generated file read by the world reader (``toy_world.reader``); a contact sheet PNG of a dozen
-of them is written beside ``--json`` (or to ``--contact-sheet``).
+caption itself (the ceiling), a held-out video shown with "Draw it at the top left.", and the
+demo's four-turn conversation on held-out captions, every generated file read by the world
+reader (``toy_world.reader``); a contact sheet PNG of a dozen of them is written beside
+``--json`` (or to ``--contact-sheet``).
 
     python benchmarks/learning.py                     # full budget (target: < 25 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
@@ -54,6 +55,8 @@ END_TO_END_LIMIT = {"full": None, "small": 4}
 """Held-out captions (and videos) scored end to end per modality (None: all)."""
 END_TO_END_SEEDS = {"full": (0, 1, 2), "small": (0,)}
 """Decoding seeds of each text -> X request (`toy_world.end_to_end.SEEDS`)."""
+CONVERSATIONS = {"full": 16, "small": 2}
+"""Held-out conversations played (`toy_world.end_to_end.conversation_scores`)."""
 
 
 def _finite(value: Any) -> Any:
@@ -178,6 +181,19 @@ def print_end_to_end(e2e: dict[str, Any], judge: bool = True) -> bool:
     print(f"\n{'chain':<14}{'modality':<10}{'attribute':<11}{'trained':>9}{'untrained':>11}{'ceiling':>9}  target")
     for chain, modality, attribute, trained, untrained, ceiling, target in end_to_end_rows(e2e):
         print(f"{chain:<14}{modality:<10}{attribute:<11}{trained:>9.3f}{untrained:>11.3f}{ceiling:>9.3f}  {target}")
+    for key, title in (("conversation", "the demo's conversation"), ("shown_last", "the picture shown last")):
+        turns = e2e.get(key, [])
+        if not turns:
+            continue
+        print(f"\n{title}, {turns[0]['n']} held-out ones (every attribute right; words exact)")
+        for turn in turns:
+            details = ", ".join(
+                f"{k} {v:.2f}" for k, v in turn.items() if k not in ("turn", "text", "asks", "all", "n")
+            )
+            print(
+                f"turn {turn['turn']} {turn['asks']:<6}{turn['all']:>7.3f}  {turn['text']}"
+                + (f" ({details})" if details else "")
+            )
     if judge:
         print("end to end: " + ("every target met" if ok else "targets missed"))
     return ok
@@ -238,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             END_TO_END_LIMIT[args.budget],
             sheet,
             seeds=END_TO_END_SEEDS[args.budget],
+            conversations=CONVERSATIONS[args.budget],
         )
         seconds["end_to_end"] = round(time.time() - t0, 1)
         seconds["total"] = round(time.time() - started, 1)

@@ -130,6 +130,38 @@ def test_every_json_file_parses_with_the_data_readers(world, specs):
     assert set(json.loads((world / "train" / "audiocap.json").read_text())[0]) == {"audio_id", "audio_name", "caption"}
 
 
+def test_mosit_dialogues_switch_topics_and_name_one_target_per_output(tmp_path):
+    """Every MosIT kind is written; some dialogues open on another topic; each modality is output
+    at most once per dialogue, its caption listed for it (the alignment target of that output),
+    and a train dialogue outputs only train captions."""
+    from toy_world import world as W
+    from toy_world.generate import MOSIT_KINDS, TAGS
+
+    meta = toy_world.generate(tmp_path, seed=5, n_per_modality=1, n_heldout_per_modality=1, n_mosit=40)
+    records = json.loads((tmp_path / "train" / "mosit.json").read_text())
+    assert len(records) == 40
+    train = {m: set(meta["captions"]["train"][m]) for m in W.MODALITIES}
+    lengths = []
+    for record in records:
+        gpt = [t["value"] for t in record["conversations"] if t["from"] == "gpt"]
+        lengths.append(len(gpt))
+        for m in W.MODALITIES:
+            answers = [g for g in gpt if f"<{TAGS[m]}>" in g]
+            captions = record.get(f"{m}_captions", [])
+            assert len(answers) == len(captions) <= 1, record
+            for answer, caption in zip(answers, captions, strict=True):
+                assert caption in answer and caption in train[m], record
+    # requests in a row: two or three modalities asked for one after the other, each answered
+    in_a_row = [r for r in records if sum(f"{m}_captions" in r for m in W.MODALITIES) >= 2]
+    assert in_a_row and len(MOSIT_KINDS) == 5
+    assert max(lengths) >= 3 and min(lengths) == 2
+    # some dialogues open on an unrelated topic before showing their media
+    opened = [
+        r for r in records if "</" in r["conversations"][2]["value"] and "</" not in r["conversations"][0]["value"]
+    ]
+    assert opened
+
+
 # -- the metrics ------------------------------------------------------------------------------------
 
 
@@ -169,6 +201,70 @@ def test_reader_recovers_every_attribute_of_the_worlds_files(world):
     for modality, scores in accuracy.items():
         assert scores["n"] >= 5, modality
         assert min(v for k, v in scores.items() if k != "n") >= 0.98, (modality, scores)
+
+
+class _ScriptedModel:
+    """A stand-in for `NextGPTModel.generate` that answers the demo's conversation from the
+    messages it is given: a requested picture or sound from the request's caption, a shown
+    picture named by its caption, and "a video of it" from the model's own earlier answer, so
+    only a conversation played with its history comes out right."""
+
+    def __init__(self, world_module, wrong_colour: bool = False) -> None:
+        self.W = world_module
+        self.wrong_colour = wrong_colour
+        self.calls: list[int] = []
+
+    def generate(self, messages, request, decode=None, seed=0, progress=False):
+        import random
+        from types import SimpleNamespace
+
+        from nextgpt_video.media import VideoClip
+
+        W = self.W
+        self.calls.append(len(messages))
+        text = messages[-1]["content"][-1]["text"]
+        media = []
+        if text.startswith("Show me a picture of "):
+            concept = W.concept_from_caption("image", text.removeprefix("Show me a picture of ").rstrip("."))
+            answer, media = f"Here is {concept.caption}.", [("image", W.render_image(concept, random.Random(0)))]
+        elif text.startswith("Play me the sound of "):
+            concept = W.concept_from_caption("audio", text.removeprefix("Play me the sound of ").rstrip("."))
+            answer, media = f"Here is {concept.caption}.", [("audio", W.render_audio(concept, random.Random(0)))]
+        elif text == "What is in this picture?":
+            answer = "It is a red circle at the top left."  # what the shown picture holds is not looked at
+        else:  # "Now show me a video of it moving <direction>.": the shape named in the last answer
+            earlier = messages[-2]["content"][0]["text"].removeprefix("It is a ").split()
+            colour = "green" if self.wrong_colour else earlier[0]
+            direction = text.rstrip(".").split()[-1]
+            concept = W.Concept("video", (colour, earlier[1], direction))
+            answer = f"Here is {concept.caption}."
+            media = [("video", VideoClip(W.render_video(concept, random.Random(0)), W.VIDEO_FPS))]
+        items = [SimpleNamespace(modality=m, media=x) for m, x in media]
+        message = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        return SimpleNamespace(text=answer, media=items, as_message=lambda: message)
+
+
+def test_conversation_scores_play_each_turn_with_the_history():
+    """Each turn goes to the model with every earlier turn and the model's own answers; media
+    turns are read, the turn in words is compared with the shown item's caption."""
+    from toy_world import world as W
+    from toy_world.demo_script import conversation
+    from toy_world.end_to_end import conversation_scores
+
+    image = W.Concept("image", ("blue", "square", "top right"))
+    sound = W.Concept("audio", ("low", "beep", "high", "beep"))
+    right = conversation(image, sound, W.Concept("video", ("red", "circle", "down")), "top left")
+    wrong = conversation(image, sound, W.Concept("video", ("white", "cross", "up")), "center")
+    model = _ScriptedModel(W)
+    turns = conversation_scores(model, [right, wrong])
+    assert model.calls == [1, 3, 5, 7] * 2
+    assert [t["asks"] for t in turns] == ["text", "video", "image", "audio"]
+    assert [t["all"] for t in turns] == [0.5, 0.5, 1.0, 1.0]  # the second picture was not a red circle
+    assert turns[1]["direction"] == 1.0 and turns[1]["colour"] == 0.5
+    assert all(t["n"] == 2 for t in turns)
+    assert conversation_scores(_ScriptedModel(W, wrong_colour=True), [right])[1]["colour"] == 0.0
+    last = conversation(image, sound, W.Concept("video", ("red", "circle", "down")), "top left", shown_last=True)
+    assert [t["asks"] for t in conversation_scores(_ScriptedModel(W), [last])] == ["image", "audio", "text", "video"]
 
 
 def test_reader_tells_the_attributes_apart():
@@ -448,16 +544,33 @@ def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy
 
     sheet = tmp_path / "sheet.png"
     results = run_end_to_end(
-        learning["stages"] / "stage3", toy, small_world, limit=2, sheet=sheet, sheet_rows=6, seeds=(0, 1)
+        learning["stages"] / "stage3",
+        toy,
+        small_world,
+        limit=2,
+        sheet=sheet,
+        sheet_rows=6,
+        seeds=(0, 1),
+        conversations=2,
     )
     print(json.dumps(results))
     assert results["seeds"] == [0, 1]
-    for chain in ("trained", "untrained", "ceiling"):
+    for chain, seeds in (("trained", 2), ("untrained", 1), ("ceiling", 2)):  # untrained: the first seed only
         scores = results["text_to_x"][chain]
         assert set(scores) == {"image", "audio", "video"}
         for modality, values in scores.items():
-            assert values["n"] == 2 * 2 and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (chain, modality)
+            assert values["n"] == 2 * seeds and all(0 <= v <= 1 for k, v in values.items() if k != "n"), (
+                chain,
+                modality,
+            )
             assert values["all"] <= min(v for k, v in values.items() if k not in ("n", "all"))
+    # the demo's conversation, every turn scored: a shown picture described, a video of it, a
+    # picture, a sound; and the same with the picture shown last
+    turns = results["conversation"]
+    assert [t["asks"] for t in turns] == ["text", "video", "image", "audio"]
+    assert all(t["n"] == 2 and 0 <= t["all"] <= 1 for t in turns)
+    assert set(turns[1]) >= {"colour", "shape", "direction"}
+    assert [t["asks"] for t in results["shown_last"]] == ["image", "audio", "text", "video"]
     for chain in ("trained", "untrained"):
         assert results["video_to_image"][chain]["image"]["n"] == 2
     assert results["chance"]["image"] == pytest.approx(1 / 100)
@@ -507,11 +620,11 @@ def test_demo_plays_the_toy_models_own_script(toy, tmp_path, capsys):
     out = tmp_path / "demo"
     assert handler(parser.parse_args(["--model", str(toy), "--out", str(out)])) == 0
     printed = capsys.readouterr().out
-    assert "playing the model's own demo.json (5 turns)" in printed
+    assert "playing the model's own demo.json (4 turns)" in printed
     turns = json.loads((toy / "demo.json").read_text())
     assert all(t["text"] in printed for t in turns)
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["turn1_image_0.png", "turn2_audio_0.wav", "turn3_video_0.mp4", "turn5_image_0.png"]
+    assert written == ["turn2_video_0.mp4", "turn3_image_0.png", "turn4_audio_0.wav"]
 
 
 @pytest.mark.slow

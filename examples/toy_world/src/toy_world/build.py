@@ -24,8 +24,9 @@ What `build_toy` writes into ``out``::
                           the `NextGPTModel` folder (untrained projectors): load it with
                           ``NextGPTModel.from_pretrained(out)``
     build.json            what was trained, for how long, and how well it reads the world
-    demo.json, demo/      the scripted conversation `nextgpt demo` plays on this folder (requests
-                          for held-out captions, a world clip shown and a picture of it asked for)
+    demo.json, demo/      the scripted conversation `nextgpt demo` plays on this folder (a picture
+                          and a sound of held-out captions asked for, a world picture shown and
+                          described, a video of its shape asked for: `toy_world.demo_script`)
 
 The frozen stand-ins are pre-trained on the whole world (every caption, as Vicuna and ImageBind
 were pre-trained on the whole web), never on the written data files. What the three NExT-GPT

@@ -30,7 +30,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-per-modality", type=int, default=120, help="train pair items per modality")
     parser.add_argument("--n-heldout-per-modality", type=int, default=24)
     parser.add_argument("--heldout-fraction", type=float, default=0.2, help="share of captions held out")
-    parser.add_argument("--n-mosit", type=int, default=60, help="train MosIT dialogues")
+    parser.add_argument("--n-mosit", type=int, default=180, help="train MosIT dialogues")
     args = parser.parse_args(argv)
     _setup()
     meta = generate(

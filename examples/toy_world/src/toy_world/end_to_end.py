@@ -12,18 +12,22 @@ Three chains are scored on the same held-out captions, per modality and per attr
 
 plus X -> Y (`cross_modal_scores`) by the world's own cross-modal rule (its MosIT dialogues): a
 video of the world in ("Describe this clip." answered with its caption), then "Draw it at the
-top left.": an image of the video's colour and shape at the named place, scored the same way.
+top left.": an image of the video's colour and shape at the named place, scored the same way;
+and the demo's conversation (`conversation_scores`, `toy_world.demo_script`) played on many
+held-out captions, each turn answered with the model's own earlier answers in the context.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toy_world import world as W
+from toy_world.demo_script import ConversationTurn, heldout_conversations
 from toy_world.reader import accuracy, read, score
 
 REQUEST_TEMPLATES: dict[str, str] = {
@@ -39,6 +43,10 @@ SEEDS: tuple[int, ...] = (0, 1, 2)
 depends on its seed (a few in ten of its videos from the caption itself miss an attribute, a
 different few for each seed), so one seed per caption measures the decoder's luck on that
 seed about as much as the chain; three per caption divide that variance by three."""
+
+
+CONVERSATIONS = 16
+"""Held-out conversations played by `run_end_to_end` (each pool of held-out captions cycled)."""
 
 
 def chance(modality: str) -> float:
@@ -164,6 +172,61 @@ def cross_modal_scores(
     return out
 
 
+def conversation_scores(
+    model: Any, conversations: Sequence[Sequence[ConversationTurn]], decode: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Play each conversation through ``model.generate`` turn by turn, each turn with the earlier
+    turns and the model's own answers to them in the context (as ``nextgpt chat`` and ``nextgpt
+    demo`` do), and score every turn: a media turn by the reader (every attribute right), a turn
+    in words by its exact answer. Returns, per turn of the script, its text (the first
+    conversation's), what it asks for, and the share of right answers (per attribute for media)."""
+    verdicts: list[list[dict[str, bool]]] = [[] for _ in conversations[0]] if conversations else []
+    for turns in conversations:
+        history: list[dict[str, Any]] = []
+        for index, turn in enumerate(turns):
+            content: list[dict[str, Any]] = []
+            if turn.shown is not None:
+                content.append({"type": turn.shown.modality, "media": render_shown(turn.shown, index)})
+            content.append({"type": "text", "text": turn.text})
+            message = {"role": "user", "content": content}
+            request = [turn.wanted.modality] if turn.wanted is not None else []
+            result = model.generate([*history, message], request=request, decode=decode, seed=SEED, progress=False)
+            if turn.wanted is not None:
+                media = next((m.media for m in result.media if m.modality == turn.wanted.modality), None)
+                verdicts[index].append(_verdict(turn.wanted.modality, media, turn.wanted)[1])
+            else:
+                verdicts[index].append({"all": result.text.strip() == turn.answer and not result.media})
+            history += [message, result.as_message()]
+    first = conversations[0] if conversations else []
+    return [
+        {
+            "turn": index + 1,
+            "text": turn.text,
+            "asks": turn.wanted.modality if turn.wanted is not None else "text",
+            **accuracy(verdicts[index]),
+            "n": len(verdicts[index]),
+        }
+        for index, turn in enumerate(first)
+    ]
+
+
+def render_shown(concept: W.Concept, salt: int) -> Any:
+    """A fresh world item of ``concept`` to attach to a conversation turn, as its plugin's loader
+    returns one (a PIL image, an `AudioClip`, a `VideoClip`)."""
+    from nextgpt_audio.media import AudioClip
+    from nextgpt_video.media import VideoClip
+    from PIL import Image
+
+    from toy_world.generate import render
+
+    item = render(concept, random.Random(f"{concept.caption}-{salt}"))
+    if concept.modality == "image":
+        return Image.fromarray(item)
+    if concept.modality == "audio":
+        return AudioClip(item, W.SAMPLE_RATE)
+    return VideoClip(item, W.VIDEO_FPS)
+
+
 def heldout_concepts(world: dict[str, Any], limit: int | None = None) -> dict[str, list[W.Concept]]:
     """The held-out captions of a generated world's ``world.json``, per modality (at most ``limit``)."""
     return {m: [W.concept_from_caption(m, c) for c in world["captions"]["heldout"][m]][:limit] for m in W.MODALITIES}
@@ -188,17 +251,22 @@ def run_end_to_end(
     sheet: str | Path | None = None,
     sheet_rows: int = 12,
     seeds: Sequence[int] = SEEDS,
+    conversations: int = CONVERSATIONS,
 ) -> dict[str, Any]:
-    """Score text -> X (trained, untrained, ceiling) and video -> image (trained, untrained) on the
-    held-out split of the world at ``world_root``; write the contact sheet of the trained chain
-    (``sheet_rows`` prompts, spread over the modalities) to ``sheet`` if given.
+    """Score text -> X (trained, untrained, ceiling), video -> image (trained, untrained) and
+    the demo's conversation (trained) on the held-out split of the world at ``world_root``;
+    write the contact sheet of the trained chain (``sheet_rows`` prompts, spread over the
+    modalities) to ``sheet`` if given.
 
     Args:
         trained: the trained model's folder (stage 3).
         untrained: the toy model's folder (projectors untrained).
         world_root: the generated world.
         limit: score at most this many held-out captions (and videos) per modality.
-        seeds: the decoding seeds of text -> X (each request generated once per seed).
+        seeds: the decoding seeds of text -> X (each request generated once per seed; the
+            untrained chain, near zero whatever the seed, only with the first).
+        conversations: how many held-out conversations (`toy_world.demo_script`) to play in the
+            demo's order (half as many with the picture shown last: ``results["shown_last"]``).
     """
     from nextgpt.model import NextGPTModel
 
@@ -215,11 +283,17 @@ def run_end_to_end(
     chains: dict[str, ChainScores] = {}
     for name, folder in (("trained", trained), ("untrained", untrained)):
         model = NextGPTModel.from_pretrained(folder)
-        chains[name] = text_to_x_scores(model, concepts, seeds=seeds)
+        chains[name] = text_to_x_scores(model, concepts, seeds=seeds if name == "trained" else seeds[:1])
         results["text_to_x"][name] = chains[name].summary()
         results["video_to_image"][name] = cross_modal_scores(model, videos, positions).summary()
         if name == "trained":
             results["text_to_x"]["ceiling"] = ceiling_scores(model, concepts, seeds=seeds).summary()
+            for key, shown_last, n in (
+                ("conversation", False, conversations),
+                ("shown_last", True, conversations // 2),
+            ):
+                played = heldout_conversations(heldout_concepts(world), n, shown_last)
+                results[key] = conversation_scores(model, played)
     results["chance"] = {m: chance(m) for m in W.MODALITIES}
     results["seeds"] = list(seeds)
     if sheet is not None:

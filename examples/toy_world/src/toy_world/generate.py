@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,21 +82,6 @@ def text_questions(concept: W.Concept) -> list[tuple[str, str]]:
     else:
         out.append((f"Which way does {c} go?", f"It moves {f['direction']}."))
     return out
-
-
-@dataclass
-class WorldSpec:
-    """How much of the world to write."""
-
-    seed: int = 0
-    n_per_modality: int = 120
-    """Train pair items per modality (each also gives a T2M request)."""
-    n_heldout_per_modality: int = 24
-    heldout_fraction: float = 0.2
-    text_only_fraction: float = 0.5
-    """Text-only T2M questions, relative to the number of media requests."""
-    n_mosit: int = 60
-    """Train MosIT dialogues (held out: a quarter as many, at least 8)."""
 
 
 def _writer(root: Path) -> dict[str, Callable[[Any, Path], Path]]:
@@ -187,18 +171,26 @@ def _find(pool: list[W.Concept], rng: random.Random, **fields: str) -> W.Concept
     return rng.choice(matches) if matches else None
 
 
-def _mosit_dialogue(
-    kind: str, output: W.Concept, inputs: dict[str, list[W.Concept]], writer: _SplitWriter, rng: random.Random
-) -> dict | None:
-    """One multi-turn dialogue ending in ``output`` (a concept of the output modality); the
-    input it starts from is drawn from ``inputs`` to match. Returns None if nothing matches."""
-    f = output.fields
-    om = output.modality
-    out_name = f"out_{rng.randrange(10**6):06d}{EXTENSIONS[om]}"
-    out_tag = f"<{TAGS[om]}>{out_name}</{TAGS[om]}>"
-    answer = f"{rng.choice(ANSWERS).format(c=output.caption)} {out_tag}"
+Exchange = tuple[str, str]
+"""One human turn and the gpt answer to it."""
 
-    def see(source: W.Concept) -> tuple[str, str]:
+
+def _answer(output: W.Concept, rng: random.Random) -> str:
+    """The gpt turn that delivers ``output``: a sentence naming it, then its inline output tag."""
+    tag = TAGS[output.modality]
+    name = f"out_{rng.randrange(10**6):06d}{EXTENSIONS[output.modality]}"
+    return f"{rng.choice(ANSWERS).format(c=output.caption)} <{tag}>{name}</{tag}>"
+
+
+def _mosit_turns(
+    kind: str, output: W.Concept, inputs: dict[str, list[W.Concept]], writer: _SplitWriter, rng: random.Random
+) -> tuple[list[Exchange], list[W.Concept]] | None:
+    """The exchanges of one dialogue of ``kind`` ending in ``output`` (a concept of the output
+    modality), and every concept it outputs in order; the input it starts from is drawn from
+    ``inputs`` to match. Returns None if nothing matches."""
+    f = output.fields
+
+    def see(source: W.Concept) -> Exchange:
         tag = TAGS[source.modality]
         name = writer.media(source, stem="mosit_")
         question = rng.choice(CAPTION_QUESTIONS[source.modality])
@@ -208,42 +200,100 @@ def _mosit_dialogue(
         source = _find(inputs["image"], rng, colour=f["colour"], shape=f["shape"])
         if source is None:
             return None
-        h1, g1 = see(source)
         sf = source.fields
         middle = rng.choice(
-            [("What colour is it?", f"It is {sf['colour']}."), ("What shape is it?", f"It is a {sf['shape']}.")]
+            [[("What colour is it?", f"It is {sf['colour']}.")], [("What shape is it?", f"It is a {sf['shape']}.")], []]
         )
-        turns = [(h1, g1), middle, (f"Now show me a video of it moving {f['direction']}.", answer)]
-    elif kind == "video_to_image":  # clip in, a picture of the same shape at a place out
+        request = f"Now show me a video of it moving {f['direction']}."
+        return [see(source), *middle, (request, _answer(output, rng))], [output]
+    if kind == "video_to_image":  # clip in, a picture of the same shape at a place out
         source = _find(inputs["video"], rng, colour=f["colour"], shape=f["shape"])
         if source is None:
             return None
-        h1, g1 = see(source)
         where = "in the center" if f["position"] == "center" else f"at the {f['position']}"
-        turns = [(h1, g1), (f"Draw it {where}.", answer)]
-    elif kind == "audio_to_audio":  # sound in, the two tones swapped out
+        return [see(source), (f"Draw it {where}.", _answer(output, rng))], [output]
+    if kind == "audio_to_audio":  # sound in, the two tones swapped out
         source = _find(
             inputs["audio"], rng, pitch1=f["pitch2"], sound1=f["sound2"], pitch2=f["pitch1"], sound2=f["sound1"]
         )
         if source is None:
             return None
-        h1, g1 = see(source)
-        turns = [(h1, g1), ("Play it the other way round.", answer)]
-    elif kind == "text_then_ask":  # a request, then a text-only question about what was made
+        return [see(source), ("Play it the other way round.", _answer(output, rng))], [output]
+    if kind == "text_then_ask":  # a request, then a text-only question about what was made
         human, _ = _request(output, rng)
         question, reply = rng.choice(text_questions(output))
         follow = "What did you make? Answer in words." if rng.random() < 0.5 else question
         reply = f"I made {output.caption}." if follow.startswith("What did you make") else reply
-        turns = [(human, answer), (follow, reply)]
-    else:
-        raise ValueError(kind)
+        return [(human, _answer(output, rng)), (follow, reply)], [output]
+    if kind == "requests_in_a_row":  # one request after another, each for another modality
+        others = [m for m in W.MODALITIES if m != output.modality]
+        earlier = [rng.choice(inputs[m]) for m in rng.sample(others, rng.randint(1, len(others)))]
+        concepts = [*earlier, output]
+        return [(_request(c, rng)[0], _answer(c, rng)) for c in concepts], concepts
+    raise ValueError(kind)
+
+
+MOSIT_KINDS = {
+    "image_to_video": "video",
+    "video_to_image": "image",
+    "audio_to_audio": "audio",
+    "text_then_ask": None,
+    "requests_in_a_row": None,
+}
+"""The MosIT dialogue kinds and the modality each outputs last (None: any)."""
+EARLIER_TOPICS = (0.4, 0.3, 0.3)
+"""The chances that a dialogue opens with 0, 1 or 2 exchanges on other topics (requests for
+modalities the dialogue does not output, or questions in words), so that a model learns to
+answer the latest message of a conversation, whatever came before."""
+
+
+def _earlier_topics(
+    outputs: set[str], pools: dict[str, list[W.Concept]], rng: random.Random
+) -> tuple[list[Exchange], list[W.Concept]]:
+    """Exchanges unrelated to the dialogue that follows (how many: `EARLIER_TOPICS`), and the
+    concepts they output: each a request for a modality not yet output (each modality is output
+    at most once per dialogue: its caption list gives one alignment target per output) or, half
+    the time or when none is left, a question in words about any caption of the split."""
+    count = rng.choices(range(len(EARLIER_TOPICS)), weights=EARLIER_TOPICS)[0]
+    exchanges: list[Exchange] = []
+    made: list[W.Concept] = []
+    taken = set(outputs)
+    for _ in range(count):
+        free = [m for m in W.MODALITIES if m not in taken]
+        if free and rng.random() < 0.5:
+            concept = rng.choice(pools[rng.choice(free)])
+            taken.add(concept.modality)
+            exchanges.append((_request(concept, rng)[0], _answer(concept, rng)))
+            made.append(concept)
+        else:
+            concept = rng.choice(pools[rng.choice(W.MODALITIES)])
+            exchanges.append(rng.choice(text_questions(concept)))
+    return exchanges, made
+
+
+def _mosit_dialogue(
+    kind: str,
+    output: W.Concept,
+    inputs: dict[str, list[W.Concept]],
+    own: dict[str, list[W.Concept]],
+    writer: _SplitWriter,
+    rng: random.Random,
+) -> dict | None:
+    """One MosIT record of ``kind`` ending in ``output``, its inputs drawn from ``inputs`` and
+    any earlier topic from the split's ``own`` captions. Returns None if no input matches."""
+    made = _mosit_turns(kind, output, inputs, writer, rng)
+    if made is None:
+        return None
+    turns, outputs = made
+    earlier, made_earlier = _earlier_topics({c.modality for c in outputs}, own, rng)
+    turns, outputs = [*earlier, *turns], [*made_earlier, *outputs]
     conversations = []
     for human, gpt in turns:
         conversations += [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]
-    return {"conversations": conversations, f"{om}_captions": [output.caption]}
-
-
-MOSIT_KINDS = {"image_to_video": "video", "video_to_image": "image", "audio_to_audio": "audio", "text_then_ask": None}
+    record: dict[str, Any] = {"conversations": conversations}
+    for concept in outputs:
+        record.setdefault(f"{concept.modality}_captions", []).append(concept.caption)
+    return record
 
 
 def _mosit(
@@ -262,8 +312,8 @@ def _mosit(
         modality = MOSIT_KINDS[kind] or rng.choice(W.MODALITIES)
         output = rng.choice(pools[modality])
         # inputs: prefer the split's own captions, fall back to any caption (a new item anyway)
-        record = _mosit_dialogue(kind, output, pools, writer, rng) or _mosit_dialogue(
-            kind, output, all_pools, writer, rng
+        record = _mosit_dialogue(kind, output, pools, pools, writer, rng) or _mosit_dialogue(
+            kind, output, all_pools, pools, writer, rng
         )
         if record is not None:
             record["id"] = f"{writer.split}-mosit-{len(records):04d}"
@@ -277,7 +327,7 @@ def generate(
     n_per_modality: int = 120,
     n_heldout_per_modality: int = 24,
     heldout_fraction: float = 0.2,
-    n_mosit: int = 60,
+    n_mosit: int = 180,
     text_only_fraction: float = 0.5,
 ) -> dict[str, Any]:
     """Write the toy world under ``root``; the same arguments give the same bytes.

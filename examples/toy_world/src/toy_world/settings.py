@@ -83,7 +83,7 @@ class ToyArchitecture:
 
 
 WORLD_SIZES = {
-    "full": {"n_per_modality": 120, "n_heldout_per_modality": 24, "n_mosit": 60},
+    "full": {"n_per_modality": 120, "n_heldout_per_modality": 24, "n_mosit": 180},
     "small": {"n_per_modality": 48, "n_heldout_per_modality": 12, "n_mosit": 24},
 }
 """Items of the world the three stages train on, per budget (`toy_world.generate`'s arguments)."""
