@@ -21,7 +21,7 @@ reader (``toy_world.reader``); a contact sheet PNG of a dozen of them is written
 
 Needs the ``nextgpt-toy-world`` distribution (``pip install -e examples/toy_world``); runs on
 one CPU thread (the full build also trains its picture decoders in a second process, on the
-second core).
+second core, and the untrained chain and the ceiling are scored there while the stages train).
 Exits with 1 when the full budget misses a target (the targets are not checked at other budgets).
 """
 
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from toy_world import generate
     from toy_world.build import build_toy
-    from toy_world.end_to_end import run_end_to_end
+    from toy_world.end_to_end import run_end_to_end, start_baseline
     from toy_world.learning import run_learning
     from toy_world.settings import WORLD_SIZES
 
@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             toy = build_toy(workdir / "toy", seed=args.seed, budget=args.budget, log=lambda line: None)
             seconds["build_toy"] = round(time.time() - t0, 1)
             print(f"toy model: {toy} ({seconds['build_toy']}s)", flush=True)
+        # the untrained chain and the ceiling need only the toy model: the second core scores them
+        # while the stages train on the first
+        baseline = start_baseline(toy, workdir / "world", END_TO_END_LIMIT[args.budget], END_TO_END_SEEDS[args.budget])
         results = run_learning(
             toy, workdir / "world", workdir / "stages", budget=args.budget, log=lambda line: print(line, flush=True)
         )
@@ -255,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             sheet,
             seeds=END_TO_END_SEEDS[args.budget],
             conversations=CONVERSATIONS[args.budget],
+            baseline=baseline.result(),
         )
         seconds["end_to_end"] = round(time.time() - t0, 1)
         seconds["total"] = round(time.time() - started, 1)

@@ -389,6 +389,37 @@ def test_decoder_training_fits_the_vae_and_the_unet_with_v_prediction(registry):
     assert image.size == (SIZE, SIZE)
 
 
+def test_decoder_training_conditions_stray_from_their_captions_but_stay_nearest_them():
+    """`ConditionAugmentation`: about ``fraction`` of the conditioned items move (never the ones
+    dropped to the unconditional row), each still nearer its own caption's embedding than any
+    other's; masks are kept."""
+    from nextgpt.conditions import Condition, ConditionSpec
+    from toy_world.decoder_training import ConditionAugmentation, augmented
+
+    spec = ConditionSpec.sequence(6, 16, mask="prompt_attention_mask")
+    table = torch.randn(9, 6, 16, generator=torch.Generator().manual_seed(0)) * 3  # 8 captions, then the empty one
+    masks = torch.ones(9, 6, dtype=torch.long)
+    masks[:, 4:] = 0
+    embedded = Condition(spec, {"prompt_embeds": table}, {"prompt_embeds": masks})
+    chosen = torch.arange(400) % 9
+    eligible = chosen != 8
+    out = augmented(
+        embedded.select(chosen.tolist()),
+        embedded,
+        chosen,
+        eligible,
+        ConditionAugmentation(fraction=0.5, toward=0.4, noise=0.1),
+        torch.Generator().manual_seed(1),
+    )
+    values = out["prompt_embeds"]
+    moved = (values != table[chosen]).flatten(1).any(1)
+    assert not moved[~eligible].any()
+    assert 0.4 < moved[eligible].float().mean() < 0.6
+    distances = ((values[:, None] - table[None, :8]) ** 2).sum((-1, -2))
+    assert torch.equal(distances.argmin(1)[eligible], chosen[eligible])
+    assert torch.equal(out.mask("prompt_embeds"), masks[chosen])
+
+
 def test_video_decoder_starts_from_the_image_decoder():
     """zeroscope inflated from Stable Diffusion: every spatial weight of the 3-D UNet is the image
     UNet's, the VAE (with its latent scale) and the text encoder are the image pipeline's, and the
@@ -540,9 +571,11 @@ def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy
     Every text -> X request is generated once per decoding seed; the sheet shows the first."""
     from PIL import Image
     from toy_world.contact_sheet import ROW
-    from toy_world.end_to_end import run_end_to_end
+    from toy_world.end_to_end import run_end_to_end, start_baseline
 
     sheet = tmp_path / "sheet.png"
+    # the untrained chain and the ceiling in a second process, as the benchmark runs them
+    baseline = start_baseline(toy, small_world, limit=2, seeds=(0, 1))
     results = run_end_to_end(
         learning["stages"] / "stage3",
         toy,
@@ -552,6 +585,7 @@ def test_end_to_end_scores_every_chain_and_draws_the_contact_sheet(learning, toy
         sheet_rows=6,
         seeds=(0, 1),
         conversations=2,
+        baseline=baseline.result(),
     )
     print(json.dumps(results))
     assert results["seeds"] == [0, 1]

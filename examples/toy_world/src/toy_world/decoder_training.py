@@ -13,7 +13,9 @@ frozen stand-ins that know the whole world, as the real ones know the web):
 3. the UNet is trained with the toolkit's denoising loss (`nextgpt.training.diffusion`, through
    the decoder's own ``_noise_prediction_loss``) on the VAE latents of the items, conditioned on
    the decoder's embedding of their captions (a tenth of them on the unconditional embedding,
-   so that classifier-free guidance has something to contrast).
+   so that classifier-free guidance has something to contrast, and a share moved off their
+   caption's embedding, `ConditionAugmentation`, so that an output projector's condition near a
+   caption draws that caption).
 
 The trained parts are written back into the pipeline; `toy_world.build` saves it.
 """
@@ -40,6 +42,27 @@ FRAMES = 4
 """Frames of the toy decoder's videos."""
 
 
+@dataclass(frozen=True)
+class ConditionAugmentation:
+    """How far the UNet's training conditions stray from the caption embeddings.
+
+    A real decoder was trained on millions of captions, so the space between their embeddings is
+    filled and a condition near a caption's draws that caption. A toy decoder trained on the
+    world's hundred-odd captions alone meets nothing between them, and an output projector's
+    condition, nearer its caption than any other but still off it, can come out as a neighbour
+    (a square drawn as a circle). So a share of the training conditions is moved off its caption:
+    up to ``toward`` of the way to another caption's embedding (still nearer its own) plus
+    Gaussian noise of ``noise`` times the embeddings' root mean square per element; the target
+    stays the item of the caption itself.
+    """
+
+    fraction: float = 0.5
+    """Share of the conditioned (not dropped) items moved."""
+    toward: float = 0.4
+    """Largest step towards another caption's embedding (uniform in [0, toward]); below 0.5."""
+    noise: float = 0.1
+
+
 @dataclass
 class DecoderBudget:
     """Steps, batch and pool sizes of one decoder's training."""
@@ -52,6 +75,8 @@ class DecoderBudget:
     items_per_caption: int = 3
     lr: float = 2e-3
     unconditional_fraction: float = 0.1
+    augmentation: ConditionAugmentation | None = None
+    """Conditions moved off the caption embeddings during UNet training (None: exact ones)."""
 
 
 def zero_snr_scheduler(scheduler: Any) -> Any:
@@ -143,11 +168,13 @@ def fit_denoiser(
     unconditional_fraction: float,
     generator: torch.Generator,
     desc: str,
+    augmentation: ConditionAugmentation | None = None,
 ) -> float:
     """Train ``decoder``'s denoiser (in place) with the toolkit's denoising loss (through the
     decoder's ``_noise_prediction_loss``): each step a random ``batch`` of ``latents``, item ``i``
     conditioned on row ``rows[i]`` of ``embedded``, an ``unconditional_fraction`` of them on its
-    last row instead (the unconditional embedding: what classifier-free guidance contrasts).
+    last row instead (the unconditional embedding: what classifier-free guidance contrasts), and
+    with ``augmentation`` a share of the others moved off their rows (`augmented`).
     AdamW with warm-up and cosine decay, gradients clipped at 1; returns the last step's loss."""
     unconditional = embedded.batch_size - 1
     unet = decoder.denoiser
@@ -161,7 +188,10 @@ def fit_denoiser(
         index = torch.randint(0, len(latents), (batch,), generator=generator)
         drop = torch.rand(batch, generator=generator) < unconditional_fraction
         chosen = torch.where(drop, unconditional, rows[index])
-        loss = decoder._noise_prediction_loss(embedded.select(chosen.tolist()), latents[index], None)
+        condition = embedded.select(chosen.tolist())
+        if augmentation is not None:
+            condition = augmented(condition, embedded, chosen, ~drop, augmentation, generator)
+        loss = decoder._noise_prediction_loss(condition, latents[index], None)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -173,6 +203,35 @@ def fit_denoiser(
     unet.eval()
     unet.requires_grad_(False)
     return float(loss.detach())
+
+
+def augmented(
+    condition: Condition,
+    embedded: Condition,
+    chosen: torch.Tensor,
+    eligible: torch.Tensor,
+    augmentation: ConditionAugmentation,
+    generator: torch.Generator,
+) -> Condition:
+    """``condition`` (rows ``chosen`` of ``embedded``, whose last row is the unconditional one)
+    with a share of its ``eligible`` items moved off their captions as ``augmentation`` says;
+    masks are kept."""
+    captions = embedded.batch_size - 1
+    batch = len(chosen)
+    moved = eligible & (torch.rand(batch, generator=generator) < augmentation.fraction)
+    if captions < 2 or not bool(moved.any()):
+        return condition
+    other = (chosen + torch.randint(1, captions, (batch,), generator=generator)) % captions
+    step = torch.rand(batch, generator=generator) * augmentation.toward * moved
+    tensors = {}
+    for name, value in condition.tensors.items():
+        table = embedded[name]
+        shape = (batch,) + (1,) * (value.dim() - 1)
+        rms = table[:captions].float().pow(2).mean().sqrt()
+        noise = torch.randn(value.shape, generator=generator) * augmentation.noise * rms
+        shifted = value + step.view(shape) * (table[other] - value) + noise * moved.view(shape)
+        tensors[name] = shifted.to(value.dtype)
+    return Condition(condition.spec, tensors, dict(condition.masks))
 
 
 def train_pixel_decoder(
@@ -225,6 +284,7 @@ def train_pixel_decoder(
             unconditional_fraction=budget.unconditional_fraction if negative is not None else 0.0,
             generator=generator,
             desc=f"toy {modality} UNet",
+            augmentation=budget.augmentation,
         )
     return {
         "items": len(pool),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,56 @@ def heldout_videos(world_root: Path, limit: int | None = None) -> list[tuple[Any
     ]
 
 
+def _cross_modal_inputs(world_root: Path, limit: int | None) -> tuple[list[tuple[Any, W.Concept]], list[str]]:
+    """The held-out clips of video -> image and the position asked for with each."""
+    videos = heldout_videos(world_root, limit)
+    return videos, [tuple(W.POSITIONS)[i % len(W.POSITIONS)] for i in range(len(videos))]
+
+
+def baseline_scores(
+    untrained: str | Path, world_root: str | Path, limit: int | None = None, seeds: Sequence[int] = SEEDS
+) -> dict[str, Any]:
+    """The chains that need only the toy model before training (its projectors untrained, its
+    decoders those of every stage): text -> X and video -> image through it (text -> X with the
+    first of ``seeds`` only: near zero whatever the seed), and the ceiling (each caption's own
+    embedding into its decoder, once per seed). Summaries only, so that a second process can
+    run them while the stages train (`run_end_to_end`'s ``baseline``)."""
+    from nextgpt.model import NextGPTModel
+
+    world_root = Path(world_root)
+    world = json.loads((world_root / "world.json").read_text())
+    concepts = heldout_concepts(world, limit)
+    videos, positions = _cross_modal_inputs(world_root, limit)
+    model = NextGPTModel.from_pretrained(untrained)
+    return {
+        "text_to_x": {
+            "untrained": text_to_x_scores(model, concepts, seeds=seeds[:1]).summary(),
+            "ceiling": ceiling_scores(model, concepts, seeds=seeds).summary(),
+        },
+        "video_to_image": {"untrained": cross_modal_scores(model, videos, positions).summary()},
+    }
+
+
+def _baseline_in_process(untrained: str, world_root: str, limit: int | None, seeds: tuple[int, ...]) -> dict[str, Any]:
+    from toy_world.cli import _setup
+
+    _setup()
+    return baseline_scores(untrained, world_root, limit, seeds)
+
+
+def start_baseline(
+    untrained: str | Path, world_root: str | Path, limit: int | None = None, seeds: Sequence[int] = SEEDS
+) -> Future[dict[str, Any]]:
+    """`baseline_scores` in a second (spawned) process on one CPU thread, so that it runs on the
+    second core while the stages train on the first; ``.result()`` waits for it."""
+    import multiprocessing
+
+    executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    future = executor.submit(_baseline_in_process, str(untrained), str(world_root), limit, tuple(seeds))
+    executor.shutdown(wait=False)
+    return future
+
+
 def run_end_to_end(
     trained: str | Path,
     untrained: str | Path,
@@ -252,6 +303,7 @@ def run_end_to_end(
     sheet_rows: int = 12,
     seeds: Sequence[int] = SEEDS,
     conversations: int = CONVERSATIONS,
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score text -> X (trained, untrained, ceiling), video -> image (trained, untrained) and
     the demo's conversation (trained) on the held-out split of the world at ``world_root``;
@@ -267,6 +319,8 @@ def run_end_to_end(
             untrained chain, near zero whatever the seed, only with the first).
         conversations: how many held-out conversations (`toy_world.demo_script`) to play in the
             demo's order (half as many with the picture shown last: ``results["shown_last"]``).
+        baseline: `baseline_scores` of ``untrained`` with the same world, limit and seeds,
+            already computed (elsewhere, meanwhile); None computes it here.
     """
     from nextgpt.model import NextGPTModel
 
@@ -277,28 +331,25 @@ def run_end_to_end(
     world_root = Path(world_root)
     world = json.loads((world_root / "world.json").read_text())
     concepts = heldout_concepts(world, limit)
-    videos = heldout_videos(world_root, limit)
-    positions = [tuple(W.POSITIONS)[i % len(W.POSITIONS)] for i in range(len(videos))]
-    results: dict[str, Any] = {"text_to_x": {}, "video_to_image": {}}
-    chains: dict[str, ChainScores] = {}
-    for name, folder in (("trained", trained), ("untrained", untrained)):
-        model = NextGPTModel.from_pretrained(folder)
-        chains[name] = text_to_x_scores(model, concepts, seeds=seeds if name == "trained" else seeds[:1])
-        results["text_to_x"][name] = chains[name].summary()
-        results["video_to_image"][name] = cross_modal_scores(model, videos, positions).summary()
-        if name == "trained":
-            results["text_to_x"]["ceiling"] = ceiling_scores(model, concepts, seeds=seeds).summary()
-            for key, shown_last, n in (
-                ("conversation", False, conversations),
-                ("shown_last", True, conversations // 2),
-            ):
-                played = heldout_conversations(heldout_concepts(world), n, shown_last)
-                results[key] = conversation_scores(model, played)
+    videos, positions = _cross_modal_inputs(world_root, limit)
+    if baseline is None:
+        baseline = baseline_scores(untrained, world_root, limit, seeds)
+    model = NextGPTModel.from_pretrained(trained)
+    trained_chain = text_to_x_scores(model, concepts, seeds=seeds)
+    results: dict[str, Any] = {
+        "text_to_x": {"trained": trained_chain.summary(), **baseline["text_to_x"]},
+        "video_to_image": {
+            "trained": cross_modal_scores(model, videos, positions).summary(),
+            **baseline["video_to_image"],
+        },
+    }
+    for key, shown_last, n in (("conversation", False, conversations), ("shown_last", True, conversations // 2)):
+        results[key] = conversation_scores(model, heldout_conversations(heldout_concepts(world), n, shown_last))
     results["chance"] = {m: chance(m) for m in W.MODALITIES}
     results["seeds"] = list(seeds)
     if sheet is not None:
         per = max(1, sheet_rows // len(W.MODALITIES))
-        first = [[s for s in chains["trained"].items.get(m, []) if s.seed == seeds[0]] for m in W.MODALITIES]
+        first = [[s for s in trained_chain.items.get(m, []) if s.seed == seeds[0]] for m in W.MODALITIES]
         rows = [s for scored in first for s in scored[:per]]
         write_contact_sheet(rows, sheet, title="held-out prompts through the trained toy model; reader's verdict")
         results["contact_sheet"] = str(sheet)
