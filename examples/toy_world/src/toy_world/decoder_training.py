@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -75,7 +75,7 @@ class DecoderBudget:
     items_per_caption: int = 3
     lr: float = 2e-3
     unconditional_fraction: float = 0.1
-    augmentation: ConditionAugmentation | None = None
+    augmentation: ConditionAugmentation | None = field(default_factory=ConditionAugmentation)
     """Conditions moved off the caption embeddings during UNet training (None: exact ones)."""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from toy_world.decoder_training import ConditionAugmentation, DecoderBudget
+from toy_world.decoder_training import DecoderBudget
 from toy_world.sound_decoder import SoundDecoderBudget
 
 PLUGINS = ["image", "audio", "video"]
@@ -33,16 +33,12 @@ class BuildBudget:
     """Image and video items replaced by freshly rendered ones at each step (sounds are fixed:
     their filterbanks are slow to compute)."""
     clap_steps: int = 400
-    image_decoder: DecoderBudget = field(
-        default_factory=lambda: DecoderBudget(vae_steps=600, unet_steps=1000, augmentation=ConditionAugmentation())
-    )
+    image_decoder: DecoderBudget = field(default_factory=lambda: DecoderBudget(vae_steps=600, unet_steps=1000))
     """Trained on exact caption embeddings only, the picture decoder drew 0.97 of the held-out
     captions right from their embeddings but only 0.80 from the stage-3 model's conditions (a
     square drawn as a circle, top left as top right): `ConditionAugmentation` says why."""
     video_decoder: DecoderBudget = field(
-        default_factory=lambda: DecoderBudget(
-            vae_steps=0, unet_steps=1100, batch=8, items_per_caption=3, augmentation=ConditionAugmentation()
-        )
+        default_factory=lambda: DecoderBudget(vae_steps=0, unet_steps=1100, batch=8, items_per_caption=3)
     )
     audio_decoder: SoundDecoderBudget = field(default_factory=SoundDecoderBudget)
 
@@ -64,12 +60,8 @@ BUDGETS = {
         encoder_refresh=16,
         clap_steps=200,
         decoders_in_second_process=False,
-        image_decoder=DecoderBudget(
-            vae_steps=20, unet_steps=10, batch=8, vae_batch=8, items_per_caption=1, augmentation=ConditionAugmentation()
-        ),
-        video_decoder=DecoderBudget(
-            vae_steps=0, unet_steps=5, batch=2, items_per_caption=1, augmentation=ConditionAugmentation()
-        ),
+        image_decoder=DecoderBudget(vae_steps=20, unet_steps=10, batch=8, vae_batch=8, items_per_caption=1),
+        video_decoder=DecoderBudget(vae_steps=0, unet_steps=5, batch=2, items_per_caption=1),
         audio_decoder=SoundDecoderBudget.small(),
     ),
 }
