@@ -13,15 +13,18 @@ at the top left.") through the stage-3 model, the untrained toy model and the de
 caption itself (the ceiling), a held-out video shown with "Draw it at the top left.", and the
 demo's four-turn conversation on held-out captions, every generated file read by the world
 reader (``toy_world.reader``); a contact sheet PNG of a dozen of them is written beside
-``--json`` (or to ``--contact-sheet``).
+``--json`` (or to ``--contact-sheet``). With ``--workdir``, the stage folders stay under
+``<workdir>/stages`` and the stage-3 model, standing alone like `toy`, in ``<workdir>/trained``.
 
     python benchmarks/learning.py                     # full budget (target: < 25 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
     python benchmarks/learning.py --json outputs/learning.json --toy toy-base
 
 Needs the ``nextgpt-toy-world`` distribution (``pip install -e examples/toy_world``); runs on
-one CPU thread (the full build also trains its picture decoders in a second process, on the
-second core, and the untrained chain and the ceiling are scored there while the stages train).
+one CPU thread per process: the stages train while the toy's decoders do (``build_toy``'s
+``meanwhile``: they need only the decoders' text encoders), the full build trains its LLM and
+picture decoders in a second process, on the second core, and the untrained chain and the
+ceiling are scored there while the trained model is scored here.
 Exits with 1 when the full budget misses a target (the targets are not checked at other budgets).
 """
 
@@ -199,6 +202,27 @@ def print_end_to_end(e2e: dict[str, Any], judge: bool = True) -> bool:
     return ok
 
 
+def repoint_stages(stages: Path, trained_from: Path, toy: Path) -> None:
+    """Make each stage folder under ``stages`` name its frozen parts in ``toy`` instead of
+    ``trained_from`` (the provisional copy `build_toy` handed its ``meanwhile``, removed since),
+    so that they load, as ``nextgpt eval --model <workdir>/stages/stage3`` does."""
+    old, new = str(trained_from.resolve()), str(toy.resolve())
+
+    def moved(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {moved(k): moved(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [moved(v) for v in value]
+        if isinstance(value, str):  # a path, or a licence record naming one ("llm (/.../llm)")
+            return new if value == old else value.replace(old + "/", new + "/")
+        return value
+
+    if old == new:
+        return
+    for config in sorted(stages.glob("stage*/config.json")):
+        config.write_text(json.dumps(moved(json.loads(config.read_text())), indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=("full", "small"), default="full")
@@ -219,11 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from nextgpt.model_folder import resolve_model_folder
     from toy_world import generate
     from toy_world.build import build_toy
     from toy_world.end_to_end import run_end_to_end, start_baseline
     from toy_world.learning import run_learning
     from toy_world.settings import WORLD_SIZES
+    from toy_world.trained_toy import assemble
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="nextgpt-learning-") as scratch:
@@ -233,25 +259,40 @@ def main(argv: list[str] | None = None) -> int:
         generate(workdir / "world", seed=args.seed, **WORLD_SIZES[args.budget])
         seconds["world"] = round(time.time() - t0, 1)
         print(f"world: {workdir / 'world'} ({seconds['world']}s)", flush=True)
+        stages = workdir / "stages"
+        log = lambda line: print(line, flush=True)  # noqa: E731
+        results: dict[str, Any] = {}
+        trained_from: list[Path] = []
+
+        def train_stages(folder: Path) -> None:
+            trained_from.append(folder)
+            results.update(run_learning(folder, workdir / "world", stages, budget=args.budget, log=log))
+
         toy = args.toy
         if toy is None:
+            # the stages train while the toy's decoders do (they need only its text encoders)
             t0 = time.time()
-            toy = build_toy(workdir / "toy", seed=args.seed, budget=args.budget, log=lambda line: None)
-            seconds["build_toy"] = round(time.time() - t0, 1)
-            print(f"toy model: {toy} ({seconds['build_toy']}s)", flush=True)
+            toy = build_toy(
+                workdir / "toy", seed=args.seed, budget=args.budget, log=lambda line: None, meanwhile=train_stages
+            )
+            seconds["build_toy_and_stages"] = round(time.time() - t0, 1)
+            print(f"toy model: {toy} ({seconds['build_toy_and_stages']}s with the stages)", flush=True)
+        else:
+            toy = resolve_model_folder(toy)
+            train_stages(toy)
+        # the stage-3 model with the finished toy's frozen parts, as `toy-world-build` writes `toy`
+        trained = assemble(toy, stages / "stage3", workdir / "trained", trained_from=trained_from[0])
+        repoint_stages(stages, trained_from[0], Path(toy))
         # the untrained chain and the ceiling need only the toy model: the second core scores them
-        # while the stages train on the first
+        # while the first scores the trained model
         baseline = start_baseline(toy, workdir / "world", END_TO_END_LIMIT[args.budget], END_TO_END_SEEDS[args.budget])
-        results = run_learning(
-            toy, workdir / "world", workdir / "stages", budget=args.budget, log=lambda line: print(line, flush=True)
-        )
         seconds.update(results["seconds"])
         t0 = time.time()
         sheet = args.contact_sheet or (args.json.with_suffix(".png") if args.json else None)
         if sheet is not None and sheet.exists():
             sheet = sheet.with_name(f"{sheet.stem}-{int(time.time())}{sheet.suffix}")
         results["end_to_end"] = run_end_to_end(
-            workdir / "stages" / "stage3",
+            trained,
             toy,
             workdir / "world",
             END_TO_END_LIMIT[args.budget],

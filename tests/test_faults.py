@@ -163,6 +163,23 @@ def test_training_stops_on_non_finite_weights_naming_the_records(workdir, data, 
         assert all(torch.isfinite(v).all() for v in trained_state(ckpt).values()), ckpt
 
 
+def test_non_finite_parameters_names_exactly_the_broken_ones():
+    """The per-step check: one fused norm in the common case, and when it is not finite (a NaN,
+    an infinity, or finite weights so large that the norm overflows) each parameter decides."""
+    from nextgpt.training.checks import non_finite_parameters
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 3), torch.nn.Linear(3, 3))
+    model[2].requires_grad_(False)
+    assert non_finite_parameters(model) == []
+    with torch.no_grad():
+        model[0].weight.fill_(3e38)  # finite, but its norm overflows
+        model[2].bias[0] = float("nan")  # frozen: not checked
+    assert non_finite_parameters(model) == []
+    with torch.no_grad():
+        model[1].bias[1] = float("inf")
+    assert non_finite_parameters(model) == ["1.bias"]
+
+
 def test_non_finite_loss_stops_training_naming_the_records(tiny_model):
     from nextgpt.data.dataset import Sample, SampleBatch
     from nextgpt.templates import Turn

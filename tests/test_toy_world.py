@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -441,24 +442,58 @@ def test_video_decoder_starts_from_the_image_decoder():
     assert torch.equal(video.text_encoder(tokens)[0], image.text_encoder(tokens)[0])
 
 
-def test_decoders_train_in_a_second_process(tmp_path):
-    """The full build trains image then video in a spawned process (the second core) while it
-    pre-trains the rest: the folders and the report come back, and a failure there is an error
-    here."""
+def test_vocoder_and_picture_decoders_train_in_a_second_process(tmp_path):
+    """The full build trains the sound decoder's vocoder, then image and video, in a spawned
+    process (the second core) while it trains the rest: the folders, the vocoder and the report
+    come back, and a failure there is an error here."""
     from nextgpt.plugins import load_plugins
-    from toy_world.build import BUDGETS, DecoderProcess
+    from toy_world.build import AUDIO_VOCODER, BUDGETS, SecondProcess
 
-    process = DecoderProcess(tmp_path, ("image", "video"), seed=0, budget=BUDGETS["small"])
+    process = SecondProcess(tmp_path, seed=0, budget=BUDGETS["small"])
     result = process.result()
     assert set(result["sources"]) == {"image", "video"} and result["report"]["video_inflated"]["copied"] > 0
+    assert result["audio_vocoder"]["after"] < result["audio_vocoder"]["before"]
+    assert (tmp_path / AUDIO_VOCODER / "config.json").is_file()
     registry = load_plugins(allow=["image", "audio", "video"])
     decoder = registry.decoder_backend("video", "zeroscope").build(result["sources"]["video"])
     assert decoder.pipeline.scheduler.config.prediction_type == "v_prediction"
-    assert not list(tmp_path.glob(".decoders-*.json"))  # the hand-over file is consumed
-    failing = DecoderProcess(tmp_path / "file", ("image",), seed=0, budget=BUDGETS["small"])
+    assert not list(tmp_path.glob(".second-*.json"))  # the hand-over file is consumed
+    assert not list(tmp_path.glob(".untrained-*"))
+    failing = SecondProcess(tmp_path / "file", seed=0, budget=BUDGETS["small"])
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(RuntimeError, match="second process failed"):
         failing.result()
+
+
+def test_learning_benchmark_repoints_stages_trained_on_a_provisional_toy(tmp_path):
+    """The benchmark's stages train on the provisional folder `build_toy` hands ``meanwhile``;
+    afterwards every stage folder names its frozen parts in the finished toy (sources and the
+    licence records that name them), and nothing else changes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "learning_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    )
+    assert spec is not None and spec.loader is not None
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    tmp_path = tmp_path.resolve()  # (stage configs name resolved paths)
+    provisional, toy = tmp_path / "build" / ".provisional", tmp_path / "toy"
+    config = {
+        "config": {"llm": {"source": f"{provisional}/llm"}, "seed": 13, "note": f"{provisional}-other/x"},
+        "licences": {f"llm ({provisional}/llm)": {"commercial": "yes"}},
+        "stages": [str(provisional)],
+    }
+    for stage in ("stage1", "stage3"):
+        (tmp_path / "stages" / stage).mkdir(parents=True)
+        (tmp_path / "stages" / stage / "config.json").write_text(json.dumps(config))
+    benchmark.repoint_stages(tmp_path / "stages", provisional, toy)
+    for stage in ("stage1", "stage3"):
+        moved = json.loads((tmp_path / "stages" / stage / "config.json").read_text())
+        assert moved["config"]["llm"]["source"] == f"{toy.resolve()}/llm"
+        assert moved["licences"] == {f"llm ({toy.resolve()}/llm)": {"commercial": "yes"}}
+        assert moved["stages"] == [str(toy.resolve())]
+        assert moved["config"]["seed"] == 13 and moved["config"]["note"] == f"{provisional}-other/x"
 
 
 # -- a small budget of the learning benchmark -----------------------------------------------------
@@ -471,11 +506,28 @@ def small_world(tmp_path_factory):
     return root
 
 
+MEANWHILE: dict[str, Any] = {}
+"""What the `toy` fixture's build handed its ``meanwhile``: the folder and what a model loaded
+from it gives (a provisional folder when the build ran, the toy itself when it was cached)."""
+
+
+def _record_meanwhile(folder: Path) -> None:
+    from nextgpt.model import NextGPTModel
+
+    model = NextGPTModel.from_pretrained(folder)
+    MEANWHILE.update(
+        folder=folder,
+        state=model.state_dict(),
+        conditions={m: model.decoders[m].condition_from_text(["a red circle at the top left"]) for m in model.decoders},
+    )
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     from toy_world.build import build_toy
 
-    return build_toy(tmp_path_factory.mktemp("toy") / "toy", seed=0, budget="small", log=lambda line: None)
+    out = tmp_path_factory.mktemp("toy") / "toy"
+    return build_toy(out, seed=0, budget="small", log=lambda line: None, meanwhile=_record_meanwhile)
 
 
 @pytest.fixture(scope="module")
@@ -529,6 +581,43 @@ def test_toy_build_is_cached_by_content_and_never_replaces_a_folder(toy, tmp_pat
     assert key == build_key(0, 0.2, small, arch)
     assert key != build_key(1, 0.2, small, arch)
     assert key != build_key(0, 0.2, dataclasses.replace(small, clap_steps=1), arch)
+
+
+@pytest.mark.slow
+def test_provisional_toy_gives_the_stages_what_the_finished_one_does(toy, small_world, tmp_path, registry):
+    """`build_toy`'s ``meanwhile`` runs the stages on a provisional folder whose decoders are
+    untrained but for their text encoders: its caption embeddings (what the output projectors
+    learn), unconditional embeddings and untrained projectors must be the finished toy's, or the
+    stages trained meanwhile would not be the stages of the finished toy."""
+    from nextgpt.model import NextGPTModel
+    from toy_world.build import BUDGETS, ToyArchitecture, build_toy, text_ready_pipeline, write_provisional
+
+    audio = text_ready_pipeline("audio", 0, BUDGETS["small"], log=lambda line: None)[0]
+    provisional = write_provisional(
+        tmp_path / "provisional", toy, ToyArchitecture(), 0, BUDGETS["small"], {"audio": audio}
+    )
+    finished = NextGPTModel.from_pretrained(toy, registry=registry)
+    early = NextGPTModel.from_pretrained(provisional, registry=registry)
+    world = json.loads((small_world / "world.json").read_text())["captions"]
+    for m in ("image", "audio", "video"):
+        captions = world["train"][m][:3] + world["heldout"][m][:3]
+        for name, value in finished.decoders[m].condition_from_text(captions).tensors.items():
+            assert torch.equal(early.decoders[m].condition_from_text(captions)[name], value), (m, name)
+        negative = finished.decoders[m].negative_condition()
+        if negative is not None:
+            assert all(torch.equal(early.decoders[m].negative_condition()[k], v) for k, v in negative.tensors.items())
+    before, after = early.state_dict(), finished.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in after)
+    # the same for the folder the fixture's own build handed ``meanwhile`` (gone since)
+    assert MEANWHILE["folder"] == toy or not MEANWHILE["folder"].exists()
+    assert all(torch.equal(MEANWHILE["state"][k], after[k]) for k in after)
+    for m, condition in MEANWHILE["conditions"].items():
+        again = finished.decoders[m].condition_from_text(["a red circle at the top left"])
+        assert all(torch.equal(condition[k], v) for k, v in again.tensors.items()), m
+    # a cached build hands ``meanwhile`` the finished folder
+    seen = []
+    again = build_toy(tmp_path / "again", seed=0, budget="small", log=lambda line: None, meanwhile=seen.append)
+    assert seen == [again] and (again / "build.json").is_file()
 
 
 @pytest.mark.slow
@@ -641,6 +730,15 @@ def test_trained_toy_folder_stands_alone(learning, toy, tmp_path, registry):
     assert (trained / "demo.json").is_file() and (trained / "model.safetensors").read_bytes() == (
         stage3 / "model.safetensors"
     ).read_bytes()
+    # stages trained on a provisional copy of the base (`build_toy`'s ``meanwhile``, gone since):
+    # its paths become the base's
+    provisional = tmp_path / ".provisional"
+    (stage3 / "config.json").write_text(text.replace(str(toy.resolve()), str(provisional.resolve())))
+    moved = assemble(toy, stage3, tmp_path / "trained-meanwhile", trained_from=provisional)
+    assert str(provisional) not in (moved / "config.json").read_text()
+    model = NextGPTModel.from_pretrained(moved, registry=registry)
+    assert Path(model.config.llm.source) == moved.resolve() / "llm"
+    assert all(Path(d.source).is_relative_to(moved.resolve()) for d in model.decoders.values())
 
 
 @pytest.mark.slow

@@ -46,11 +46,18 @@ def warn_truncated(batch: SampleBatch, packed: Sequence[Any], limit: int, said: 
 
 
 def non_finite_parameters(model: Any) -> list[str]:
-    """Names of the trained parameters of ``model`` holding NaN or infinite values."""
+    """Names of the trained parameters of ``model`` holding NaN or infinite values.
+
+    Checked after every optimizer step, so the common case is one fused norm over all of them
+    (finite unless some value is NaN or infinite, or so large that the norm overflows); only then
+    is each parameter looked at."""
     if model is None:
         return []
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
         return []
+    with torch.no_grad():
+        if bool(torch.isfinite(torch.nn.utils.get_total_norm([p.detach() for _, p in named]))):
+            return []
     finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).tolist()
     return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]

@@ -33,6 +33,10 @@ were pre-trained on the whole web), never on the written data files. What the th
 stages train (projectors, signal-token rows, LoRA) sees only the train split, so held-out
 figures are on captions the trained parts never saw.
 
+The decoders take longest, and NExT-GPT's three stages need only their text encoders (the
+caption embeddings the output projectors learn): `build_toy`'s ``meanwhile`` runs the stages on a
+provisional folder (`write_provisional`) while the decoders' VAEs and UNets train.
+
 The parts are pre-trained in `toy_world.pretrain_llm`, `toy_world.pretrain_encoder` and
 `toy_world.toy_decoders`; their sizes and budgets are in `toy_world.settings`. ``config.json``
 names the frozen parts relative to the folder (``./llm``), so the folder can be moved or copied.
@@ -69,7 +73,7 @@ from toy_world.settings import (
     BuildBudget,
     ToyArchitecture,
 )
-from toy_world.sound_decoder import build_sound_pipeline, train_sound_decoder
+from toy_world.sound_decoder import SOUND_PARTS, build_sound_pipeline, train_sound_decoder
 from toy_world.toy_decoders import (
     build_image_pipeline,
     build_video_pipeline,
@@ -143,23 +147,50 @@ def toy_config(out: Path, arch: ToyArchitecture, decoder_sources: dict[str, str]
 DECODER_FOLDERS = {"image": "stable-diffusion", "audio": "audioldm", "video": "zeroscope"}
 """Each toy decoder's folder under ``decoders/``."""
 SECOND_PROCESS_DECODERS = ("image", "video")
-"""The decoders a second process trains when the budget asks for one (video starts from image)."""
+"""The decoders a second process trains, after the sound decoder's vocoder, when the budget asks
+for one (video starts from image)."""
 HERE_DECODERS = ("audio",)
-"""The decoders the building process trains itself, after the LLM and the encoder."""
+"""The decoders the building process trains itself (all but the vocoder when there is a second
+process), after the LLM, the encoder and ``meanwhile``."""
 PIPELINE_BUILDERS = {"image": build_image_pipeline, "audio": build_sound_pipeline, "video": build_video_pipeline}
 """Each toy decoder's pipeline, with random weights, sized for the world."""
 
 
+def text_ready_pipeline(
+    modality: str, seed: int, budget: BuildBudget, log: Callable[[str], None] = print
+) -> tuple[Any, dict[str, Any]]:
+    """``modality``'s toy pipeline, random but for its text encoder, which is final: the caption
+    embeddings (the decoder's conditions) are what they will be once the decoder is trained.
+    AudioLDM's CLAP text encoder is pre-trained on the sound captions here; Stable Diffusion's
+    and zeroscope's are random and stay so (zeroscope's is Stable Diffusion's). Returns the
+    pipeline and a report of what was trained."""
+    pipeline = PIPELINE_BUILDERS[modality](seed)
+    if modality == "audio":
+        t0 = time.time()
+        clap = pretrain_clap_text(pipeline, W.concepts("audio"), budget, seed, log)
+        return pipeline, {"audio_clap": {**clap, "seconds": round(time.time() - t0, 1)}}
+    if modality == "video":
+        inflate_from_image(pipeline, PIPELINE_BUILDERS["image"](seed))
+    return pipeline, {}
+
+
 def train_decoders(
-    out: Path, modalities: tuple[str, ...], seed: int, budget: BuildBudget, log: Callable[[str], None] = print
+    out: Path,
+    modalities: tuple[str, ...],
+    seed: int,
+    budget: BuildBudget,
+    log: Callable[[str], None] = print,
+    started: dict[str, tuple[Any, dict[str, Any]]] | None = None,
+    sound_parts: tuple[str, ...] = SOUND_PARTS,
 ) -> dict[str, Any]:
     """Build, train and write the toy decoders of ``modalities`` (in this order) under
     ``out/decoders``; returns ``{"sources": {modality: folder}, "report": {...}}``.
 
     Each decoder learns every caption of the world (`toy_world.decoder_training`,
-    `toy_world.sound_decoder`); AudioLDM first gets a CLAP text encoder that knows the sound
-    captions; zeroscope starts from the trained Stable Diffusion when ``"image"`` came earlier
-    in ``modalities`` (otherwise from the one already written under ``out/decoders``)."""
+    `toy_world.sound_decoder`), from its `text_ready_pipeline` (or the one given in ``started``
+    with its report); zeroscope starts from the trained Stable Diffusion when ``"image"`` came
+    earlier in ``modalities`` (otherwise from the one already written under ``out/decoders``);
+    of AudioLDM only ``sound_parts`` train (`toy_world.sound_decoder.SOUND_PARTS`)."""
     from diffusers import StableDiffusionPipeline
     from nextgpt.decoders.diffusers_base import quiet_diffusers
     from nextgpt.plugins import load_plugins
@@ -171,9 +202,8 @@ def train_decoders(
     for m in modalities:
         t0 = time.time()
         concepts = W.concepts(m)
-        pipeline = PIPELINE_BUILDERS[m](seed)
-        if m == "audio":
-            report["audio_clap"] = pretrain_clap_text(pipeline, concepts, budget, seed, log)
+        pipeline, prepared = (started or {}).get(m) or text_ready_pipeline(m, seed, budget, log)
+        report.update(prepared)
         if m == "video":  # started from the trained image decoder, as zeroscope was from Stable Diffusion
             image = trained_pipelines.get("image")
             if image is None:
@@ -184,8 +214,10 @@ def train_decoders(
         staging = out / "decoders" / f".untrained-{DECODER_FOLDERS[m]}"
         pipeline.save_pretrained(staging)
         decoder = registry.decoder_backend(m, DECODER_BACKENDS[m]).build(str(staging))
-        train = train_sound_decoder if m == "audio" else train_pixel_decoder
-        trained = train(decoder, concepts, budget.decoder_budget(m), seed, log)
+        if m == "audio":
+            trained = train_sound_decoder(decoder, concepts, budget.audio_decoder, seed, log, parts=sound_parts)
+        else:
+            trained = train_pixel_decoder(decoder, concepts, budget.decoder_budget(m), seed, log)
         decoder.pipeline.save_pretrained(folder)
         trained_pipelines[m] = decoder.pipeline
         shutil.rmtree(staging)
@@ -195,35 +227,79 @@ def train_decoders(
     return {"sources": sources, "report": report}
 
 
-def _train_decoders_in_process(out: str, modalities: tuple[str, ...], seed: int, budget: BuildBudget, threads: int):
-    """`train_decoders` in a worker process (as many torch threads as the parent), quietly; its
-    result is written to ``out/.decoders-<pid>.json`` for the parent to read."""
+def build_llm(out: Path, seed: int, arch: ToyArchitecture, budget: BuildBudget, log: Callable[[str], None]) -> dict:
+    """The toy LLM: a byte-level BPE tokenizer and a tiny LLaMA pre-trained on the world's text,
+    written to ``out/llm``; returns its report."""
+    t0 = time.time()
+    world = {m: [c.caption for c in W.concepts(m)] for m in W.MODALITIES}
+    dialogues = world_texts(world, seed)
+    tokenizer = train_bpe_tokenizer([render_text(d) for d in dialogues], arch.vocab_size)
+    llm, llm_report = pretrain_llm(tokenizer, dialogues, arch, budget, seed, log)
+    llm.save_pretrained(out / "llm")
+    tokenizer.save_pretrained(out / "llm")
+    return {
+        **llm_report,
+        "dialogues": len(dialogues),
+        "vocab": len(tokenizer),
+        "parameters": sum(p.numel() for p in llm.parameters()),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+AUDIO_VOCODER = ".audio-vocoder"
+"""Where the second process leaves the sound decoder's vocoder (``out/.audio-vocoder``)."""
+
+
+def train_vocoder_apart(out: Path, seed: int, budget: BuildBudget, log: Callable[[str], None] = print) -> dict:
+    """Train the toy AudioLDM's vocoder on its own (it reads the world's mels, not captions) and
+    write it to ``out/AUDIO_VOCODER``, for `_build_parts` to put into the sound decoder the
+    building process trains; returns its report."""
+    from nextgpt.plugins import load_plugins
+
+    staging = out / ".untrained-vocoder"
+    build_sound_pipeline(seed).save_pretrained(staging)
+    decoder = load_plugins(allow=PLUGINS).decoder_backend("audio", DECODER_BACKENDS["audio"]).build(str(staging))
+    report = train_sound_decoder(decoder, W.concepts("audio"), budget.audio_decoder, seed, log, parts=("vocoder",))
+    decoder.pipeline.vocoder.save_pretrained(out / AUDIO_VOCODER)
+    shutil.rmtree(staging)
+    return report["vocoder"]
+
+
+def _second_process(out: str, seed: int, budget: BuildBudget, threads: int) -> None:
+    """`SecondProcess`'s work (as many torch threads as the parent), quietly: the sound
+    decoder's vocoder (`train_vocoder_apart`), then `train_decoders` of
+    `SECOND_PROCESS_DECODERS`; the result is written to ``out/.second-<pid>.json`` for the
+    parent to read."""
     from toy_world.cli import _setup
 
     _setup()
     torch.set_num_threads(threads)
-    result = train_decoders(Path(out), modalities, seed, budget, log=lambda line: None)
-    (Path(out) / f".decoders-{os.getpid()}.json").write_text(json.dumps(result))
+    quiet = lambda line: None  # noqa: E731
+    vocoder = train_vocoder_apart(Path(out), seed, budget, quiet)
+    result = train_decoders(Path(out), SECOND_PROCESS_DECODERS, seed, budget, quiet)
+    (Path(out) / f".second-{os.getpid()}.json").write_text(json.dumps({**result, "audio_vocoder": vocoder}))
 
 
-class DecoderProcess:
-    """`train_decoders` of some modalities running in a second (spawned) process."""
+class SecondProcess:
+    """The sound decoder's vocoder, then the image and video decoders, trained in a second
+    (spawned) process, on the second CPU core, while the building process trains the LLM, the
+    encoder, the stages (``meanwhile``) and the rest of the sound decoder: the two halves take
+    about as long."""
 
-    def __init__(self, out: Path, modalities: tuple[str, ...], seed: int, budget: BuildBudget) -> None:
+    def __init__(self, out: Path, seed: int, budget: BuildBudget) -> None:
         import multiprocessing
 
         self.out = out
         self.process = multiprocessing.get_context("spawn").Process(
-            target=_train_decoders_in_process,
-            args=(str(out), modalities, seed, budget, torch.get_num_threads()),
-            name="toy-decoders",
+            target=_second_process, args=(str(out), seed, budget, torch.get_num_threads()), name="toy-build"
         )
         self.process.start()
 
     def result(self) -> dict[str, Any]:
-        """Wait for the process; its `train_decoders` result (an error if it failed)."""
+        """Wait for the process; its `train_decoders` result with the vocoder's report under
+        ``"audio_vocoder"`` (an error if it failed)."""
         self.process.join()
-        answer = self.out / f".decoders-{self.process.pid}.json"
+        answer = self.out / f".second-{self.process.pid}.json"
         if self.process.exitcode != 0 or not answer.is_file():
             code = self.process.exitcode
             raise RuntimeError(f"training the toy decoders in a second process failed (exit code {code})")
@@ -249,6 +325,27 @@ def write_model(out: Path, arch: ToyArchitecture, sources: dict[str, str], seed:
     model.save_pretrained(out)
 
 
+def write_provisional(
+    folder: Path, built: Path, arch: ToyArchitecture, seed: int, budget: BuildBudget, pipelines: dict[str, Any]
+) -> Path:
+    """Write into the new ``folder`` a toy model that differs from the finished one only in its
+    decoders' VAEs and UNets (still random): ``built``'s LLM and encoder, each decoder's
+    `text_ready_pipeline` (``pipelines`` gives those already made), the same untrained
+    projectors. NExT-GPT's three stages read nothing else (the output projectors learn the
+    decoders' caption embeddings, never what the decoders draw), so they train on it exactly as
+    on the finished folder. Returns ``folder``."""
+    folder.mkdir(parents=True)
+    shutil.copytree(built / "llm", folder / "llm")
+    shutil.copy2(built / "imagebind_toy.pth", folder / "imagebind_toy.pth")
+    sources = {}
+    for m in W.MODALITIES:
+        pipeline = pipelines[m] if m in pipelines else text_ready_pipeline(m, seed, budget)[0]
+        pipeline.save_pretrained(folder / "decoders" / DECODER_FOLDERS[m])
+        sources[m] = str((folder / "decoders" / DECODER_FOLDERS[m]).resolve())
+    write_model(folder, arch, sources, seed)
+    return folder
+
+
 def build_toy(
     out: str | Path,
     seed: int = 0,
@@ -258,6 +355,7 @@ def build_toy(
     log: Callable[[str], None] = print,
     cache: bool = True,
     overwrite: bool = False,
+    meanwhile: Callable[[Path], None] | None = None,
 ) -> Path:
     """Build the toy model folder ``out`` (see the module docstring); returns it.
 
@@ -275,6 +373,14 @@ def build_toy(
         arch: the sizes of the parts.
         cache: reuse (and fill) the build cache; False builds afresh and caches nothing.
         overwrite: replace an existing ``out``.
+        meanwhile: called in this process with a provisional toy folder (`write_provisional`)
+            as soon as the LLM, the encoder and the decoders' text encoders are trained, while
+            the decoders' VAEs and UNets still train (in the second process, then here): all
+            NExT-GPT's three stages read, so they can train meanwhile (`toy_world.learning`)
+            on the same figures as on the finished folder. The folder is removed when the call
+            returns: a model saved from it names its frozen parts there, and
+            `toy_world.trained_toy.assemble` (``trained_from``) moves them to ``out``. With a
+            cached build it is called with ``out`` itself, once written.
     """
     from nextgpt.paths import nextgpt_home
 
@@ -292,7 +398,7 @@ def build_toy(
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{key}.tmp-"))
         try:
-            _build_into(staging, seed, heldout_fraction, budget, arch, log)
+            _build_into(staging, seed, heldout_fraction, budget, arch, log, meanwhile)
             if not cache:
                 _replace(out, staging)
                 return out
@@ -303,7 +409,10 @@ def build_toy(
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        meanwhile = None  # (called on the provisional folder)
     _replace(out, entry, copy=True)
+    if meanwhile is not None:
+        meanwhile(out)
     return out
 
 
@@ -346,8 +455,9 @@ def _build_into(
     budget: BuildBudget,
     arch: ToyArchitecture,
     log: Callable[[str], None],
+    meanwhile: Callable[[Path], None] | None = None,
 ) -> None:
-    """Build the toy model into the (empty) folder ``out``."""
+    """Build the toy model into the (empty) folder ``out`` (``meanwhile``: as for `build_toy`)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -358,14 +468,15 @@ def _build_into(
         "architecture": asdict(arch),
         "seconds": {},
     }
-    # the picture decoders (image, then video started from it) train in a second process while
-    # this one pre-trains the LLM, the encoder and the sound decoder: the two longest chains of
-    # the build, one per CPU core
+    # the sound decoder's vocoder and the picture decoders (image, then video started from it)
+    # train in a second process while this one pre-trains the LLM and the encoder, runs
+    # ``meanwhile`` and trains the rest of the sound decoder: two halves of about the same
+    # length, one per CPU core
     background = None
-    if budget.decoders_in_second_process:
-        background = DecoderProcess(out, SECOND_PROCESS_DECODERS, seed, budget)
+    if budget.second_process:
+        background = SecondProcess(out, seed, budget)
     try:
-        _build_parts(out, seed, heldout_fraction, budget, arch, log, background, report)
+        _build_parts(out, seed, heldout_fraction, budget, arch, log, background, report, meanwhile)
     finally:
         if background is not None:
             background.stop()
@@ -378,10 +489,11 @@ def _build_parts(
     budget: BuildBudget,
     arch: ToyArchitecture,
     log: Callable[[str], None],
-    background: DecoderProcess | None,
+    background: SecondProcess | None,
     report: dict[str, Any],
+    meanwhile: Callable[[Path], None] | None = None,
 ) -> None:
-    """Steps 1 to 4 of `_build_into` (filling ``report``)."""
+    """Steps 1 to 5 of `_build_into` (filling ``report``)."""
     from nextgpt.plugins import load_plugins
 
     splits = {m: W.split_concepts(m, seed, heldout_fraction) for m in W.MODALITIES}
@@ -390,23 +502,9 @@ def _build_parts(
     started = time.time()
 
     # 1. the LLM: tokenizer and language model pre-trained on the world's text
-    t0 = time.time()
-    dialogues = world_texts({m: [c.caption for c in world[m]] for m in W.MODALITIES}, seed)
-    tokenizer = train_bpe_tokenizer([render_text(d) for d in dialogues], arch.vocab_size)
-    llm, llm_report = pretrain_llm(tokenizer, dialogues, arch, budget, seed, log)
-    llm.save_pretrained(out / "llm")
-    tokenizer.save_pretrained(out / "llm")
-    report["llm"] = {
-        **llm_report,
-        "dialogues": len(dialogues),
-        "vocab": len(tokenizer),
-        "parameters": sum(p.numel() for p in llm.parameters()),
-    }
-    report["seconds"]["llm"] = round(time.time() - t0, 1)
-    log(
-        f"LLM: {report['llm']['parameters']} parameters, loss {llm_report['final_loss']:.3f} "
-        f"({report['seconds']['llm']}s)"
-    )
+    report["llm"] = build_llm(out, seed, arch, budget, log)
+    report["seconds"]["llm"] = report["llm"]["seconds"]
+    log(f"LLM: {report['llm']['parameters']} parameters, loss {report['llm']['final_loss']:.3f}")
 
     # 2. the encoder (its report reads attributes of fresh items, split by caption)
     t0 = time.time()
@@ -417,25 +515,45 @@ def _build_parts(
     report["seconds"]["encoder"] = round(time.time() - t0, 1)
     log(f"encoder: attributes read on held-out items: {_attributes(enc_report)} ({report['seconds']['encoder']}s)")
 
-    # 3. the decoders (already started in a second process when the budget says so)
+    # 3. the decoders' text encoders; with them, whatever should run ``meanwhile``
     t0 = time.time()
     registry = load_plugins(allow=PLUGINS)
     report["decoders"] = {}
     # why AudioLDM's text encoder is replaced: the tiny one cannot tell the sound captions apart
     tiny_audio = registry.decoder_backend("audio", DECODER_BACKENDS["audio"]).build("tiny")
     report["decoders"]["audio_tiny"] = caption_separation(tiny_audio, [c.caption for c in world["audio"]])
-    here = train_decoders(out, HERE_DECODERS if background else W.MODALITIES, seed, budget, log)
+    text_ready = {"audio": text_ready_pipeline("audio", seed, budget, log)}
+    if meanwhile is not None:
+        provisional = write_provisional(
+            out / ".provisional", out, arch, seed, budget, {"audio": text_ready["audio"][0]}
+        )
+        t1 = time.time()
+        try:
+            meanwhile(provisional)
+        finally:
+            shutil.rmtree(provisional)
+        report["seconds"]["meanwhile"] = round(time.time() - t1, 1)
+
+    # 4. the decoders (already started in a second process when the budget says so)
+    if background is None:
+        here = train_decoders(out, W.MODALITIES, seed, budget, log, text_ready)
+    else:  # (the vocoder trains in the second process)
+        here = train_decoders(out, HERE_DECODERS, seed, budget, log, text_ready, sound_parts=("vae", "unet"))
     sources = dict(here["sources"])
     report["decoders"].update(here["report"])
     if background is not None:
         there = background.result()
         sources.update(there["sources"])
         report["decoders"].update(there["report"])
+        vocoder = Path(sources["audio"]) / "vocoder"
+        shutil.rmtree(vocoder)
+        (out / AUDIO_VOCODER).rename(vocoder)
+        report["decoders"]["audio_training"]["vocoder"] = there["audio_vocoder"]
     for m in W.MODALITIES:
         decoder = registry.decoder_backend(m, DECODER_BACKENDS[m]).build(sources[m])
         report["decoders"][m] = caption_separation(decoder, [c.caption for c in world[m]])
         report["decoders"][f"{m}_heldout"] = caption_separation(decoder, [c.caption for c in heldout[m]])
-    report["seconds"]["decoders"] = round(time.time() - t0, 1)
+    report["seconds"]["decoders"] = round(time.time() - t0 - report["seconds"].get("meanwhile", 0.0), 1)
     separation = ", ".join(
         f"{m} {report['decoders'][f'{m}_heldout']['min_over_median_distance']:.2f}" for m in W.MODALITIES
     )
@@ -444,7 +562,7 @@ def _build_parts(
         f"({report['seconds']['decoders']}s)"
     )
 
-    # 4. the model folder and its demo script (`nextgpt demo --model <folder>`)
+    # 5. the model folder and its demo script (`nextgpt demo --model <folder>`)
     write_model(out, arch, sources, seed)
     write_demo(out, heldout, seed)
     report["seconds"]["total"] = round(time.time() - started, 1)

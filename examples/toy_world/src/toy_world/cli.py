@@ -76,11 +76,11 @@ def build_main(argv: list[str] | None = None) -> int:
         print(f"toy-world-build: {', '.join(taken)} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     common = {"seed": args.seed, "heldout_fraction": args.heldout_fraction, "budget": args.budget}
-    build_toy(base, **common, overwrite=args.overwrite)
-    written = [base]
-    if not args.base_only:
-        train_toy(base, out, **common, overwrite=args.overwrite)
-        written.append(out)
+    if args.base_only:
+        build_toy(base, **common, overwrite=args.overwrite)
+    else:  # the three stages train while the base's decoders do
+        train_toy(base, out, **common, overwrite=args.overwrite, build_base=True)
+    written = targets
     for folder in written:
         name = folder.name if args.out is None else str(folder)
         print(f"load it with NextGPTModel.from_pretrained({name!r}), or `nextgpt chat --model {name}`")

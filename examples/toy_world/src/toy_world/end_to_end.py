@@ -257,7 +257,7 @@ def baseline_scores(
     decoders those of every stage): text -> X and video -> image through it (text -> X with the
     first of ``seeds`` only: near zero whatever the seed), and the ceiling (each caption's own
     embedding into its decoder, once per seed). Summaries only, so that a second process can
-    run them while the stages train (`run_end_to_end`'s ``baseline``)."""
+    run them while the trained model is scored (`run_end_to_end`'s ``baseline``)."""
     from nextgpt.model import NextGPTModel
 
     world_root = Path(world_root)
@@ -285,7 +285,7 @@ def start_baseline(
     untrained: str | Path, world_root: str | Path, limit: int | None = None, seeds: Sequence[int] = SEEDS
 ) -> Future[dict[str, Any]]:
     """`baseline_scores` in a second (spawned) process on one CPU thread, so that it runs on the
-    second core while the stages train on the first; ``.result()`` waits for it."""
+    second core while the first scores the trained model; ``.result()`` waits for it."""
     import multiprocessing
 
     executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

@@ -38,24 +38,20 @@ def _encoder_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
 
 
 def _fast_inputs(concept: W.Concept, rng: random.Random) -> torch.Tensor:
-    """Like `_encoder_inputs` for images and videos, ~15x faster (torch resizing instead of
-    PIL's; the first view only), for rendering fresh training items at every step."""
+    """Like `_encoder_inputs` for images and videos, several times faster (the pixels scaled and
+    normalised in one pass, in the order they are drawn; the first view only), for rendering
+    fresh training items at every step."""
     from nextgpt_image.imagebind import CLIP_MEAN, CLIP_STD, IMAGE_SIZE
 
-    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1, 1)
     if concept.modality == "image":
         frames = W.render_image(concept, rng)[None]
     else:
         frames = W.render_video(concept, rng, only=(0, W.VIDEO_FRAMES - 1))  # ImageBind's 2 frames of a short clip
-    clip = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255.0
+    std = torch.tensor(CLIP_STD)
+    clip = torch.from_numpy(frames).float().mul_(1.0 / (255.0 * std)).sub_(torch.tensor(CLIP_MEAN) / std)
+    clip = clip.permute(3, 0, 1, 2)  # [3, T, H, W]
     if clip.shape[-1] != IMAGE_SIZE or clip.shape[-2] != IMAGE_SIZE:
-        clip = F.interpolate(
-            clip,
-            size=(IMAGE_SIZE, IMAGE_SIZE),
-            align_corners=False,
-            mode="bicubic" if concept.modality == "image" else "bilinear",
-        ).clamp(0, 1)
-    clip = (clip - mean) / std
+        raise ValueError(f"the world's pictures are {clip.shape[-1]} pixels wide; ImageBind reads {IMAGE_SIZE}")
     return clip[:, 0] if concept.modality == "image" else clip[None]
 
 
@@ -181,7 +177,7 @@ def pretrain_imagebind(
                     # a pool of rendered items, a few replaced by fresh ones at every step
                     for slot in rng.sample(range(len(pools[m][1])), budget.encoder_refresh):
                         concept = rng.choice(train[m])
-                        pools[m][0][slot] = _fast_inputs(concept, rng).half()
+                        pools[m][0][slot] = _fast_inputs(concept, rng)  # (to half as it is copied in)
                         pools[m][1][slot] = attribute_labels([concept])[0]
                     pick = torch.randint(len(pools[m][1]), (budget.encoder_batch,), generator=generator)
                     x, y = pools[m][0][pick].float(), pools[m][1][pick]

@@ -341,19 +341,28 @@ def train_sound_unet(
 # -- all of it --------------------------------------------------------------------------------------
 
 
+SOUND_PARTS = ("vocoder", "vae", "unet")
+"""The trained parts of the toy AudioLDM. The vocoder reads mels, never captions or latents, so
+it can train apart from the other two (the full build trains it in its second process)."""
+
+
 def train_sound_decoder(
     decoder: Any,
     concepts: Sequence[W.Concept],
     budget: SoundDecoderBudget,
     seed: int,
     log: Callable[[str], None] = print,
+    parts: Sequence[str] = SOUND_PARTS,
 ) -> dict[str, Any]:
-    """Train the vocoder, VAE and UNet of ``decoder``'s AudioLDM pipeline (in place) to make the
-    sounds of ``concepts``, and swap its scheduler for the zero-terminal-SNR v-prediction DDIM.
-    The pipeline's CLAP text encoder should already tell the captions apart
-    (`toy_decoders.pretrain_clap_text`). Deterministic for a given ``seed``; the caller's random
-    state is left as it was. Returns the steps, the losses on fixed batches before and after each
-    part, and the seconds each part took."""
+    """Train the vocoder, VAE and UNet of ``decoder``'s AudioLDM pipeline (in place; those of
+    them in ``parts``) to make the sounds of ``concepts``, and with the UNet swap its scheduler
+    for the zero-terminal-SNR v-prediction DDIM. The pipeline's CLAP text encoder should already
+    tell the captions apart (`toy_decoders.pretrain_clap_text`). Deterministic for a given
+    ``seed`` and ``parts``; the caller's random state is left as it was. Returns the steps, the
+    losses on fixed batches before and after each part, and the seconds each part took."""
+    unknown = sorted(set(parts) - set(SOUND_PARTS))
+    if unknown:
+        raise ValueError(f"unknown sound decoder parts {unknown}; the parts are {list(SOUND_PARTS)}")
     from nextgpt_audio.mel import normalise_waveform
 
     pipeline = decoder.pipeline
@@ -367,20 +376,23 @@ def train_sound_decoder(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        started = time.perf_counter()
-        report["vocoder"] = train_vocoder(pipeline.vocoder, mels, targets, budget, generator)
-        report["vocoder"]["seconds"] = time.perf_counter() - started
-        log(f"toy audio vocoder: {_losses(report['vocoder'])}")
-        started = time.perf_counter()
-        report["vae"] = train_mel_vae(pipeline.vae, mels[:, None], budget, generator)
-        report["vae"]["seconds"] = time.perf_counter() - started
-        log(f"toy audio VAE: {_losses(report['vae'])}")
-        started = time.perf_counter()
-        pipeline.scheduler = zero_snr_scheduler(pipeline.scheduler)
-        latents = torch.cat([decoder._vae_latents(mels[i : i + 64, None]) for i in range(0, len(mels), 64)])
-        report["unet"] = train_sound_unet(decoder, captions, latents, budget, seed, generator)
-        report["unet"]["seconds"] = time.perf_counter() - started
-        log(f"toy audio UNet: {_losses(report['unet'])}")
+        if "vocoder" in parts:
+            started = time.perf_counter()
+            report["vocoder"] = train_vocoder(pipeline.vocoder, mels, targets, budget, generator)
+            report["vocoder"]["seconds"] = time.perf_counter() - started
+            log(f"toy audio vocoder: {_losses(report['vocoder'])}")
+        if "vae" in parts:
+            started = time.perf_counter()
+            report["vae"] = train_mel_vae(pipeline.vae, mels[:, None], budget, generator)
+            report["vae"]["seconds"] = time.perf_counter() - started
+            log(f"toy audio VAE: {_losses(report['vae'])}")
+        if "unet" in parts:
+            started = time.perf_counter()
+            pipeline.scheduler = zero_snr_scheduler(pipeline.scheduler)
+            latents = torch.cat([decoder._vae_latents(mels[i : i + 64, None]) for i in range(0, len(mels), 64)])
+            report["unet"] = train_sound_unet(decoder, captions, latents, budget, seed, generator)
+            report["unet"]["seconds"] = time.perf_counter() - started
+            log(f"toy audio UNet: {_losses(report['unet'])}")
     return report
 
 

@@ -28,37 +28,56 @@ def train_toy(
     budget: str = "full",
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    build_base: bool = False,
 ) -> Path:
     """Train the toy base folder ``base`` through stages 1 -> 2 -> 3 and write the result to ``out``.
 
     Args:
         base: a folder written by `toy_world.build.build_toy` (with the same ``seed`` and
-            ``heldout_fraction``).
+            ``heldout_fraction``), or with ``build_base`` the folder to build it into.
         out: the folder to write; it must not exist unless ``overwrite``.
         seed, heldout_fraction: the world's, as for `toy_world.generate`.
-        budget: ``"full"`` or ``"small"``: the world's size and the stages' steps.
+        budget: ``"full"`` or ``"small"``: the base's pre-training, the world's size and the
+            stages' steps.
+        overwrite: replace existing folders.
+        build_base: `build_toy` the base first, the three stages training while its decoders do
+            (``build_toy``'s ``meanwhile``): minutes sooner than one after the other, and the
+            same model.
     """
+    from toy_world.build import build_toy
     from toy_world.generate import generate
     from toy_world.learning import run_learning
 
-    base, out = Path(base).resolve(), Path(out)
-    if (out.is_symlink() or out.exists()) and not overwrite:
-        raise FileExistsError(f"{out}: exists; pass overwrite=True (build_toy.py --overwrite) to replace it")
+    base, out = Path(base), Path(out)
+    for folder in (base, out) if build_base else (out,):
+        if (folder.is_symlink() or folder.exists()) and not overwrite:
+            raise FileExistsError(f"{folder}: exists; pass overwrite=True (build_toy.py --overwrite) to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-", dir=out.parent) as scratch:
         scratch = Path(scratch)
         generate(scratch / "world", seed=seed, heldout_fraction=heldout_fraction, **WORLD_SIZES[budget])
-        run_learning(base, scratch / "world", scratch / "stages", budget=budget, log=log, measure=False)
-        assemble(base, scratch / "stages" / "stage3", scratch / "model")
+        trained_from: list[Path] = []
+
+        def stages(folder: Path) -> None:
+            trained_from.append(folder.resolve())
+            run_learning(trained_from[0], scratch / "world", scratch / "stages", budget=budget, log=log, measure=False)
+
+        if build_base:
+            build_toy(base, seed, heldout_fraction, budget, log=log, overwrite=overwrite, meanwhile=stages)
+        else:
+            stages(base)
+        assemble(base, scratch / "stages" / "stage3", scratch / "model", trained_from=trained_from[0])
         _replace(out, scratch / "model")
     log(f"trained toy model written to {out}")
     return out
 
 
-def assemble(base: Path, stage3: Path, out: Path) -> Path:
+def assemble(base: Path, stage3: Path, out: Path, trained_from: Path | None = None) -> Path:
     """Write into the new folder ``out`` a model that stands alone: ``base``'s frozen parts and
     demo script with the trained parts and ``config.json`` of ``stage3`` (a folder saved from a
-    model loaded from ``base``), the config's paths into ``base`` made relative to ``out``."""
+    model loaded from ``base``, or from ``trained_from``: the provisional folder `build_toy`
+    handed its ``meanwhile``, whose frozen parts the stages read as ``base``'s), the config's
+    paths into that folder made relative to ``out``."""
     base = Path(base).resolve()
     shutil.copytree(base, out)
     for item in Path(stage3).iterdir():
@@ -66,7 +85,8 @@ def assemble(base: Path, stage3: Path, out: Path) -> Path:
             shutil.copy2(item, out / item.name)
     config_file = out / "config.json"
     config = json.loads(config_file.read_text())
-    config_file.write_text(json.dumps(_inside(config, str(base)), indent=2) + "\n")
+    parts = Path(trained_from).resolve() if trained_from is not None else base
+    config_file.write_text(json.dumps(_inside(config, str(parts)), indent=2) + "\n")
     return out
 
 
