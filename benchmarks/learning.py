@@ -14,7 +14,7 @@ caption itself (the ceiling), a held-out video shown with "Draw it at the top le
 demo's four-turn conversation on held-out captions, every generated file read by the world
 reader (``toy_world.reader``); a contact sheet PNG of a dozen of them is written beside
 ``--json`` (or to ``--contact-sheet``). With ``--workdir``, the stage folders stay under
-``<workdir>/stages`` and the stage-3 model, standing alone like `toy`, in ``<workdir>/trained``.
+``<workdir>/stages``.
 
     python benchmarks/learning.py                     # full budget (target: < 25 min on 2 cores)
     python benchmarks/learning.py --budget small      # a smaller version (a couple of minutes)
@@ -206,21 +206,11 @@ def repoint_stages(stages: Path, trained_from: Path, toy: Path) -> None:
     """Make each stage folder under ``stages`` name its frozen parts in ``toy`` instead of
     ``trained_from`` (the provisional copy `build_toy` handed its ``meanwhile``, removed since),
     so that they load, as ``nextgpt eval --model <workdir>/stages/stage3`` does."""
-    old, new = str(trained_from.resolve()), str(toy.resolve())
+    from toy_world.trained_toy import move_parts
 
-    def moved(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {moved(k): moved(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [moved(v) for v in value]
-        if isinstance(value, str):  # a path, or a licence record naming one ("llm (/.../llm)")
-            return new if value == old else value.replace(old + "/", new + "/")
-        return value
-
-    if old == new:
-        return
-    for config in sorted(stages.glob("stage*/config.json")):
-        config.write_text(json.dumps(moved(json.loads(config.read_text())), indent=2) + "\n")
+    if trained_from.resolve() != toy.resolve():
+        for folder in sorted(path.parent for path in stages.glob("stage*/config.json")):
+            move_parts(folder, trained_from.resolve(), str(toy.resolve()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     from toy_world.end_to_end import run_end_to_end, start_baseline
     from toy_world.learning import run_learning
     from toy_world.settings import WORLD_SIZES
-    from toy_world.trained_toy import assemble
 
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="nextgpt-learning-") as scratch:
@@ -280,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             toy = resolve_model_folder(toy)
             train_stages(toy)
-        # the stage-3 model with the finished toy's frozen parts, as `toy-world-build` writes `toy`
-        trained = assemble(toy, stages / "stage3", workdir / "trained", trained_from=trained_from[0])
         repoint_stages(stages, trained_from[0], Path(toy))
         # the untrained chain and the ceiling need only the toy model: the second core scores them
         # while the first scores the trained model
@@ -292,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         if sheet is not None and sheet.exists():
             sheet = sheet.with_name(f"{sheet.stem}-{int(time.time())}{sheet.suffix}")
         results["end_to_end"] = run_end_to_end(
-            trained,
+            stages / "stage3",
             toy,
             workdir / "world",
             END_TO_END_LIMIT[args.budget],

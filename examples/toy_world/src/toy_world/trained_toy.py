@@ -83,20 +83,25 @@ def assemble(base: Path, stage3: Path, out: Path, trained_from: Path | None = No
     for item in Path(stage3).iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
-    config_file = out / "config.json"
-    config = json.loads(config_file.read_text())
-    parts = Path(trained_from).resolve() if trained_from is not None else base
-    config_file.write_text(json.dumps(_inside(config, str(parts)), indent=2) + "\n")
+    move_parts(out, Path(trained_from).resolve() if trained_from is not None else base, "./")
     return out
 
 
-def _inside(value: Any, base: str) -> Any:
-    """``value`` (parsed JSON) with every path into the folder ``base``, in keys and values (the
-    licence records name their parts by path), made ``./``-relative."""
+def move_parts(folder: Path, old: Path, new: str) -> None:
+    """Rewrite ``folder/config.json`` so that every path into the folder ``old``, in keys and
+    values (the licence records name their parts by path), points into ``new`` instead
+    (``"./"``: inside ``folder`` itself)."""
+    config_file = Path(folder) / "config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps(_moved(config, str(old), new), indent=2) + "\n")
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """``value`` (parsed JSON) with every path into the folder ``old`` moved into ``new``."""
     if isinstance(value, dict):
-        return {_inside(k, base): _inside(v, base) for k, v in value.items()}
+        return {_moved(k, old, new): _moved(v, old, new) for k, v in value.items()}
     if isinstance(value, list):
-        return [_inside(v, base) for v in value]
+        return [_moved(v, old, new) for v in value]
     if isinstance(value, str):
-        return "./" if value == base else value.replace(base + "/", "./")
+        return new if value == old else value.replace(old + "/", new if new.endswith("/") else new + "/")
     return value
